@@ -1,0 +1,33 @@
+"""Build the Cython executor core and map `migrations/` into the package.
+
+Everything else lives in pyproject.toml; setup.py exists because the extension
+and the out-of-tree migrations folder need code to describe.
+"""
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+extensions = [
+    Extension(
+        "simple_scheduler._core",
+        sources=["ext/_core.pyx"],
+        define_macros=[("_GNU_SOURCE", "1")],
+        extra_compile_args=["-O2", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"],
+        libraries=["pthread"],
+    )
+]
+
+setup(
+    package_dir={"": "src", "simple_scheduler.migrations": "migrations"},
+    packages=["simple_scheduler", "simple_scheduler.migrations"],
+    package_data={
+        "simple_scheduler": ["py.typed", "*.pyi"],
+        "simple_scheduler.migrations": ["*.sql"],
+    },
+    ext_modules=cythonize(
+        extensions,
+        language_level="3",
+        compiler_directives={"boundscheck": False, "wraparound": False},
+    ),
+    zip_safe=False,
+)

@@ -1,0 +1,122 @@
+"""The narrow interface between the scheduler and whatever executes tasks.
+
+The local hypervisor is the first backend; a cluster engine (Slurm) will be the second.
+Nothing above this interface may assume local pids or local files except through it:
+the scheduler names an execution by an opaque `key`, hands over a `TaskSpec`, and
+learns what happened from a stream of `Event`s.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+#: Keys travel in file names, semaphore names and datagrams: keep them tame.
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,96}$")
+
+
+def execution_key(job_id: int, task_index: int, attempt: int) -> str:
+    """The key of one execution (attempt) of one task: unique for the server's life."""
+    return f"{job_id}.{task_index}.{attempt}"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything a backend needs to run one execution of one task."""
+
+    key: str
+    job_id: int
+    task_name: str
+    argv: list[str]
+    env: dict[str, str]
+    task_dir: str
+    cwd: str | None = None  #: None: the task directory itself
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How an execution ended, decoded from the wait status by the monitor."""
+
+    exit_code: int | None  #: set when the process exited
+    signal: int | None  #: set when a signal killed it
+    core_dumped: bool
+    start_time: float  #: epoch seconds
+    end_time: float  #: epoch seconds
+    error: str | None = None  #: "could not start: <reason>" when exec never happened
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class Started:
+    key: str
+    pid: int
+    pid_start_time: int  #: clock ticks since boot (/proc/PID/stat field 22): pid + this = identity
+    time: float
+    kind: Literal["started"] = "started"
+
+
+@dataclass(frozen=True)
+class Exited:
+    key: str
+    status: ExitStatus
+    kind: Literal["exited"] = "exited"
+
+
+@dataclass(frozen=True)
+class Lost:
+    key: str
+    reason: str
+    kind: Literal["lost"] = "lost"
+
+
+Event = Started | Exited | Lost
+
+TaskState = Literal["spawned", "running", "exited", "lost"]
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One execution as the backend knows it (answer to `list`)."""
+
+    key: str
+    state: TaskState
+    pid: int | None = None
+    pid_start_time: int | None = None
+    status: ExitStatus | None = None
+    reason: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class BackendError(Exception):
+    """A request the backend refused or could not carry out."""
+
+
+class ExecutionBackend(Protocol):
+    """What the scheduler needs from an executor. All methods are coroutine-safe."""
+
+    async def spawn(self, spec: TaskSpec, start: bool = True) -> None:
+        """Prepare the execution; with `start`, release it at once (one round trip)."""
+
+    async def start(self, key: str) -> None:
+        """Release an execution spawned with start=False."""
+
+    async def kill(self, key: str, grace: float = 5.0) -> bool:
+        """TERM the execution's process group, KILL after `grace` s. False if not alive."""
+
+    async def list(self) -> list[TaskRecord]:
+        """Every execution the backend still holds (not yet released)."""
+
+    async def release(self, key: str) -> None:
+        """The caller has recorded this execution's end: the backend may forget it."""
+
+    def events(self) -> AsyncIterator[Event]:
+        """Started / Exited / Lost, in order, for this subscriber."""
+        ...
+
+    async def close(self) -> None:
+        """Drop the connection; running executions keep running."""
