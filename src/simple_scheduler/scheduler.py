@@ -1,0 +1,963 @@
+"""The scheduler: owns the DAG of every live job, the worker limit and the error policies.
+
+It runs inside the web process as asyncio code and talks to execution only through
+`backend.ExecutionBackend`. Design choices:
+
+- **In memory, O(1) per event.** Each live task keeps a counter of parents that have not
+  yet released it; a task's end walks its own children only. Ready tasks sit in one heap
+  ordered by (job priority, job id, task index), so the highest-priority, oldest job goes
+  first. Stale heap entries are skipped when popped, never searched for.
+- **Batched, ordered writes.** Status changes mark rows dirty; one flusher writes every
+  dirty row in one transaction, coalescing whatever happened while the previous write
+  ran. An execution is released from the backend only after its outcome is committed.
+- **Exactly once across crashes.** An execution's key is `<job>.<task>.<attempt>`, so
+  on restart the backend's `list` tells which attempt really started, whether or not the
+  database had recorded it. See `_reconcile`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import json
+import logging
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simple_scheduler import jobstore
+from simple_scheduler.backend import (
+    BackendError,
+    Event,
+    ExecutionBackend,
+    ExitStatus,
+    Exited,
+    Lost,
+    Started,
+    TaskRecord,
+    execution_key,
+)
+from simple_scheduler.db import Row, Store
+from simple_scheduler.states import (
+    JOB_TERMINAL,
+    TASK_RELEASES_CHILDREN,
+    TASK_TERMINAL,
+    JobStatus,
+    TaskStatus,
+    check_job,
+    check_task,
+)
+from simple_scheduler.taskrun import build_spec, failed_step, task_dir
+from simple_scheduler.workflow import Job
+
+log = logging.getLogger("simple_scheduler.scheduler")
+
+T = TaskStatus
+J = JobStatus
+
+PRIORITY_RANK = {"highest": 0, "high": 1, "normal": 2, "low": 3, "lowest": 4, "idle": 5}
+#: ProActive re-queues a task restarted by a user after this many seconds.
+RESTART_DELAY_S = 5.0
+
+BackendFactory = Callable[[], Awaitable[ExecutionBackend]]
+
+
+class SchedulerError(Exception):
+    """Base of the errors an API call can get."""
+
+
+class UnknownJob(SchedulerError):
+    pass
+
+
+class UnknownTask(SchedulerError):
+    pass
+
+
+class StateConflict(SchedulerError):
+    """The action is not allowed in the job's or task's current state (HTTP 409)."""
+
+
+def proactive_retry_delay(execution_number: int) -> float:
+    """ProActive's growing delay (InternalJob.getNextWaitingTime), in seconds."""
+    if execution_number <= 0:
+        return 1.0
+    if execution_number > 10:
+        return 60.0
+    return execution_number + proactive_retry_delay(execution_number - 1)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(eq=False)
+class LiveTask:
+    index: int
+    name: str
+    status: TaskStatus
+    spec: dict[str, Any]
+    on_error: str
+    max_exec: int
+    attempts: int
+    parents: list[int] = field(default_factory=list)
+    children: list[int] = field(default_factory=list)
+    waiting_parents: int = 0
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: str | None = None
+    scheduled_time: int | None = None
+    start_time: int | None = None
+    finished_time: int | None = None
+    in_error_time: int | None = None
+    pid: int | None = None
+    pid_start_time: int | None = None
+    #: why we asked the backend to kill it: "job", "task", "restart" or "walltime"
+    kill_reason: str | None = None
+    timer: asyncio.TimerHandle | None = None
+
+    def row(self, job_id: int) -> dict[str, Any]:
+        return {
+            "job_id": job_id,
+            "task_index": self.index,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "max_number_of_execution": self.max_exec,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "reason": self.reason,
+            "scheduled_time": self.scheduled_time,
+            "start_time": self.start_time,
+            "finished_time": self.finished_time,
+            "in_error_time": self.in_error_time,
+            "pid": self.pid,
+            "pid_start_time": self.pid_start_time,
+        }
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+def _counter(status: TaskStatus) -> str | None:
+    if status in (T.SUBMITTED, T.PENDING, T.PAUSED, T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE):
+        return "pending_tasks"
+    if status is T.RUNNING:
+        return "running_tasks"
+    if status is T.IN_ERROR:
+        return "in_error_tasks"
+    return None
+
+
+@dataclass(eq=False)
+class LiveJob:
+    id: int
+    owner: str
+    name: str
+    priority: str
+    status: JobStatus
+    on_error: str
+    variables: dict[str, str]
+    tasks: list[LiveTask]
+    paused: bool = False
+    start_time: int | None = None
+    finished_time: int | None = None
+    in_error_time: int | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rank(self) -> int:
+        return PRIORITY_RANK.get(self.priority, 2)
+
+    def recount(self) -> None:
+        counts = dict.fromkeys(
+            (
+                "pending_tasks",
+                "running_tasks",
+                "finished_tasks",
+                "faulty_tasks",
+                "failed_tasks",
+                "in_error_tasks",
+            ),
+            0,
+        )
+        for task in self.tasks:
+            self._count(counts, task.status, 1)
+        self.counters = counts
+
+    @staticmethod
+    def _count(counts: dict[str, int], status: TaskStatus, delta: int) -> None:
+        name = _counter(status)
+        if name:
+            counts[name] += delta
+        if status in TASK_TERMINAL:
+            counts["finished_tasks"] += delta
+        if status is T.FAULTY:
+            counts["faulty_tasks"] += delta
+        if status is T.FAILED:
+            counts["failed_tasks"] += delta
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "start_time": self.start_time,
+            "finished_time": self.finished_time,
+            "in_error_time": self.in_error_time,
+            **self.counters,
+        }
+
+
+class Scheduler:
+    """Runs jobs. Every public coroutine is safe to call from request handlers."""
+
+    def __init__(
+        self,
+        store: Store,
+        backend_factory: BackendFactory,
+        *,
+        process_directory: Path,
+        nb_of_workers: int,
+        kill_grace: float = 5.0,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.store = store
+        self._backend_factory = backend_factory
+        self._backend: ExecutionBackend | None = None
+        self.process_directory = process_directory
+        self.nb_of_workers = max(1, nb_of_workers)
+        self.kill_grace = kill_grace
+        self._base_env = dict(base_env or {})
+        self._jobs: dict[int, LiveJob] = {}
+        self._by_key: dict[str, tuple[LiveJob, LiveTask]] = {}
+        self._ready: list[tuple[int, int, int]] = []
+        self._running = 0
+        self.max_running_seen = 0
+        self._dirty_tasks: dict[tuple[int, int], tuple[LiveJob, LiveTask]] = {}
+        self._dirty_jobs: dict[int, LiveJob] = {}
+        self._release_after_flush: list[str] = []
+        self._flush_needed = asyncio.Event()
+        self._flushed = asyncio.Condition()
+        self._flush_generation = 0
+        self._connected = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load live jobs, connect, reconcile with the backend, then run."""
+        await self._load()
+        await self._connect()
+        self._background = [
+            asyncio.create_task(self._consume_events(), name="scheduler-events"),
+            asyncio.create_task(self._flusher(), name="scheduler-flusher"),
+        ]
+        self._dispatch()
+
+    async def stop(self) -> None:
+        """Write what is pending and let go; running tasks keep running for the next start."""
+        self._closing = True
+        await self.flush()
+        for job in self._jobs.values():
+            for task in job.tasks:
+                task.cancel_timer()
+        for bg in self._background:
+            bg.cancel()
+        for bg in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await bg
+        if self._backend is not None:
+            with contextlib.suppress(Exception):
+                await self._backend.close()
+
+    async def _connect(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                self._backend = await self._backend_factory()
+                break
+            except (OSError, BackendError) as exc:
+                log.warning("backend unreachable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        records = await self._backend.list()
+        self._reconcile(records)
+        self._connected.set()
+
+    # -- loading and reconciliation ----------------------------------------------------
+
+    async def _load(self) -> None:
+        jobs, tasks, deps = await jobstore.load_live(self.store)
+        by_job: dict[int, list[Row]] = {}
+        for row in tasks:
+            by_job.setdefault(int(row["job_id"]), []).append(row)
+        for jrow in jobs:
+            job_id = int(jrow["id"])
+            live = [
+                LiveTask(
+                    index=int(r["task_index"]),
+                    name=str(r["name"]),
+                    status=T(r["status"]),
+                    spec=json.loads(r["spec"]),
+                    on_error=str(r["on_task_error"]),
+                    max_exec=int(r["max_number_of_execution"]),
+                    attempts=int(r["attempts"]),
+                    exit_code=r["exit_code"],
+                    signal=r["signal"],
+                    reason=r["reason"],
+                    scheduled_time=r["scheduled_time"],
+                    start_time=r["start_time"],
+                    finished_time=r["finished_time"],
+                    in_error_time=r["in_error_time"],
+                    pid=r["pid"],
+                    pid_start_time=r["pid_start_time"],
+                )
+                for r in by_job.get(job_id, [])
+            ]
+            job = LiveJob(
+                id=job_id,
+                owner=str(jrow["owner"]),
+                name=str(jrow["name"]),
+                priority=str(jrow["priority"]),
+                status=J(jrow["status"]),
+                on_error=str(jrow["on_task_error"]),
+                variables=json.loads(jrow["variables"]),
+                tasks=live,
+                paused=jrow["status"] == J.PAUSED.value,
+                start_time=jrow["start_time"],
+                finished_time=jrow["finished_time"],
+                in_error_time=jrow["in_error_time"],
+            )
+            self._jobs[job_id] = job
+        for d in deps:
+            job = self._jobs[int(d["job_id"])]
+            child, parent = job.tasks[int(d["task_index"])], job.tasks[int(d["parent"])]
+            child.parents.append(parent.index)
+            parent.children.append(child.index)
+        for job in self._jobs.values():
+            job.recount()
+            for task in job.tasks:
+                task.waiting_parents = sum(
+                    1 for p in task.parents if job.tasks[p].status not in TASK_RELEASES_CHILDREN
+                )
+
+    def _reconcile(self, records: list[TaskRecord]) -> None:
+        """Make memory agree with what the backend really ran (after any restart)."""
+        by_key = {r.key: r for r in records}
+        claimed: set[str] = set()
+        for job in list(self._jobs.values()):
+            for task in job.tasks:
+                if task.status in TASK_TERMINAL or task.status is T.IN_ERROR:
+                    continue
+                current = execution_key(job.id, task.index, task.attempts)
+                following = execution_key(job.id, task.index, task.attempts + 1)
+                if task.status is T.RUNNING:
+                    record = by_key.get(current)
+                elif following in by_key:
+                    # Spawned before the database recorded it: adopt that attempt.
+                    record = by_key[following]
+                    if task.status is not T.PENDING:
+                        self._set(job, task, T.PENDING)
+                    self._set(job, task, T.RUNNING)
+                    task.attempts += 1
+                    task.scheduled_time = task.scheduled_time or now_ms()
+                    self._running += 1
+                else:
+                    if task.status is T.PENDING and not job.paused:
+                        heapq.heappush(self._ready, (job.rank, job.id, task.index))
+                    elif task.status in (T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE):
+                        if task.timer is None:  # first start: the delay was lost with us
+                            self._schedule_retry(job, task, 0.0)
+                    continue
+                key = execution_key(job.id, task.index, task.attempts)
+                claimed.add(key)
+                self._by_key.setdefault(key, (job, task))
+                if record is None:
+                    if task.pid is None and task.kill_reason is None:
+                        # The spawn never reached the backend: nothing ran, run it now.
+                        self._spawn(job, task)
+                    else:
+                        self._execution_ended(key, None, "execution unknown to the backend after a restart")
+                    continue
+                self._apply_record(job, task, record)
+        for key, record in by_key.items():
+            if key not in claimed:
+                # Not ours (job removed, or already recorded): make sure it is gone.
+                if record.state in ("spawned", "running"):
+                    self._spawn_task(self._kill(key))
+                else:
+                    self._release_after_flush.append(key)
+        self._running = sum(
+            1 for job in self._jobs.values() for t in job.tasks if t.status is T.RUNNING
+        )
+        self._settle(set(self._jobs.values()))
+
+    def _apply_record(self, job: LiveJob, task: LiveTask, record: TaskRecord) -> None:
+        key = record.key
+        if record.pid is not None and task.pid is None:
+            task.pid, task.pid_start_time = record.pid, record.pid_start_time
+            self._mark(job, task)
+        if record.state == "exited" and record.status is not None:
+            self._execution_ended(key, record.status, None)
+        elif record.state == "lost":
+            self._execution_ended(key, None, record.reason or "monitor lost")
+        elif task.kill_reason is not None:
+            self._spawn_task(self._kill(key))
+
+    # -- submission ----------------------------------------------------------------------
+
+    async def submit(self, job: Job, owner: str, xml: str) -> int:
+        """Store a validated job in one transaction, then start scheduling it."""
+        async with self.store.transaction() as tx:
+            job_id = await jobstore.insert_job(tx, job, owner, xml, now_ms())
+        tasks = [
+            LiveTask(
+                index=t.index,
+                name=t.name,
+                status=T.SUBMITTED,
+                spec=jobstore.task_spec(t, job),
+                on_error=t.on_task_error or job.on_task_error,
+                max_exec=jobstore.effective_max_executions(job, t),
+                attempts=0,
+                parents=list(t.depends),
+                waiting_parents=len(t.depends),
+            )
+            for t in job.tasks
+        ]
+        for t in tasks:
+            for p in t.parents:
+                tasks[p].children.append(t.index)
+        live = LiveJob(
+            id=job_id,
+            owner=owner,
+            name=job.name,
+            priority=job.priority,
+            status=J.PENDING,
+            on_error=job.on_task_error,
+            variables=dict(job.variables),
+            tasks=tasks,
+        )
+        live.recount()
+        self._jobs[job_id] = live
+        for t in tasks:
+            if t.waiting_parents == 0:
+                self._make_eligible(live, t)
+        log.info("job %d submitted by %s: %s (%d tasks)", job_id, owner, job.name, len(tasks))
+        self._settle({live})
+        return job_id
+
+    # -- the state machine -----------------------------------------------------------
+
+    def _set(self, job: LiveJob, task: LiveTask, new: TaskStatus) -> None:
+        check_task(task.status, new)
+        LiveJob._count(job.counters, task.status, -1)
+        LiveJob._count(job.counters, new, 1)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("job %d task %s: %s -> %s", job.id, task.name, task.status, new)
+        task.status = new
+        self._mark(job, task)
+
+    def _mark(self, job: LiveJob, task: LiveTask) -> None:
+        self._dirty_tasks[(job.id, task.index)] = (job, task)
+        self._dirty_jobs[job.id] = job
+        self._flush_needed.set()
+
+    def _make_eligible(self, job: LiveJob, task: LiveTask) -> None:
+        if job.paused:
+            self._set(job, task, T.PAUSED)
+        else:
+            self._set(job, task, T.PENDING)
+            heapq.heappush(self._ready, (job.rank, job.id, task.index))
+
+    def _dispatch(self) -> None:
+        """Start ready tasks while worker slots are free."""
+        if not self._connected.is_set() or self._closing:
+            return
+        touched: set[LiveJob] = set()
+        while self._running < self.nb_of_workers and self._ready:
+            _, job_id, index = heapq.heappop(self._ready)
+            job = self._jobs.get(job_id)
+            if job is None:
+                continue
+            task = job.tasks[index]
+            if task.status is not T.PENDING:
+                continue  # stale entry
+            if job.paused:
+                self._set(job, task, T.PAUSED)
+                continue
+            task.attempts += 1
+            task.exit_code = task.signal = task.pid = task.pid_start_time = None
+            task.reason = None
+            task.kill_reason = None
+            task.scheduled_time = now_ms()
+            self._set(job, task, T.RUNNING)
+            self._running += 1
+            self.max_running_seen = max(self.max_running_seen, self._running)
+            if job.start_time is None:
+                job.start_time = task.scheduled_time
+            self._spawn(job, task)
+            touched.add(job)
+        for job in touched:
+            self._update_job(job)
+
+    def _spawn(self, job: LiveJob, task: LiveTask) -> None:
+        key = execution_key(job.id, task.index, task.attempts)
+        self._by_key[key] = (job, task)
+        try:
+            spec = build_spec(
+                process_directory=self.process_directory,
+                base_env=self._base_env,
+                job_id=job.id,
+                job_name=job.name,
+                owner=job.owner,
+                job_variables=job.variables,
+                task_index=task.index,
+                task_name=task.name,
+                attempt=task.attempts,
+                spec=task.spec,
+            )
+        except OSError as exc:
+            self._execution_ended(key, None, f"could not start: preparing the task: {exc}")
+            return
+        walltime = task.spec.get("walltime")
+        if walltime:
+            task.timer = asyncio.get_running_loop().call_later(
+                float(walltime), self._walltime_expired, key
+            )
+        backend = self._backend
+        assert backend is not None
+
+        async def spawn() -> None:
+            try:
+                await backend.spawn(spec, start=True)
+            except BackendError as exc:
+                self._execution_ended(key, None, f"could not start: {exc}")
+                self._settle({job})
+            except (OSError, EOFError, ConnectionError):
+                pass  # the backend is down: reconciliation after reconnect decides
+
+        self._spawn_task(spawn())
+
+    def _spawn_task(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(_log_failure)
+
+    def _walltime_expired(self, key: str) -> None:
+        entry = self._by_key.get(key)
+        if entry is None:
+            return
+        job, task = entry
+        task.timer = None
+        if task.status is T.RUNNING and task.kill_reason is None:
+            task.kill_reason = "walltime"
+            log.info("job %d task %s: walltime exceeded, killing", job.id, task.name)
+            self._spawn_task(self._kill(key))
+
+    async def _kill(self, key: str) -> None:
+        if self._backend is not None:
+            with contextlib.suppress(BackendError, OSError, ConnectionError, EOFError):
+                await self._backend.kill(key, self.kill_grace)
+
+    # -- events --------------------------------------------------------------------------
+
+    async def _consume_events(self) -> None:
+        while not self._closing:
+            backend = self._backend
+            assert backend is not None
+            try:
+                async for event in backend.events():
+                    self._on_event(event)
+            except (OSError, EOFError, ConnectionError, BackendError) as exc:
+                log.warning("lost the backend connection: %s", exc)
+            if self._closing:
+                return
+            self._connected.clear()
+            with contextlib.suppress(Exception):
+                await backend.close()
+            await self._connect()
+            self._dispatch()
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Started):
+            entry = self._by_key.get(event.key)
+            if entry is not None:
+                job, task = entry
+                task.pid, task.pid_start_time = event.pid, event.pid_start_time
+                task.start_time = int(event.time * 1000)
+                self._mark(job, task)
+                log.info("job %d task %s: started, pid %d", job.id, task.name, event.pid)
+            return
+        if isinstance(event, Exited):
+            touched = self._execution_ended(event.key, event.status, None)
+        elif isinstance(event, Lost):
+            touched = self._execution_ended(event.key, None, f"lost: {event.reason}")
+        else:  # pragma: no cover - exhaustive
+            return
+        if touched is not None:
+            self._settle({touched})
+
+    def _execution_ended(
+        self, key: str, status: ExitStatus | None, lost_reason: str | None
+    ) -> LiveJob | None:
+        """One execution is over: record it, then apply the error policy."""
+        entry = self._by_key.pop(key, None)
+        self._release_after_flush.append(key)
+        self._flush_needed.set()
+        if entry is None:
+            return None
+        job, task = entry
+        if task.status is not T.RUNNING:
+            return None
+        task.cancel_timer()
+        self._running -= 1
+        task.finished_time = now_ms()
+        if status is not None:
+            task.exit_code, task.signal = status.exit_code, status.signal
+            task.start_time = task.start_time or int(status.start_time * 1000)
+            task.finished_time = int(status.end_time * 1000)
+        ok = status is not None and status.ok
+        task.reason = lost_reason or self._describe(job, task, status)
+        kill_reason, task.kill_reason = task.kill_reason, None
+        log.info(
+            "job %d task %s: ended (%s)", job.id, task.name, task.reason or "exit code 0"
+        )
+        if kill_reason == "job" or job.status in JOB_TERMINAL:
+            self._set(job, task, T.ABORTED)
+        elif kill_reason == "task":
+            task.reason = "killed by user"
+            self._fail(job, task, retry=False)
+        elif kill_reason == "restart":
+            task.reason = "restarted by user"
+            self._fail(job, task, retry=True, delay=RESTART_DELAY_S)
+        elif kill_reason == "walltime":
+            task.reason = f"walltime of {task.spec.get('walltime')} s exceeded"
+            self._fail(job, task, retry=True)
+        elif ok:
+            self._set(job, task, T.FINISHED)
+            self._release_children(job, task)
+        else:
+            self._fail(job, task, retry=True, lost=lost_reason is not None)
+        return job
+
+    def _describe(self, job: LiveJob, task: LiveTask, status: ExitStatus | None) -> str | None:
+        if status is None:
+            return None
+        if status.error:
+            return status.error
+        if status.ok:
+            return None
+        how = (
+            f"exit code {status.exit_code}"
+            if status.signal is None
+            else f"killed by signal {status.signal}" + (" (core dumped)" if status.core_dumped else "")
+        )
+        if task.spec.get("pre") or task.spec.get("post") or task.spec.get("cleaning"):
+            step = failed_step(task_dir(self.process_directory, job.id, task.index, task.attempts))
+            if step:
+                return f"{step} failed: {how}"
+        return how
+
+    def _fail(
+        self,
+        job: LiveJob,
+        task: LiveTask,
+        *,
+        retry: bool,
+        lost: bool = False,
+        delay: float | None = None,
+    ) -> None:
+        if retry and task.attempts < task.max_exec:
+            self._set(job, task, T.WAITING_ON_FAILURE if lost else T.WAITING_ON_ERROR)
+            if delay is None:
+                configured = task.spec.get("task_retry_delay")
+                delay = float(configured) if configured else proactive_retry_delay(task.attempts)
+            self._schedule_retry(job, task, delay)
+            return
+        policy = task.on_error
+        if policy == "cancelJob":
+            self._set(job, task, T.FAULTY)
+            self._end_job(job, J.CANCELED)
+        elif policy in ("suspendTask", "pauseJob"):
+            self._set(job, task, T.IN_ERROR)
+            task.in_error_time = job.in_error_time = now_ms()
+            if policy == "pauseJob":
+                self._pause(job)
+        else:
+            self._set(job, task, T.FAILED if lost else T.FAULTY)
+            self._release_children(job, task)
+
+    def _schedule_retry(self, job: LiveJob, task: LiveTask, delay: float) -> None:
+        def retry() -> None:
+            task.timer = None
+            if task.status in (T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE):
+                self._make_eligible(job, task)
+                self._settle({job})
+
+        task.cancel_timer()
+        task.timer = asyncio.get_running_loop().call_later(delay, retry)
+
+    def _release_children(self, job: LiveJob, task: LiveTask) -> None:
+        for index in task.children:
+            child = job.tasks[index]
+            child.waiting_parents -= 1
+            if child.waiting_parents == 0 and child.status is T.SUBMITTED:
+                self._make_eligible(job, child)
+
+    def _end_job(self, job: LiveJob, final: JobStatus) -> None:
+        """Kill, cancel: running tasks are killed (ABORTED on exit), the rest never run."""
+        check_job(job.status, final)
+        job.status = final
+        job.finished_time = now_ms()
+        self._dirty_jobs[job.id] = job
+        for task in job.tasks:
+            task.cancel_timer()
+            if task.status is T.RUNNING:
+                task.kill_reason = "job"
+                self._spawn_task(self._kill(execution_key(job.id, task.index, task.attempts)))
+            elif task.status in (T.SUBMITTED, T.PENDING, T.PAUSED):
+                self._set(job, task, T.NOT_STARTED)
+            elif task.status in (T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE, T.IN_ERROR):
+                self._set(job, task, T.NOT_RESTARTED)
+        log.info("job %d: %s", job.id, final)
+
+    def _pause(self, job: LiveJob) -> None:
+        job.paused = True
+        for task in job.tasks:
+            if task.status in (T.SUBMITTED, T.PENDING, T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE):
+                task.cancel_timer()
+                self._set(job, task, T.PAUSED)
+
+    def _update_job(self, job: LiveJob) -> None:
+        """Derive the job's status from its counters (ProActive's rules)."""
+        if job.status in JOB_TERMINAL:
+            return
+        c = job.counters
+        if c["finished_tasks"] == len(job.tasks):
+            new = J.FINISHED
+            job.finished_time = now_ms()
+        elif job.paused:
+            new = J.PAUSED
+        elif c["in_error_tasks"] > 0:
+            new = J.IN_ERROR
+        elif c["running_tasks"] > 0:
+            new = J.RUNNING
+        elif job.start_time is not None:
+            new = J.STALLED
+        else:
+            new = J.PENDING
+        if new is not job.status:
+            check_job(job.status, new)
+            log.info("job %d: %s -> %s", job.id, job.status, new)
+            job.status = new
+            self._dirty_jobs[job.id] = job
+            self._flush_needed.set()
+
+    def _settle(self, jobs: set[LiveJob]) -> None:
+        self._dispatch()
+        for job in jobs:
+            self._update_job(job)
+
+    # -- persistence -------------------------------------------------------------------
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._flush_needed.wait()
+            self._flush_needed.clear()
+            try:
+                await self._write()
+            except Exception:
+                log.exception("writing status changes failed; retrying")
+                self._flush_needed.set()
+                await asyncio.sleep(0.5)
+
+    async def _write(self) -> None:
+        tasks, self._dirty_tasks = self._dirty_tasks, {}
+        jobs, self._dirty_jobs = self._dirty_jobs, {}
+        release, self._release_after_flush = self._release_after_flush, []
+        try:
+            if tasks or jobs:
+                task_rows = [t.row(j.id) for j, t in tasks.values()]
+                job_rows = [j.row() for j in jobs.values()]
+                async with self.store.transaction() as tx:
+                    await jobstore.write_batch(tx, task_rows, job_rows)
+        except BaseException:
+            # Keep them for the next try: nothing is lost, nothing released early.
+            for k, v in tasks.items():
+                self._dirty_tasks.setdefault(k, v)
+            for jk, jv in jobs.items():
+                self._dirty_jobs.setdefault(jk, jv)
+            self._release_after_flush[:0] = release
+            raise
+        for job in jobs.values():
+            if job.status in JOB_TERMINAL and not any(
+                t.status is T.RUNNING for t in job.tasks
+            ):
+                self._jobs.pop(job.id, None)
+        if release and self._backend is not None:
+            backend = self._backend
+
+            async def release_all() -> None:
+                for key in release:
+                    with contextlib.suppress(BackendError, OSError, ConnectionError, EOFError):
+                        await backend.release(key)
+
+            self._spawn_task(release_all())
+        async with self._flushed:
+            self._flush_generation += 1
+            self._flushed.notify_all()
+
+    async def flush(self) -> None:
+        """Wait until everything changed so far is committed."""
+        if not self._dirty_tasks and not self._dirty_jobs and not self._release_after_flush:
+            return
+        async with self._flushed:
+            target = self._flush_generation + 1
+            self._flush_needed.set()
+            await self._flushed.wait_for(lambda: self._flush_generation >= target)
+
+    # -- operations ------------------------------------------------------------------
+
+    def _live(self, job_id: int) -> LiveJob:
+        job = self._jobs.get(job_id)
+        if job is None or job.status in JOB_TERMINAL:
+            raise StateConflict(f"job {job_id} is not alive")
+        return job
+
+    def _task(self, job: LiveJob, name: str) -> LiveTask:
+        for task in job.tasks:
+            if task.name == name:
+                return task
+        raise UnknownTask(f"job {job.id} has no task named {name!r}")
+
+    async def kill_job(self, job_id: int) -> bool:
+        """False when the job had already ended (ProActive's answer)."""
+        job = self._jobs.get(job_id)
+        if job is None or job.status in JOB_TERMINAL:
+            return False
+        self._end_job(job, J.KILLED)
+        self._settle({job})
+        await self.flush()
+        return True
+
+    async def pause_job(self, job_id: int) -> bool:
+        job = self._live(job_id)
+        self._pause(job)
+        self._settle({job})
+        await self.flush()
+        return True
+
+    async def resume_job(self, job_id: int) -> bool:
+        job = self._live(job_id)
+        if not job.paused:
+            return False
+        job.paused = False
+        for task in job.tasks:
+            if task.status is T.PAUSED:
+                if task.waiting_parents == 0:
+                    self._set(job, task, T.PENDING)
+                    heapq.heappush(self._ready, (job.rank, job.id, task.index))
+                else:
+                    self._set(job, task, T.SUBMITTED)
+        self._settle({job})
+        await self.flush()
+        return True
+
+    async def kill_task(self, job_id: int, name: str) -> bool:
+        job = self._live(job_id)
+        task = self._task(job, name)
+        if task.status is not T.RUNNING:
+            raise StateConflict(f"task {name!r} is {task.status}, not RUNNING")
+        task.kill_reason = "task"
+        await self._kill(execution_key(job.id, task.index, task.attempts))
+        return True
+
+    async def restart_task(self, job_id: int, name: str) -> bool:
+        job = self._live(job_id)
+        task = self._task(job, name)
+        if task.status is not T.RUNNING:
+            return False  # ProActive: a no-op when the task is not alive
+        task.kill_reason = "restart"
+        await self._kill(execution_key(job.id, task.index, task.attempts))
+        return True
+
+    async def restart_in_error_task(self, job_id: int, name: str) -> bool:
+        job = self._live(job_id)
+        task = self._task(job, name)
+        if task.status is not T.IN_ERROR:
+            raise StateConflict(f"task {name!r} is {task.status}, not IN_ERROR")
+        # A fresh budget of executions, as if the task had just been submitted.
+        base = task.spec.get("base_max_number_of_execution") or task.max_exec
+        task.spec["base_max_number_of_execution"] = base
+        task.max_exec = task.attempts + int(base)
+        task.in_error_time = None
+        self._set(job, task, T.PENDING)
+        heapq.heappush(self._ready, (job.rank, job.id, task.index))
+        self._settle({job})
+        await self.flush()
+        return True
+
+    async def finish_in_error_task(self, job_id: int, name: str) -> bool:
+        job = self._live(job_id)
+        task = self._task(job, name)
+        if task.status is not T.IN_ERROR:
+            raise StateConflict(f"task {name!r} is {task.status}, not IN_ERROR")
+        self._set(job, task, T.FINISHED)
+        self._release_children(job, task)
+        self._settle({job})
+        await self.flush()
+        return True
+
+    async def remove_job(self, job_id: int) -> bool:
+        """Kill it first if alive (ProActive's behaviour), then delete rows and files."""
+        job = self._jobs.get(job_id)
+        if job is not None and job.status not in JOB_TERMINAL:
+            self._end_job(job, J.KILLED)
+            self._settle({job})
+        await self.flush()
+        if job is not None:
+            # Executions still dying report to nobody: forget them now.
+            for task in job.tasks:
+                if task.status is T.RUNNING:
+                    key = execution_key(job.id, task.index, task.attempts)
+                    self._by_key.pop(key, None)
+                    self._running -= 1
+            self._jobs.pop(job_id, None)
+        await jobstore.delete_job(self.store, job_id)
+        directory = self.process_directory / str(job_id)
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+        self._dispatch()
+        return True
+
+    # -- introspection (tests, benchmarks, status endpoint) ---------------------------
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    def is_live(self, job_id: int) -> bool:
+        return job_id in self._jobs
+
+    async def wait_job(self, job_id: int, timeout: float = 60.0) -> str:
+        """Poll the stored status until the job is terminal (tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            row = await jobstore.get_job(self.store, job_id)
+            if row is not None and J(row["status"]) in JOB_TERMINAL and not self.is_live(job_id):
+                return str(row["status"])
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {row and row['status']}")
+            await asyncio.sleep(0.02)
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("scheduler background step failed", exc_info=exc)

@@ -1,0 +1,89 @@
+"""Variable models (`model="PA:INTEGER[0,10]"`): ProActive rejects a submission whose
+variable value fails its model, so we check them at parse time, after substitution.
+
+Models other than those below (PA:URL, PA:JSON, PA:CREDENTIAL, ...) are accepted as text.
+Model names are case-insensitive, as the catalog's `PA:Integer` shows.
+"""
+
+from __future__ import annotations
+
+import re
+
+_MODEL = re.compile(r"\s*PA:([A-Za-z_]+)\s*(.*)", re.DOTALL)
+_RANGE = re.compile(r"\[\s*([^,\]]*?)\s*,\s*([^,\]]*?)\s*\]")
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fFdD]?")
+_BITS = {"INTEGER": 32, "LONG": 64}
+
+
+def check_model(model: str, value: str) -> str | None:
+    """Why `value` fails `model`, or None if it passes (or the model is not checked)."""
+    match = _MODEL.fullmatch(model)
+    if not match:
+        return None
+    kind, rest = match.group(1).upper(), match.group(2).strip()
+    if kind in _BITS:
+        return _check_number(kind, rest, value, _INT, int)
+    if kind in ("FLOAT", "DOUBLE"):
+        return _check_number(kind, rest, value, _FLOAT, _to_float)
+    if kind == "BOOLEAN":
+        ok = value.strip().lower() in ("true", "false")
+        return None if ok else f"{value!r} is not a boolean (true or false)"
+    if kind == "NOT_EMPTY_STRING":
+        return None if value.strip() else "the value must not be empty"
+    if kind == "LIST":
+        return _check_list(rest, value)
+    if kind == "REGEXP":
+        return _check_regexp(rest, value)
+    return None
+
+
+def _to_float(text: str) -> float:
+    return float(text.rstrip("fFdD"))
+
+
+def _check_number(
+    kind: str, rest: str, value: str, pattern: re.Pattern[str], convert: type | object
+) -> str | None:
+    text = value.strip()
+    if not pattern.fullmatch(text):
+        return f"{value!r} is not a valid {kind.lower()}"
+    number = int(text) if convert is int else _to_float(text)
+    bits = _BITS.get(kind)
+    if bits is not None and not -(2 ** (bits - 1)) <= number < 2 ** (bits - 1):
+        return f"{value!r} is out of range for a {kind.lower()}"
+    if not rest:
+        return None
+    bounds = _RANGE.fullmatch(rest)
+    if not bounds:
+        return f"invalid model range {rest!r} (expected [min,max])"
+    low_text, high_text = bounds.groups()
+    try:
+        low = _to_float(low_text) if low_text else None
+        high = _to_float(high_text) if high_text else None
+    except ValueError:
+        return f"invalid model range {rest!r} (expected [min,max])"
+    if (low is not None and number < low) or (high is not None and number > high):
+        return f"{value!r} is outside the range {rest}"
+    return None
+
+
+def _check_list(rest: str, value: str) -> str | None:
+    if not (rest.startswith("(") and rest.endswith(")")):
+        return f"invalid list model {rest!r} (expected PA:LIST(a,b,...))"
+    choices = [c.strip() for c in rest[1:-1].split(",")]
+    if value.strip() in choices:
+        return None
+    return f"{value!r} is not one of {', '.join(choices)}"
+
+
+def _check_regexp(rest: str, value: str) -> str | None:
+    if not (rest.startswith("(") and rest.endswith(")")):
+        return f"invalid regexp model {rest!r} (expected PA:REGEXP(pattern))"
+    try:
+        pattern = re.compile(rest[1:-1])
+    except re.error as err:
+        return f"invalid regular expression in model: {err}"
+    if pattern.fullmatch(value):
+        return None
+    return f"{value!r} does not match the regular expression {rest[1:-1]!r}"
