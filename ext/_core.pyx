@@ -1,2 +1,1003 @@
-# cython: language_level=3
-"""Placeholder: replaced by the executor core."""
+# cython: language_level=3, cdivision=True, boundscheck=False, wraparound=False
+# cython: initializedcheck=False, embedsignature=True
+"""Executor core: the C-level fork server, the monitor and the task child.
+
+Processes (see DESIGN.md):
+
+    hypervisor (Python) --SOCK_SEQPACKET--> fork server (this file, C loop, never runs
+    Python again) --fork--> monitor (C, own session) --vfork--> task (own process group)
+
+Why C: the monitor must stay tiny and must not need the GIL; code that runs after fork
+is `nogil`, calls only async-signal-safe functions, allocates nothing and ends in `_exit`.
+
+Fork-server request (one SEQPACKET message, at most FS_REQUEST_MAX bytes):
+
+    ss_fs_request_t header (native endianness, 32 bytes):
+        u32 magic = FS_REQUEST_MAGIC, u32 flags (FS_FLAG_SEMAPHORE), u64 request_id,
+        u32 nfixed = FS_NFIXED, u32 argc (>= 1), u32 envc, u32 size (bytes that follow)
+    then nfixed + argc + envc NUL-terminated strings, in this order:
+        key, title, task_dir, cwd, report_path, semaphore_path, exec_path (PATH),
+        argv[0..argc), env[0..envc)
+
+The fork server points a static (mmap'ed once) array at the strings, no malloc.
+
+Fork-server reply (ss_fs_reply_t, 32 bytes): u32 magic = FS_REPLY_MAGIC, u32 kind,
+u64 request_id, i32 pid, i32 value, u64 start_ticks, where kind is
+FS_SPAWNED (pid = monitor, start_ticks = its /proc start time), FS_FAILED (value =
+errno) or FS_ENDED (a monitor was reaped: pid, value = wait status, request_id = 0).
+
+Monitor report (ss_report_t, REPORT_SIZE bytes, one datagram to the hypervisor's
+report socket): u32 magic = REPORT_MAGIC, u16 version = 1, u16 kind (REPORT_STARTED,
+REPORT_EXITED, REPORT_HEARTBEAT), i32 monitor_pid, i32 pid, u64 pid_start_ticks,
+i32 exit_code (-1: none), i32 signal (0: none), i32 core_dumped, i32 has_error,
+i64 start_ms, i64 end_ms (epoch milliseconds), char key[104], char error[160].
+"""
+
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+
+from includes cimport *
+
+import os as _os
+
+# ---------------------------------------------------------------- wire constants
+
+DEF _FS_REQUEST_MAX = 196608
+DEF _FS_MAX_STRINGS = 16384
+DEF _FS_NFIXED = 7
+DEF _PATH_CAP = 4096
+DEF _HEARTBEAT_S = 2
+DEF _EXITED_RETRY_S = 600
+DEF _STARTED_RETRY_S = 60
+
+cdef enum:
+    C_FS_REQUEST_MAGIC = 0x53534651
+    C_FS_REPLY_MAGIC = 0x53534652
+    C_REPORT_MAGIC = 0x53535250
+    C_FS_SPAWNED = 1
+    C_FS_FAILED = 2
+    C_FS_ENDED = 3
+    C_REPORT_STARTED = 1
+    C_REPORT_EXITED = 2
+    C_REPORT_HEARTBEAT = 3
+
+FS_REQUEST_MAGIC = C_FS_REQUEST_MAGIC
+FS_REPLY_MAGIC = C_FS_REPLY_MAGIC
+REPORT_MAGIC = C_REPORT_MAGIC
+FS_FLAG_SEMAPHORE = 1
+FS_NFIXED = _FS_NFIXED
+FS_REQUEST_MAX = _FS_REQUEST_MAX
+FS_MAX_STRINGS = _FS_MAX_STRINGS
+FS_SPAWNED = C_FS_SPAWNED
+FS_FAILED = C_FS_FAILED
+FS_ENDED = C_FS_ENDED
+REPORT_STARTED = C_REPORT_STARTED
+REPORT_EXITED = C_REPORT_EXITED
+REPORT_HEARTBEAT = C_REPORT_HEARTBEAT
+REPORT_SIZE = sizeof(ss_report_t)
+FS_REQUEST_HEADER_SIZE = sizeof(ss_fs_request_t)
+FS_REPLY_SIZE = sizeof(ss_fs_reply_t)
+HEARTBEAT_INTERVAL = _HEARTBEAT_S
+
+# Task-child steps, recorded in the vfork-shared result when exec did not happen.
+cdef enum:
+    STEP_NONE = 0
+    STEP_SETPGID
+    STEP_SEMAPHORE
+    STEP_CANCELLED
+    STEP_STDIN
+    STEP_STDOUT
+    STEP_STDERR
+    STEP_CHDIR
+    STEP_EXEC
+    STEP_OPEN_STDOUT
+    STEP_OPEN_STDERR
+    STEP_OPEN_DEVNULL
+    STEP_OPEN_SEMAPHORE
+    STEP_VFORK
+    STEP_PATH
+
+cdef const char *step_name(int step) noexcept nogil:
+    if step == STEP_SETPGID:
+        return "setpgid"
+    if step == STEP_SEMAPHORE:
+        return "sem_wait"
+    if step == STEP_STDIN:
+        return "dup2 stdin"
+    if step == STEP_STDOUT:
+        return "dup2 stdout"
+    if step == STEP_STDERR:
+        return "dup2 stderr"
+    if step == STEP_CHDIR:
+        return "chdir"
+    if step == STEP_EXEC:
+        return "exec"
+    if step == STEP_OPEN_STDOUT:
+        return "open stdout"
+    if step == STEP_OPEN_STDERR:
+        return "open stderr"
+    if step == STEP_OPEN_DEVNULL:
+        return "open /dev/null"
+    if step == STEP_OPEN_SEMAPHORE:
+        return "open semaphore"
+    if step == STEP_VFORK:
+        return "vfork"
+    if step == STEP_PATH:
+        return "task directory path"
+    return "start"
+
+# ---------------------------------------------------------------- tiny string helpers
+
+cdef char *put_str(char *p, char *end, const char *s) noexcept nogil:
+    """Append NUL-terminated `s`, truncating at `end` (exclusive); returns the new end."""
+    while s[0] != 0 and p < end:
+        p[0] = s[0]
+        p += 1
+        s += 1
+    return p
+
+
+cdef char *put_i64(char *p, char *end, int64_t v) noexcept nogil:
+    cdef char tmp[24]
+    cdef int n = 0
+    cdef uint64_t u
+    if v < 0:
+        if p < end:
+            p[0] = c'-'
+            p += 1
+        u = <uint64_t>(-(v + 1)) + 1
+    else:
+        u = <uint64_t>v
+    while True:
+        tmp[n] = <char>(c'0' + <int>(u % 10))
+        n += 1
+        u = u // 10
+        if u == 0:
+            break
+    while n > 0 and p < end:
+        n -= 1
+        p[0] = tmp[n]
+        p += 1
+    return p
+
+
+cdef char *put_ms(char *p, char *end, int64_t ms) noexcept nogil:
+    """Epoch milliseconds as seconds with three decimals (JSON number)."""
+    cdef int64_t frac = ms % 1000
+    p = put_i64(p, end, ms // 1000)
+    if p + 4 <= end:
+        p[0] = c'.'
+        p[1] = <char>(c'0' + <int>(frac // 100))
+        p[2] = <char>(c'0' + <int>((frac // 10) % 10))
+        p[3] = <char>(c'0' + <int>(frac % 10))
+        p += 4
+    return p
+
+
+cdef char *put_json_str(char *p, char *end, const char *s) noexcept nogil:
+    if p < end:
+        p[0] = c'"'
+        p += 1
+    while s[0] != 0 and p + 2 < end:
+        if s[0] == c'"' or s[0] == c'\\':
+            p[0] = c'\\'
+            p += 1
+            p[0] = s[0]
+        elif <unsigned char>s[0] < 0x20:
+            p[0] = c' '
+        else:
+            p[0] = s[0]
+        p += 1
+        s += 1
+    if p < end:
+        p[0] = c'"'
+        p += 1
+    return p
+
+
+cdef int join_path(char *out, size_t cap, const char *d, const char *name) noexcept nogil:
+    """out = d + "/" + name; -1 when it does not fit."""
+    cdef size_t a = strlen(d)
+    cdef size_t b = strlen(name)
+    if a + b + 2 > cap:
+        return -1
+    memcpy(out, d, a)
+    out[a] = c'/'
+    memcpy(out + a + 1, name, b)
+    out[a + 1 + b] = 0
+    return 0
+
+
+cdef int64_t now_ms() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
+
+
+cdef int64_t mono_s() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec
+
+
+cdef void sleep_ms(long ms) noexcept nogil:
+    cdef timespec ts
+    ts.tv_sec = ms // 1000
+    ts.tv_nsec = (ms % 1000) * 1000000
+    nanosleep(&ts, NULL)
+
+# ---------------------------------------------------------------- /proc parsing
+
+cdef int read_stat_fields(int pid, int first, int count, uint64_t *out) noexcept nogil:
+    """Fields first..first+count-1 (1-based, as in proc(5)) of /proc/PID/stat; pid 0 = self.
+
+    Returns 0, or -errno. Parses after the last ')' so a hostile comm cannot shift fields.
+    """
+    cdef char path[40]
+    cdef char buf[1024]
+    cdef char *p = path
+    cdef int fd, got = 0, field = 2
+    cdef ssize_t n, i = 0, last = -1
+    cdef uint64_t v
+    p = put_str(p, path + 39, "/proc/")
+    if pid == 0:
+        p = put_str(p, path + 39, "self")
+    else:
+        p = put_i64(p, path + 39, pid)
+    p = put_str(p, path + 39, "/stat")
+    p[0] = 0
+    fd = open(path, O_RDONLY | O_CLOEXEC)
+    if fd < 0:
+        return -errno
+    n = read(fd, buf, 1023)
+    close(fd)
+    if n <= 0:
+        return -EINVAL
+    buf[n] = 0
+    while i < n:
+        if buf[i] == c')':
+            last = i
+        i += 1
+    if last < 0:
+        return -EINVAL
+    i = last + 1
+    while i < n and got < count:
+        if buf[i] == c' ':
+            field += 1
+            i += 1
+            if field >= first and field < first + count:
+                v = 0
+                while i < n and buf[i] >= c'0' and buf[i] <= c'9':
+                    v = v * 10 + <uint64_t>(buf[i] - c'0')
+                    i += 1
+                out[field - first] = v
+                got += 1
+            continue
+        i += 1
+    return 0 if got == count else -EINVAL
+
+
+cdef uint64_t start_ticks_of(int pid) noexcept nogil:
+    cdef uint64_t v = 0
+    if read_stat_fields(pid, 22, 1, &v) != 0:
+        return 0
+    return v
+
+# ---------------------------------------------------------------- process title
+
+cdef uint64_t g_arg_start = 0, g_arg_end = 0, g_env_start = 0, g_env_end = 0
+
+
+cdef int load_arg_area() noexcept nogil:
+    cdef uint64_t f[4]
+    cdef int rc = read_stat_fields(0, 48, 4, f)
+    if rc != 0:
+        return rc
+    global g_arg_start, g_arg_end, g_env_start, g_env_end
+    g_arg_start = f[0]
+    g_arg_end = f[1]
+    g_env_start = f[2]
+    g_env_end = f[3]
+    return 0
+
+
+cdef void set_title(const char *title, bint use_env) noexcept nogil:
+    """Rewrite the argv area so /proc/PID/cmdline and ps show exactly `title`.
+
+    With `use_env` the title may spill into the environment block when it directly
+    follows argv (only safe in processes that never call getenv again). When the title
+    is shorter than the argv area, a non-NUL byte at arg_end-1 makes the kernel use its
+    setproctitle path, which stops at the first NUL (Linux get_mm_cmdline).
+    """
+    cdef char *start = <char *>g_arg_start
+    cdef char *end
+    cdef size_t size, n
+    cdef char comm[16]
+    n = strnlen(title, 15)
+    memcpy(comm, title, n)
+    comm[n] = 0
+    prctl(PR_SET_NAME, <unsigned long>comm, 0, 0, 0)
+    if g_arg_start == 0 or g_arg_end <= g_arg_start:
+        return
+    if use_env and g_env_start == g_arg_end and g_env_end > g_env_start:
+        end = <char *>g_env_end
+    else:
+        end = <char *>g_arg_end
+    size = <size_t>(end - start)
+    if size < 2:
+        return
+    memset(start, 0, size)
+    n = strnlen(title, size - 1)
+    memcpy(start, title, n)
+    if n + 1 < <size_t>(g_arg_end - g_arg_start):
+        (<char *>(g_arg_end - 1))[0] = c'.'
+
+# ---------------------------------------------------------------- monitor reports
+
+cdef int report_send(int sock, sockaddr_un *addr, ss_report_t *r, int retry_s) noexcept nogil:
+    """Send one report datagram, retrying while the hypervisor is away (up to retry_s)."""
+    cdef int64_t deadline = mono_s() + retry_s
+    cdef long backoff = 5
+    cdef ssize_t n
+    cdef int e
+    while True:
+        n = sendto(sock, r, sizeof(ss_report_t), MSG_NOSIGNAL if retry_s > 0 else MSG_NOSIGNAL | MSG_DONTWAIT,
+                   <sockaddr *>addr, sizeof(sockaddr_un))
+        if n >= 0:
+            return 0
+        e = errno
+        if e == EINTR:
+            continue
+        if retry_s <= 0 or mono_s() >= deadline:
+            return -e
+        if e != EAGAIN:
+            # ENOENT / ECONNREFUSED: no hypervisor bound right now; wait and retry.
+            sleep_ms(backoff)
+            if backoff < 500:
+                backoff *= 2
+
+
+cdef void write_file_atomic(const char *path, const char *tmp, const char *data,
+                            size_t size) noexcept nogil:
+    """write + fsync + rename: the file is either absent or complete."""
+    cdef int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    cdef ssize_t n
+    cdef size_t off = 0
+    if fd < 0:
+        return
+    while off < size:
+        n = write(fd, data + off, size - off)
+        if n < 0:
+            if errno == EINTR:
+                continue
+            close(fd)
+            return
+        off += <size_t>n
+    fsync(fd)
+    close(fd)
+    rename(tmp, path)
+
+
+cdef void write_status(const char *task_dir, ss_report_t *r) noexcept nogil:
+    cdef char path[_PATH_CAP]
+    cdef char tmp[_PATH_CAP]
+    cdef char buf[512]
+    cdef char *e = buf + sizeof(buf) - 2
+    cdef char *p = buf
+    if join_path(path, _PATH_CAP, task_dir, "status") < 0:
+        return
+    if join_path(tmp, _PATH_CAP, task_dir, "status.tmp") < 0:
+        return
+    p = put_str(p, e, "{\"exit_code\": ")
+    p = put_i64(p, e, r.exit_code) if r.exit_code >= 0 else put_str(p, e, "null")
+    p = put_str(p, e, ", \"signal\": ")
+    p = put_i64(p, e, r.signal) if r.signal > 0 else put_str(p, e, "null")
+    p = put_str(p, e, ", \"core_dumped\": ")
+    p = put_str(p, e, "true" if r.core_dumped else "false")
+    p = put_str(p, e, ", \"start_time\": ")
+    p = put_ms(p, e, r.start_ms)
+    p = put_str(p, e, ", \"end_time\": ")
+    p = put_ms(p, e, r.end_ms)
+    p = put_str(p, e, ", \"pid\": ")
+    p = put_i64(p, e, r.pid) if r.pid > 0 else put_str(p, e, "null")
+    p = put_str(p, e, ", \"error\": ")
+    p = put_json_str(p, e, r.error) if r.has_error else put_str(p, e, "null")
+    p = put_str(p, e, "}\n")
+    write_file_atomic(path, tmp, buf, <size_t>(p - buf))
+
+
+cdef void write_pidfile(const char *task_dir, ss_report_t *r) noexcept nogil:
+    cdef char path[_PATH_CAP]
+    cdef char tmp[_PATH_CAP]
+    cdef char buf[160]
+    cdef char *e = buf + sizeof(buf) - 2
+    cdef char *p = buf
+    if join_path(path, _PATH_CAP, task_dir, "pid") < 0:
+        return
+    if join_path(tmp, _PATH_CAP, task_dir, "pid.tmp") < 0:
+        return
+    p = put_str(p, e, "{\"pid\": ")
+    p = put_i64(p, e, r.pid)
+    p = put_str(p, e, ", \"pid_start_time\": ")
+    p = put_i64(p, e, <int64_t>r.pid_start_ticks)
+    p = put_str(p, e, ", \"monitor_pid\": ")
+    p = put_i64(p, e, r.monitor_pid)
+    p = put_str(p, e, "}\n")
+    write_file_atomic(path, tmp, buf, <size_t>(p - buf))
+
+
+cdef void set_error(ss_report_t *r, int step, int err) noexcept nogil:
+    cdef char *p = r.error
+    cdef char *e = r.error + sizeof(r.error) - 1
+    cdef const char *desc
+    r.has_error = 1
+    p = put_str(p, e, "could not start: ")
+    if step == STEP_CANCELLED:
+        p = put_str(p, e, "cancelled before start")
+    else:
+        p = put_str(p, e, step_name(step))
+        p = put_str(p, e, ": ")
+        desc = strerrordesc_np(err)
+        if desc == NULL:
+            desc = "unknown error"
+        p = put_str(p, e, desc)
+    p[0] = 0
+
+# ---------------------------------------------------------------- the task child
+
+cdef struct ChildArgs:
+    char **argv
+    char **envp
+    const char *exec_path
+    const char *cwd
+    const char *cancel_path
+    sem_t *sem
+    int fd_in
+    int fd_out
+    int fd_err
+
+
+cdef void child_exec(ChildArgs *a, ss_child_result_t *res) noexcept nogil:
+    """Runs in the vforked child: wait for release, redirect, exec. Never returns."""
+    cdef sigset_t empty
+    cdef char cand[_PATH_CAP]
+    cdef const char *argv0 = a.argv[0]
+    cdef const char *d
+    cdef const char *q
+    cdef size_t dl, al
+    cdef int e, saved = ENOENT, saw_eacces = 0
+    if setpgid(0, 0) < 0:
+        res.err = errno
+        res.step = STEP_SETPGID
+        _exit(127)
+    if a.sem != NULL:
+        while sem_wait(a.sem) < 0:
+            if errno != EINTR:
+                res.err = errno
+                res.step = STEP_SEMAPHORE
+                _exit(127)
+    if access(a.cancel_path, F_OK) == 0:
+        res.step = STEP_CANCELLED
+        _exit(127)
+    if dup2(a.fd_in, 0) < 0:
+        res.err = errno
+        res.step = STEP_STDIN
+        _exit(127)
+    if dup2(a.fd_out, 1) < 0:
+        res.err = errno
+        res.step = STEP_STDOUT
+        _exit(127)
+    if dup2(a.fd_err, 2) < 0:
+        res.err = errno
+        res.step = STEP_STDERR
+        _exit(127)
+    close_range(3, <unsigned int>0xFFFFFFFF, 0)
+    if chdir(a.cwd) < 0:
+        res.err = errno
+        res.step = STEP_CHDIR
+        _exit(127)
+    sigemptyset(&empty)
+    sigprocmask(SIG_SETMASK, &empty, NULL)
+    # Own PATH search with execve, like _posixsubprocess: execvp would run a file that
+    # fails with ENOEXEC through /bin/sh, hiding "exec format error".
+    al = strlen(argv0)
+    if al == 0:
+        saved = ENOENT
+    else:
+        q = argv0
+        while q[0] != 0 and q[0] != c'/':
+            q += 1
+        if q[0] == c'/':
+            execve(argv0, a.argv, a.envp)
+            saved = errno
+        else:
+            d = a.exec_path
+            while True:
+                q = d
+                while q[0] != 0 and q[0] != c':':
+                    q += 1
+                dl = <size_t>(q - d)
+                if dl + al + 2 <= _PATH_CAP:
+                    if dl == 0:
+                        memcpy(cand, argv0, al + 1)
+                    else:
+                        memcpy(cand, d, dl)
+                        cand[dl] = c'/'
+                        memcpy(cand + dl + 1, argv0, al + 1)
+                    execve(cand, a.argv, a.envp)
+                    e = errno
+                    if e == EACCES:
+                        saw_eacces = 1
+                    elif e != ENOENT and e != ENOTDIR and e != ENAMETOOLONG and e != ELOOP:
+                        saved = e
+                        break
+                if q[0] == 0:
+                    if saw_eacces:
+                        saved = EACCES
+                    break
+                d = q + 1
+    res.err = saved
+    res.step = STEP_EXEC
+    _exit(127)
+
+# ---------------------------------------------------------------- the monitor
+
+cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t req_len,
+                      void *ptr_buf, size_t ptr_len) noexcept nogil:
+    """The monitor, from fork to _exit. `s` holds the parsed request strings."""
+    cdef const char *key = s[0]
+    cdef const char *task_dir = s[2]
+    cdef const char *cwd = s[3]
+    cdef const char *report_path = s[4]
+    cdef const char *sem_path = s[5]
+    cdef char p_out[_PATH_CAP]
+    cdef char p_err[_PATH_CAP]
+    cdef char p_cancel[_PATH_CAP]
+    cdef char dir_copy[_PATH_CAP]
+    cdef ChildArgs a
+    cdef ss_child_result_t res
+    cdef ss_report_t r
+    cdef sockaddr_un addr
+    cdef timeval tv
+    cdef int sock, fd, st = 0, step = STEP_NONE, err = 0
+    cdef pid_t me, pid = -1, w
+    cdef sigset_t chld
+    cdef siginfo_t info
+    cdef timespec hb
+    cdef void *semmap = NULL
+
+    setsid()
+    close_range(3, <unsigned int>0xFFFFFFFF, 0)
+    set_title(s[1], True)
+    me = getpid()
+
+    memset(&r, 0, sizeof(r))
+    r.magic = C_REPORT_MAGIC
+    r.version = 1
+    r.monitor_pid = me
+    r.exit_code = -1
+    memcpy(r.key, key, strnlen(key, sizeof(r.key) - 1))
+
+    memset(&addr, 0, sizeof(addr))
+    addr.sun_family = AF_UNIX
+    memcpy(addr.sun_path, report_path, strnlen(report_path, sizeof(addr.sun_path) - 1))
+    sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)
+    tv.tv_sec = 1
+    tv.tv_usec = 0
+    setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv))
+
+    memset(&a, 0, sizeof(a))
+    a.fd_in = a.fd_out = a.fd_err = -1
+    a.argv = s + _FS_NFIXED
+    a.envp = s + _FS_NFIXED + argc + 1
+    a.exec_path = s[6]
+    a.cwd = cwd if cwd[0] != 0 else task_dir
+    a.cancel_path = p_cancel
+    dir_copy[0] = 0
+    if (strlen(task_dir) + 1 > _PATH_CAP or join_path(p_out, _PATH_CAP, task_dir, "stdout") < 0
+            or join_path(p_err, _PATH_CAP, task_dir, "stderr") < 0
+            or join_path(p_cancel, _PATH_CAP, task_dir, "cancel") < 0):
+        step = STEP_PATH
+        err = ENAMETOOLONG
+    else:
+        memcpy(dir_copy, task_dir, strlen(task_dir) + 1)
+    if step == STEP_NONE:
+        a.fd_out = open(p_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if a.fd_out < 0:
+            step, err = STEP_OPEN_STDOUT, errno
+    if step == STEP_NONE:
+        a.fd_err = open(p_err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if a.fd_err < 0:
+            step, err = STEP_OPEN_STDERR, errno
+    if step == STEP_NONE:
+        a.fd_in = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        if a.fd_in < 0:
+            step, err = STEP_OPEN_DEVNULL, errno
+    if step == STEP_NONE and (flags & 1) and sem_path[0] != 0:
+        # A named semaphore is /dev/shm/sem.NAME (sem_overview(7)); open + mmap is what
+        # sem_open does, without its malloc'ed bookkeeping.
+        fd = open(sem_path, O_RDWR | O_CLOEXEC)
+        if fd < 0:
+            step, err = STEP_OPEN_SEMAPHORE, errno
+        else:
+            semmap = mmap(NULL, sizeof(sem_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+            close(fd)
+            if semmap == MAP_FAILED:
+                semmap = NULL
+                step, err = STEP_OPEN_SEMAPHORE, errno
+            else:
+                a.sem = <sem_t *>semmap
+
+    r.start_ms = now_ms()
+    if step == STEP_NONE:
+        res.step = STEP_NONE
+        res.err = 0
+        pid = vfork()
+        if pid == 0:
+            child_exec(&a, &res)
+        if pid < 0:
+            step, err = STEP_VFORK, errno
+        else:
+            step, err = res.step, res.err
+    # The task has exec'd (or failed): what follows needs nothing from the request.
+    if semmap != NULL:
+        munmap(semmap, sizeof(sem_t))
+    if sem_path[0] != 0:
+        unlink(sem_path)
+    if a.fd_in >= 0:
+        close(a.fd_in)
+    if a.fd_out >= 0:
+        close(a.fd_out)
+    if a.fd_err >= 0:
+        close(a.fd_err)
+    madvise(req_buf, req_len, MADV_DONTNEED)
+    madvise(ptr_buf, ptr_len, MADV_DONTNEED)
+
+    if step != STEP_NONE:
+        if pid > 0:
+            while waitpid(pid, &st, 0) < 0 and errno == EINTR:
+                pass
+        r.kind = C_REPORT_EXITED
+        r.end_ms = now_ms()
+        set_error(&r, step, err)
+        if dir_copy[0] != 0:
+            write_status(dir_copy, &r)
+        report_send(sock, &addr, &r, _EXITED_RETRY_S)
+        _exit(0)
+
+    r.pid = pid
+    r.pid_start_ticks = start_ticks_of(pid)
+    r.kind = C_REPORT_STARTED
+    write_pidfile(dir_copy, &r)
+    report_send(sock, &addr, &r, _STARTED_RETRY_S)
+
+    sigemptyset(&chld)
+    sigaddset(&chld, SIGCHLD)
+    hb.tv_sec = _HEARTBEAT_S
+    hb.tv_nsec = 0
+    while True:
+        w = waitpid(pid, &st, WNOHANG)
+        if w == pid:
+            break
+        if w < 0 and errno != EINTR:
+            break
+        if sigtimedwait(&chld, &info, &hb) < 0 and errno == EAGAIN:
+            r.kind = C_REPORT_HEARTBEAT
+            report_send(sock, &addr, &r, 0)
+    r.end_ms = now_ms()
+    r.kind = C_REPORT_EXITED
+    if WIFEXITED(st):
+        r.exit_code = WEXITSTATUS(st)
+    elif WIFSIGNALED(st):
+        r.signal = WTERMSIG(st)
+        r.core_dumped = 1 if WCOREDUMP(st) else 0
+    write_status(dir_copy, &r)
+    report_send(sock, &addr, &r, _EXITED_RETRY_S)
+    _exit(0)
+
+# ---------------------------------------------------------------- the fork server
+
+cdef int fs_reply(int sock, uint32_t kind, uint64_t request_id, int pid, int value,
+                  uint64_t ticks) noexcept nogil:
+    cdef ss_fs_reply_t rep
+    cdef ssize_t n
+    rep.magic = C_FS_REPLY_MAGIC
+    rep.kind = kind
+    rep.request_id = request_id
+    rep.pid = pid
+    rep.value = value
+    rep.start_ticks = ticks
+    while True:
+        n = send(sock, &rep, sizeof(rep), MSG_NOSIGNAL)
+        if n >= 0:
+            return 0
+        if errno != EINTR:
+            return -1
+
+
+cdef int fs_parse(char *buf, ssize_t n, char **s, ss_fs_request_t *hdr) noexcept nogil:
+    """Point `s` at the request's strings: fixed, argv, NULL, env, NULL. 0 or -EINVAL."""
+    cdef ssize_t i
+    cdef char *p
+    cdef char *end
+    cdef uint32_t total, k = 0, slot = 0
+    if n < <ssize_t>sizeof(ss_fs_request_t):
+        return -EINVAL
+    memcpy(hdr, buf, sizeof(ss_fs_request_t))
+    if hdr.magic != C_FS_REQUEST_MAGIC or hdr.nfixed != _FS_NFIXED or hdr.argc < 1:
+        return -EINVAL
+    if <ssize_t>hdr.size != n - <ssize_t>sizeof(ss_fs_request_t):
+        return -EINVAL
+    total = hdr.nfixed + hdr.argc + hdr.envc
+    if total + 2 > _FS_MAX_STRINGS or hdr.size == 0:
+        return -E2BIG
+    p = buf + sizeof(ss_fs_request_t)
+    end = p + hdr.size
+    if (end - 1)[0] != 0:
+        return -EINVAL
+    while k < total:
+        if p >= end:
+            return -EINVAL
+        if k == hdr.nfixed + hdr.argc:
+            s[slot] = NULL  # argv terminator
+            slot += 1
+        s[slot] = p
+        slot += 1
+        k += 1
+        while p < end and p[0] != 0:
+            p += 1
+        p += 1
+    if hdr.envc == 0:
+        s[slot] = NULL
+        slot += 1
+    s[slot] = NULL
+    if p != end:
+        return -EINVAL
+    return 0
+
+
+cdef void fs_loop(int sock) noexcept nogil:
+    cdef sigaction_t sa
+    cdef sigset_t chld
+    cdef pollfd fds[2]
+    cdef signalfd_siginfo si
+    cdef ss_fs_request_t hdr
+    cdef char *buf
+    cdef char **strs
+    cdef size_t ptr_len = _FS_MAX_STRINGS * sizeof(char *)
+    cdef ssize_t n
+    cdef int sfd, sig, st, rc
+    cdef pid_t pid
+
+    # Clean slate: no inherited handlers or fds, SIGCHLD only through the signalfd.
+    memset(&sa, 0, sizeof(sa))
+    sa.sa_handler = SIG_DFL
+    sigemptyset(&sa.sa_mask)
+    sig = 1
+    while sig < _NSIG:
+        if sig != SIGKILL and sig != SIGSTOP:
+            sigaction(sig, &sa, NULL)
+        sig += 1
+    if sock > 3:
+        close_range(3, <unsigned int>(sock - 1), 0)
+    close_range(<unsigned int>(sock + 1), <unsigned int>0xFFFFFFFF, 0)
+    sigemptyset(&chld)
+    sigaddset(&chld, SIGCHLD)
+    sigprocmask(SIG_SETMASK, &chld, NULL)
+    sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK)
+    load_arg_area()
+    set_title("simple-scheduler: fork server", False)
+    buf = <char *>mmap(NULL, _FS_REQUEST_MAX, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    strs = <char **>mmap(NULL, ptr_len, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    if sfd < 0 or <void *>buf == MAP_FAILED or <void *>strs == MAP_FAILED:
+        _exit(70)
+
+    fds[0].fd = sock
+    fds[0].events = POLLIN
+    fds[1].fd = sfd
+    fds[1].events = POLLIN
+    while True:
+        rc = poll(fds, 2, -1)
+        if rc < 0:
+            if errno == EINTR:
+                continue
+            _exit(71)
+        if fds[1].revents:
+            while read(sfd, &si, sizeof(si)) > 0:
+                pass
+            while True:
+                pid = waitpid(-1, &st, WNOHANG)
+                if pid <= 0:
+                    break
+                if fs_reply(sock, C_FS_ENDED, 0, pid, st, 0) < 0:
+                    _exit(0)
+        if fds[0].revents & POLLIN:
+            n = recv(sock, buf, _FS_REQUEST_MAX, 0)
+            if n == 0:
+                _exit(0)  # the hypervisor is gone; monitors live on
+            if n < 0:
+                if errno == EINTR or errno == EAGAIN:
+                    continue
+                _exit(0)
+            rc = fs_parse(buf, n, strs, &hdr)
+            if rc < 0:
+                if fs_reply(sock, C_FS_FAILED, hdr.request_id if n >= 16 else 0, 0, -rc, 0) < 0:
+                    _exit(0)
+                continue
+            pid = fork()
+            if pid == 0:
+                run_monitor(strs, <int>hdr.argc, hdr.flags, buf, _FS_REQUEST_MAX, strs, ptr_len)
+                _exit(0)
+            if pid < 0:
+                rc = fs_reply(sock, C_FS_FAILED, hdr.request_id, 0, errno, 0)
+            else:
+                rc = fs_reply(sock, C_FS_SPAWNED, hdr.request_id, pid, 0, start_ticks_of(pid))
+            if rc < 0:
+                _exit(0)
+        elif fds[0].revents & (POLLHUP | POLLERR):
+            _exit(0)
+
+# ---------------------------------------------------------------- Python entry points
+
+cdef object _error_class = OSError
+
+
+def set_error_class(cls):
+    """The OSError subclass raised by this module: called as cls(errno, strerror, call)."""
+    global _error_class
+    _error_class = cls
+
+
+cdef int _raise(int err, str call) except -1:
+    raise _error_class(err, _os.strerror(err), call)
+
+
+def fork_server_main(int sock):
+    """Become the fork server on `sock` (a SOCK_SEQPACKET end). Never returns.
+
+    Call it first thing in a fresh, small, single-threaded interpreter: everything it
+    forks inherits that address space.
+    """
+    with nogil:
+        fs_loop(sock)
+
+
+def proc_start_ticks(int pid):
+    """Start time of `pid` in clock ticks since boot (/proc/PID/stat field 22)."""
+    cdef uint64_t v = 0
+    cdef int rc
+    with nogil:
+        rc = read_stat_fields(pid, 22, 1, &v)
+    if rc != 0:
+        _raise(-rc, "read /proc/PID/stat")
+    return v
+
+
+def proc_arg_area():
+    """(arg_start, arg_end, env_start, env_end) of this process (/proc/self/stat 48-51)."""
+    cdef uint64_t f[4]
+    cdef int rc = read_stat_fields(0, 48, 4, f)
+    if rc != 0:
+        _raise(-rc, "read /proc/self/stat")
+    return (f[0], f[1], f[2], f[3])
+
+
+def set_proc_title(str title):
+    """prctl(PR_SET_NAME) + argv rewrite of this process, within its argv area only.
+
+    The environment block is left alone: the interpreter's C code may still getenv().
+    """
+    cdef bytes b = title.encode()
+    cdef int rc = load_arg_area()
+    if rc != 0:
+        _raise(-rc, "read /proc/self/stat")
+    set_title(b, False)
+
+
+def prctl_set_name(bytes name):
+    """prctl(PR_SET_NAME): the 15-byte comm name (ps -o comm, top)."""
+    cdef char comm[16]
+    cdef size_t n = min(len(name), 15)
+    memcpy(comm, <const char *>name, n)
+    comm[n] = 0
+    if prctl(PR_SET_NAME, <unsigned long>comm, 0, 0, 0) < 0:
+        _raise(errno, "prctl")
+
+
+def sem_create(bytes name, unsigned int value):
+    """sem_open(O_CREAT | O_EXCL, 0600, value) then sem_close: a fresh named semaphore."""
+    cdef sem_t *s = sem_open(name, O_CREAT | O_EXCL, <int>0o600, value)
+    if s == SEM_FAILED:
+        _raise(errno, "sem_open")
+    sem_close(s)
+
+
+def sem_post_named(bytes name):
+    """sem_open an existing semaphore, sem_post it, sem_close it."""
+    cdef sem_t *s = sem_open(name, 0)
+    cdef int rc
+    if s == SEM_FAILED:
+        _raise(errno, "sem_open")
+    rc = sem_post(s)
+    err = errno
+    sem_close(s)
+    if rc < 0:
+        _raise(err, "sem_post")
+
+
+def sem_wait_named(bytes name, bint block=True):
+    """sem_wait (GIL released; EINTR retried after signal checks) or sem_trywait.
+
+    Returns False when `block` is false and the value was 0.
+    """
+    cdef sem_t *s = sem_open(name, 0)
+    cdef int rc, err = 0
+    if s == SEM_FAILED:
+        _raise(errno, "sem_open")
+    try:
+        while True:
+            if block:
+                with nogil:
+                    rc = sem_wait(s)
+            else:
+                rc = sem_trywait(s)
+            if rc == 0:
+                return True
+            err = errno
+            if err == EINTR:
+                _os.kill(_os.getpid(), 0)  # let pending Python signal handlers run
+                continue
+            if err == EAGAIN and not block:
+                return False
+            _raise(err, "sem_wait" if block else "sem_trywait")
+    finally:
+        sem_close(s)
+
+
+def sem_value(bytes name):
+    """Current value of a named semaphore (tests and diagnostics)."""
+    cdef sem_t *s = sem_open(name, 0)
+    cdef int v = 0
+    if s == SEM_FAILED:
+        _raise(errno, "sem_open")
+    sem_getvalue(s, &v)
+    sem_close(s)
+    return v
+
+
+def sem_unlink_named(bytes name):
+    if sem_unlink(name) < 0:
+        _raise(errno, "sem_unlink")
+
+
+def killpg_(int pgid, int sig):
+    if killpg(pgid, sig) < 0:
+        _raise(errno, "killpg")
+
+
+def kill_(int pid, int sig):
+    if kill(pid, sig) < 0:
+        _raise(errno, "kill")
+
+
+def waitpid_(int pid, int options):
+    """waitpid, EINTR retried; returns (pid, raw status)."""
+    cdef int st = 0
+    cdef pid_t r
+    while True:
+        with nogil:
+            r = waitpid(pid, &st, options)
+        if r >= 0:
+            return (r, st)
+        if errno != EINTR:
+            _raise(errno, "waitpid")
+
+
+def decode_wait_status(int status):
+    """(exit_code or None, signal or None, core_dumped) of a raw wait status."""
+    if WIFEXITED(status):
+        return (WEXITSTATUS(status), None, False)
+    if WIFSIGNALED(status):
+        return (None, WTERMSIG(status), bool(WCOREDUMP(status)))
+    return (None, None, False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
@@ -31,8 +32,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="TOML configuration file (default: $SIMPLE_SCHEDULER_CONFIG, else built-in "
-        "defaults).",
+        help="TOML configuration file (default: $SIMPLE_SCHEDULER_CONFIG, else built-in defaults).",
         dir_okay=False,
     ),
 ]
@@ -54,13 +54,16 @@ def _config(path: Path | None) -> Config:
     return config
 
 
-def _with_store(config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
+def _with_store(
+    config: Config, work: Callable[[Store], Awaitable[T]], *, migrate_first: bool = True
+) -> T:
     """Open the database, bring the schema up to date, run `work`, close."""
 
     async def run() -> T:
         store = await Store.open(config.database_url)
         try:
-            await migrate(store)
+            if migrate_first:
+                await migrate(store)
             return await work(store)
         finally:
             await store.close()
@@ -69,6 +72,8 @@ def _with_store(config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
         return asyncio.run(run())
     except (MigrationError, users.UserError) as exc:
         _fail(str(exc))
+    except (sqlite3.Error, OSError) as exc:
+        _fail(f"database {config.database_url}: {exc}")
 
 
 def _prompt_password() -> str:
@@ -80,10 +85,13 @@ def create_user_command(
     name: Annotated[str, typer.Argument(help="Login name.")],
     password: Annotated[
         str | None,
-        typer.Argument(help="Password; asked for (hidden, twice) when omitted.", show_default=False),
+        typer.Argument(
+            help="Password; asked for (hidden, twice) when omitted.", show_default=False
+        ),
     ] = None,
-    admin: Annotated[bool, typer.Option("--admin", help="Let the user see and act on every job.")]
-    = False,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="Let the user see and act on every job.")
+    ] = False,
     config_path: ConfigOption = None,
 ) -> None:
     """Create a user who can log in to the REST API."""
@@ -124,9 +132,7 @@ def list_users_command(config_path: ConfigOption = None) -> None:
         return
     width = max(len(u.name) for u in found)
     for user in found:
-        created = datetime.datetime.fromtimestamp(user.created_at / 1000).isoformat(
-            " ", "seconds"
-        )
+        created = datetime.datetime.fromtimestamp(user.created_at / 1000).isoformat(" ", "seconds")
         role = "admin" if user.is_admin else "user"
         typer.echo(f"{user.name:<{width}}  {role:<5}  {created}")
 
@@ -157,12 +163,15 @@ def create_credential_token_command(
     name: Annotated[str, typer.Argument(help="Login name.")],
     password: Annotated[
         str | None,
-        typer.Argument(help="Password; asked for (hidden, twice) when omitted.", show_default=False),
+        typer.Argument(
+            help="Password; asked for (hidden, twice) when omitted.", show_default=False
+        ),
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="File to write (default: NAME.cred here).",
-                     dir_okay=False),
+        typer.Option(
+            "--output", "-o", help="File to write (default: NAME.cred here).", dir_okay=False
+        ),
     ] = None,
     config_path: ConfigOption = None,
 ) -> None:
@@ -193,18 +202,10 @@ def migrate_command(config_path: ConfigOption = None) -> None:
     """Bring the database schema up to date (the server also does this at start)."""
     config = _config(config_path)
 
-    async def run() -> tuple[list[int], int]:
-        store = await Store.open(config.database_url)
-        try:
-            applied = await migrate(store)
-            return applied, await schema_version(store)
-        finally:
-            await store.close()
+    async def run(store: Store) -> tuple[list[int], int]:
+        return await migrate(store), await schema_version(store)
 
-    try:
-        applied, version = asyncio.run(run())
-    except MigrationError as exc:
-        _fail(str(exc))
+    applied, version = _with_store(config, run, migrate_first=False)
     if applied:
         typer.echo(f"applied {', '.join(map(str, applied))}; schema is at version {version}")
     else:

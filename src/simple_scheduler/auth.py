@@ -55,9 +55,7 @@ class LoginThrottled(AuthError):
     """Too many failed logins for this user or address: retry after `retry_after` s (429)."""
 
     def __init__(self, retry_after: float) -> None:
-        super().__init__(
-            f"too many failed logins; try again in {math.ceil(retry_after)} s"
-        )
+        super().__init__(f"too many failed logins; try again in {math.ceil(retry_after)} s")
         self.retry_after = retry_after
 
 
@@ -83,9 +81,7 @@ class Principal:
 # -- tokens ---------------------------------------------------------------------------------
 
 
-def issue_token(
-    keys: KeyPair, user: Subject, lifetime: float, *, now: float | None = None
-) -> str:
+def issue_token(keys: KeyPair, user: Subject, lifetime: float, *, now: float | None = None) -> str:
     """A signed session token for `user`, valid for `lifetime` seconds."""
     issued = int(time.time() if now is None else now)
     claims = {
@@ -152,9 +148,7 @@ async def revoke(store: Store, claims: Principal, *, now: float | None = None) -
         await tx.execute("DELETE FROM revoked_tokens WHERE expires_at < :now", {"now": now_ms})
 
 
-async def renew(
-    store: Store, keys: KeyPair, principal: Principal, lifetime: float
-) -> str:
+async def renew(store: Store, keys: KeyPair, principal: Principal, lifetime: float) -> str:
     """A fresh token for the same user (the old one stays valid until its own expiry,
     so requests in flight with it do not fail)."""
     user = await users.get_user(store, principal.name)

@@ -130,6 +130,13 @@ _KINDS: dict[str, tuple[type, Callable[[str], Any]]] = {
     "bcrypt_rounds": (int, _parse_int),
 }
 
+_KIND_NAMES: dict[type, str] = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    Path: "a string (a path)",
+}
+
 #: Inclusive bounds of numeric settings.
 _RANGES: dict[str, tuple[float, float]] = {
     "port": (0, 65535),
@@ -146,13 +153,11 @@ assert set(_KINDS) == {f.name for f in fields(Config)} - {"profile"}
 @dataclass(frozen=True)
 class _Value:
     value: Any
-    origin: str  # "file x.toml [default]", "environment variable ...", "default"
+    origin: str  # "x.toml [default]" or "environment variable SIMPLE_SCHEDULER_PORT"
     base: Path  # what a relative path is relative to
 
 
-def load_config(
-    path: str | Path | None = None, env: Mapping[str, str] = os.environ
-) -> Config:
+def load_config(path: str | Path | None = None, env: Mapping[str, str] = os.environ) -> Config:
     """Build the `Config` from the file, the environment and the defaults."""
     profile = env.get(PROFILE_ENV, DEFAULT_PROFILE).strip() or DEFAULT_PROFILE
     if path is None and env.get(CONFIG_ENV):
@@ -174,8 +179,7 @@ def load_config(
                 parsed = parse(env[name].strip())
             except ValueError:
                 raise ConfigError(
-                    f"{key}: {env[name]!r} from {origin} is not a valid "
-                    f"{_KINDS[key][0].__name__}"
+                    f"{key}: {env[name]!r} from {origin} is not {_KIND_NAMES[_KINDS[key][0]]}"
                 ) from None
             values[key] = _Value(parsed, origin, cwd)
     return _build(values, profile, cwd)
@@ -234,10 +238,7 @@ def _check_type(key: str, value: Any, origin: str) -> Any:
     else:
         ok = isinstance(value, str)
     if not ok:
-        raise ConfigError(
-            f"{key}: {value!r} in {origin} should be a "
-            f"{'string (a path)' if kind is Path else kind.__name__}"
-        )
+        raise ConfigError(f"{key}: {value!r} in {origin} should be {_KIND_NAMES[kind]}")
     return value
 
 

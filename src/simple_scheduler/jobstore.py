@@ -126,7 +126,8 @@ async def insert_job(tx: Tx, job: Job, owner: str, xml: str, now_ms: int) -> int
         ],
     )
     await tx.execute_many(
-        "INSERT INTO dependencies (job_id, task_index, parent) VALUES (:job_id, :task_index, :parent)",
+        "INSERT INTO dependencies (job_id, task_index, parent)"
+        " VALUES (:job_id, :task_index, :parent)",
         [
             {"job_id": job_id, "task_index": task.index, "parent": parent}
             for task in job.tasks

@@ -107,9 +107,7 @@ def available_migrations(package: str = MIGRATIONS_PACKAGE) -> list[Migration]:
         match = _FILE_NAME.match(entry.name)
         if match is None:
             if entry.name.endswith(".sql"):
-                raise MigrationError(
-                    f"migration file {entry.name!r} is not named NNNN_name.sql"
-                )
+                raise MigrationError(f"migration file {entry.name!r} is not named NNNN_name.sql")
             continue
         version = int(match["version"])
         if version in found:
@@ -147,8 +145,10 @@ async def migrate(store: Store, migrations: Sequence[Migration] | None = None) -
 
     `migrations` defaults to the shipped files (tests pass their own).
     """
-    todo = available_migrations() if migrations is None else sorted(
-        migrations, key=lambda m: m.version
+    todo = (
+        available_migrations()
+        if migrations is None
+        else sorted(migrations, key=lambda m: m.version)
     )
     applied = set(await applied_versions(store))
     newest_known = todo[-1].version if todo else 0

@@ -34,8 +34,8 @@ from simple_scheduler.backend import (
     BackendError,
     Event,
     ExecutionBackend,
-    ExitStatus,
     Exited,
+    ExitStatus,
     Lost,
     Started,
     TaskRecord,
@@ -244,6 +244,7 @@ class Scheduler:
         self._flush_needed = asyncio.Event()
         self._flushed = asyncio.Condition()
         self._flush_generation = 0
+        self._writing = False
         self._connected = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
         self._closing = False
@@ -371,9 +372,11 @@ class Scheduler:
                 else:
                     if task.status is T.PENDING and not job.paused:
                         heapq.heappush(self._ready, (job.rank, job.id, task.index))
-                    elif task.status in (T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE):
-                        if task.timer is None:  # first start: the delay was lost with us
-                            self._schedule_retry(job, task, 0.0)
+                    elif (
+                        task.status in (T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE)
+                        and task.timer is None  # first start: the delay was lost with us
+                    ):
+                        self._schedule_retry(job, task, 0.0)
                     continue
                 key = execution_key(job.id, task.index, task.attempts)
                 claimed.add(key)
@@ -383,7 +386,9 @@ class Scheduler:
                         # The spawn never reached the backend: nothing ran, run it now.
                         self._spawn(job, task)
                     else:
-                        self._execution_ended(key, None, "execution unknown to the backend after a restart")
+                        self._execution_ended(
+                            key, None, "lost: unknown to the backend after a restart", lost=True
+                        )
                     continue
                 self._apply_record(job, task, record)
         for key, record in by_key.items():
@@ -406,7 +411,7 @@ class Scheduler:
         if record.state == "exited" and record.status is not None:
             self._execution_ended(key, record.status, None)
         elif record.state == "lost":
-            self._execution_ended(key, None, record.reason or "monitor lost")
+            self._execution_ended(key, None, f"lost: {record.reason or 'monitor lost'}", lost=True)
         elif task.kill_reason is not None:
             self._spawn_task(self._kill(key))
 
@@ -596,14 +601,14 @@ class Scheduler:
         if isinstance(event, Exited):
             touched = self._execution_ended(event.key, event.status, None)
         elif isinstance(event, Lost):
-            touched = self._execution_ended(event.key, None, f"lost: {event.reason}")
+            touched = self._execution_ended(event.key, None, f"lost: {event.reason}", lost=True)
         else:  # pragma: no cover - exhaustive
             return
         if touched is not None:
             self._settle({touched})
 
     def _execution_ended(
-        self, key: str, status: ExitStatus | None, lost_reason: str | None
+        self, key: str, status: ExitStatus | None, reason: str | None, *, lost: bool = False
     ) -> LiveJob | None:
         """One execution is over: record it, then apply the error policy."""
         entry = self._by_key.pop(key, None)
@@ -622,7 +627,7 @@ class Scheduler:
             task.start_time = task.start_time or int(status.start_time * 1000)
             task.finished_time = int(status.end_time * 1000)
         ok = status is not None and status.ok
-        task.reason = lost_reason or self._describe(job, task, status)
+        task.reason = reason or self._describe(job, task, status)
         kill_reason, task.kill_reason = task.kill_reason, None
         log.info(
             "job %d task %s: ended (%s)", job.id, task.name, task.reason or "exit code 0"
@@ -642,7 +647,7 @@ class Scheduler:
             self._set(job, task, T.FINISHED)
             self._release_children(job, task)
         else:
-            self._fail(job, task, retry=True, lost=lost_reason is not None)
+            self._fail(job, task, retry=True, lost=lost)
         return job
 
     def _describe(self, job: LiveJob, task: LiveTask, status: ExitStatus | None) -> str | None:
@@ -652,11 +657,11 @@ class Scheduler:
             return status.error
         if status.ok:
             return None
-        how = (
-            f"exit code {status.exit_code}"
-            if status.signal is None
-            else f"killed by signal {status.signal}" + (" (core dumped)" if status.core_dumped else "")
-        )
+        if status.signal is None:
+            how = f"exit code {status.exit_code}"
+        else:
+            core = " (core dumped)" if status.core_dumped else ""
+            how = f"killed by signal {status.signal}{core}"
         if task.spec.get("pre") or task.spec.get("post") or task.spec.get("cleaning"):
             step = failed_step(task_dir(self.process_directory, job.id, task.index, task.attempts))
             if step:
@@ -777,6 +782,16 @@ class Scheduler:
                 await asyncio.sleep(0.5)
 
     async def _write(self) -> None:
+        self._writing = True
+        try:
+            await self._write_batch()
+        finally:
+            self._writing = False
+        async with self._flushed:
+            self._flush_generation += 1
+            self._flushed.notify_all()
+
+    async def _write_batch(self) -> None:
         tasks, self._dirty_tasks = self._dirty_tasks, {}
         jobs, self._dirty_jobs = self._dirty_jobs, {}
         release, self._release_after_flush = self._release_after_flush, []
@@ -808,16 +823,15 @@ class Scheduler:
                         await backend.release(key)
 
             self._spawn_task(release_all())
-        async with self._flushed:
-            self._flush_generation += 1
-            self._flushed.notify_all()
 
     async def flush(self) -> None:
         """Wait until everything changed so far is committed."""
-        if not self._dirty_tasks and not self._dirty_jobs and not self._release_after_flush:
+        dirty = bool(self._dirty_tasks or self._dirty_jobs or self._release_after_flush)
+        if not dirty and not self._writing:
             return
         async with self._flushed:
-            target = self._flush_generation + 1
+            # A write in progress took its snapshot before our changes: wait for the next.
+            target = self._flush_generation + (2 if self._writing and dirty else 1)
             self._flush_needed.set()
             await self._flushed.wait_for(lambda: self._flush_generation >= target)
 

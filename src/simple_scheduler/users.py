@@ -74,8 +74,7 @@ def check_password(password: str) -> bytes:
         raise UserError("password contains a NUL character")
     if len(encoded) > MAX_PASSWORD_BYTES:
         raise UserError(
-            f"password is {len(encoded)} bytes long; bcrypt allows at most "
-            f"{MAX_PASSWORD_BYTES}"
+            f"password is {len(encoded)} bytes long; bcrypt allows at most {MAX_PASSWORD_BYTES}"
         )
     return encoded
 

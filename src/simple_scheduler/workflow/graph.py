@@ -68,7 +68,7 @@ def find_cycles(parents: Sequence[Sequence[int]], limit: int = 100) -> list[list
             walk.append(node)
             node = next(p for p in parents[node] if left[p])
         if state[node] == 1:  # closed a new cycle on this walk
-            loop = walk[walk.index(node):]
+            loop = walk[walk.index(node) :]
             loop.reverse()  # walked child -> parent; report parent -> child
             cycles.append([*loop, loop[0]])
         for n in walk:

@@ -84,9 +84,7 @@ class Scope:
             return text
         return self._expand(text, (), [max_length])[0]
 
-    def _expand(
-        self, text: str, active: tuple[str, ...], budget: list[int]
-    ) -> tuple[str, bool]:
+    def _expand(self, text: str, active: tuple[str, ...], budget: list[int]) -> tuple[str, bool]:
         """(expansion, whether no loop was cut short). `budget` is charged per output
         character and per expansion, so even empty values cannot expand for free."""
         out: list[str] = []

@@ -1,0 +1,174 @@
+"""Scheduler throughput: store + scheduler + hypervisor, no HTTP, against a Popen baseline.
+
+Runs, with W workers: one job of N independent `/bin/true` tasks (N = 1,000 and 10,000),
+a chain of 200 dependent tasks (per-edge latency: one task's end to the next one's start,
+from the monitors' own timestamps), and a fan-out/fan-in of 10,000. In the same run, the
+executor benchmark's Popen baseline (same N, same W, output to files).
+
+usage: python benchmarks/scheduler_throughput.py [--workers 10] [--small]
+Last line: one JSON object (see the issue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from executor_throughput import popen_baseline  # noqa: E402
+
+from simple_scheduler.db import Store  # noqa: E402
+from simple_scheduler.hypervisor_client import HypervisorClient  # noqa: E402
+from simple_scheduler.migrate import migrate  # noqa: E402
+from simple_scheduler.scheduler import Scheduler  # noqa: E402
+from simple_scheduler.workflow import parse_workflow  # noqa: E402
+
+NS = "urn:proactive:jobdescriptor:3.14"
+
+
+def native(name: str, depends: list[str] = ()) -> str:  # type: ignore[assignment]
+    deps = ""
+    if depends:
+        deps = "<depends>" + "".join(f'<task ref="{d}"/>' for d in depends) + "</depends>"
+    return (
+        f'<task name="{name}">{deps}<nativeExecutable>'
+        '<staticCommand value="/bin/true"/></nativeExecutable></task>'
+    )
+
+
+def workflow(tasks: list[str]) -> bytes:
+    return (
+        f'<job xmlns="{NS}" name="bench"><taskFlow>{"".join(tasks)}</taskFlow></job>'
+    ).encode()
+
+
+def independent(n: int) -> bytes:
+    return workflow([native(f"t{i}") for i in range(n)])
+
+
+def chain(n: int) -> bytes:
+    return workflow([native(f"t{i}", [f"t{i - 1}"] if i else []) for i in range(n)])
+
+
+def fan(n: int) -> bytes:
+    middle = [native(f"m{i}", ["root"]) for i in range(n - 2)]
+    names = [f"m{i}" for i in range(n - 2)]
+    return workflow([native("root"), *middle, native("join", names)])
+
+
+def start_hypervisor(root: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    sock = str(root / "hv.sock")
+    pdir = root / "tasks"
+    pdir.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simple_scheduler", "hypervisor", "--socket", sock,
+         "--process-directory", str(pdir)],
+        cwd=root,
+        start_new_session=True,
+    )
+    for _ in range(1000):
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(sock)
+            break
+        except OSError:
+            time.sleep(0.01)
+    return proc, sock, pdir
+
+
+async def run_job(s: Scheduler, xml: bytes) -> tuple[int, float]:
+    job = parse_workflow(xml)
+    started = time.perf_counter()
+    job_id = await s.submit(job, "bench", "")
+    status = await s.wait_job(job_id, timeout=3600)
+    elapsed = time.perf_counter() - started
+    assert status == "FINISHED", status
+    return job_id, elapsed
+
+
+def chain_latency_ms(pdir: Path, job_id: int, n: int) -> float:
+    times = []
+    for i in range(n):
+        data = json.loads((pdir / str(job_id) / str(i) / "1" / "status").read_text())
+        times.append((data["start"], data["end"]))
+    gaps = [times[i + 1][0] - times[i][1] for i in range(n - 1)]
+    return 1000 * sum(gaps) / len(gaps)
+
+
+async def measure(args: argparse.Namespace, root: Path, sock: str, pdir: Path) -> dict[str, float]:
+    store = await Store.open(f"sqlite+aiosqlite:///{root / 'db.sqlite'}")
+    await migrate(store)
+
+    async def connect() -> HypervisorClient:
+        return await HypervisorClient.connect(sock)
+
+    s = Scheduler(
+        store, connect, process_directory=pdir, nb_of_workers=args.workers, kill_grace=1.0,
+        base_env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    )
+    await s.start()
+    small, large = (200, 2000) if args.small else (1000, 10000)
+    try:
+        _, t_small = await run_job(s, independent(small))
+        print(f"independent {small}: {small / t_small:.0f} tasks/s", flush=True)
+        _, t_large = await run_job(s, independent(large))
+        print(f"independent {large}: {large / t_large:.0f} tasks/s", flush=True)
+        chain_id, t_chain = await run_job(s, chain(200))
+        per_edge = chain_latency_ms(pdir, chain_id, 200)
+        print(f"chain 200: {per_edge:.2f} ms per edge ({t_chain:.2f} s in all)", flush=True)
+        _, t_fan = await run_job(s, fan(large))
+        print(f"fan-out/fan-in {large}: {large / t_fan:.0f} tasks/s", flush=True)
+    finally:
+        await s.stop()
+        await store.close()
+    return {
+        "small": small / t_small,
+        "large": large / t_large,
+        "per_edge": per_edge,
+        "ratio_per_task": (t_large / large) / (t_small / small),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, default=10)
+    parser.add_argument("--small", action="store_true", help="quick run: 200 / 2,000 tasks")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="ss-bench-", dir="/tmp"))
+    proc, sock, pdir = start_hypervisor(root)
+    try:
+        result = asyncio.run(measure(args, root, sock, pdir))
+        baseline_n = 200 if args.small else 1000
+        baseline = popen_baseline(baseline_n, args.workers, root / "baseline")
+        print(f"Popen baseline: {baseline:.0f} tasks/s", flush=True)
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "scheduler_throughput",
+                "tasks_per_s_1000": round(result["small"], 1),
+                "tasks_per_s_10000": round(result["large"], 1),
+                "baseline_tasks_per_s": round(baseline, 1),
+                "ratio_vs_baseline": round(result["small"] / baseline, 3),
+                "chain_ms_per_edge": round(result["per_edge"], 3),
+                "ratio_10000_vs_1000_per_task": round(result["ratio_per_task"], 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

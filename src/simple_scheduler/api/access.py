@@ -1,0 +1,84 @@
+"""Who is asking, and which jobs they may see: the checks every handler starts with.
+
+A user sees their own jobs only; another user's job answers 404 exactly like a job that
+does not exist, so ids cannot be probed. Admins see everything.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from quart import current_app, g, request
+
+from simple_scheduler import auth, jobstore
+from simple_scheduler.api.errors import NOT_CONNECTED, ApiError
+from simple_scheduler.auth import AuthError, Principal
+from simple_scheduler.db import Row
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from simple_scheduler.api.app import SchedulerApp, Services
+
+
+def services() -> Services:
+    return cast("SchedulerApp", current_app).services
+
+
+def request_token() -> str | None:
+    return auth.extract_token(request.headers, request.cookies)
+
+
+async def authenticate() -> Principal:
+    """The verified principal of this request, or 401."""
+    cached: Principal | None = g.get("principal")
+    if cached is not None:
+        return cached
+    token = request_token()
+    if not token:
+        raise AuthError(NOT_CONNECTED)
+    svc = services()
+    principal = await auth.verify_token(svc.store, svc.keys, token)
+    g.principal = principal
+    return principal
+
+
+def parse_job_id(text: str) -> int:
+    """Job ids are numbers; anything else names no job (404, not 400, as ProActive)."""
+    if not text.isdigit() or len(text) > 18:
+        raise ApiError(404, f"job {text!r} does not exist")
+    return int(text)
+
+
+async def visible_job(job_id_text: str, principal: Principal) -> Row:
+    """The job row if it exists and `principal` may see it, else 404."""
+    job_id = parse_job_id(job_id_text)
+    row = await jobstore.get_job(services().store, job_id)
+    if row is None or not may_see(principal, row):
+        raise ApiError(404, f"job {job_id} does not exist")
+    return row
+
+
+def may_see(principal: Principal, job: Row) -> bool:
+    return principal.is_admin or job["owner"] == principal.name
+
+
+async def visible_task(job: Row, name: str) -> Row:
+    row = await jobstore.get_task(services().store, int(job["id"]), name)
+    if row is None:
+        raise ApiError(404, f"job {job['id']} has no task named {name!r}")
+    return row
+
+
+def int_arg(name: str, default: int, *, minimum: int | None = None) -> int:
+    """An integer query parameter, 400 when it is not one."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"query parameter {name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise ApiError(400, f"query parameter {name}={value} must be at least {minimum}")
+    return value

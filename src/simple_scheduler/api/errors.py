@@ -1,0 +1,101 @@
+"""HTTP errors in ProActive's shape: `{"httpErrorCode": N, "errorMessage": "..."}`.
+
+Domain errors carry no HTTP knowledge; this edge maps them (h11's `error_status_hint`
+idea, applied at one place). Anything unmapped is a bug: it is logged with its trace and
+answered 500 with no internals, so bad input can never leak a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from quart import Quart, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from simple_scheduler.auth import AuthError, LoginThrottled
+from simple_scheduler.scheduler import StateConflict, UnknownJob, UnknownTask
+from simple_scheduler.workflow.errors import WorkflowError, WorkflowTooLarge
+
+log = logging.getLogger("simple_scheduler.api")
+
+NOT_CONNECTED = "You are not connected to the server, you should log on first"
+
+
+class ApiError(Exception):
+    """Raised by handlers to answer `status` with `message`."""
+
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = jsonify(
+        {
+            "httpErrorCode": status,
+            "errorMessage": message,
+            "stackTrace": None,
+            "exception": None,
+            "exceptionClass": None,
+        }
+    )
+    body.status_code = status
+    for name, value in (headers or {}).items():
+        body.headers[name] = value
+    return body
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, what)
+
+
+def register_error_handlers(app: Quart) -> None:
+    """Install the mapping from exceptions to JSON error responses."""
+
+    @app.errorhandler(ApiError)
+    async def api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.message, exc.headers)
+
+    @app.errorhandler(LoginThrottled)
+    async def throttled(exc: LoginThrottled) -> Response:
+        retry = str(max(1, math.ceil(exc.retry_after)))
+        return error_response(429, exc.message, {"Retry-After": retry})
+
+    @app.errorhandler(AuthError)
+    async def auth_error(exc: AuthError) -> Response:
+        return error_response(401, exc.message)
+
+    @app.errorhandler(UnknownJob)
+    @app.errorhandler(UnknownTask)
+    async def unknown(exc: Exception) -> Response:
+        return error_response(404, str(exc))
+
+    @app.errorhandler(StateConflict)
+    async def conflict(exc: StateConflict) -> Response:
+        return error_response(409, str(exc))
+
+    @app.errorhandler(WorkflowTooLarge)
+    async def too_large_workflow(exc: WorkflowTooLarge) -> Response:
+        return error_response(413, f"workflow too large: {exc}")
+
+    @app.errorhandler(WorkflowError)
+    async def bad_workflow(exc: WorkflowError) -> Response:
+        return error_response(400, f"invalid workflow:\n{exc}")
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status == 413:
+            message = "request too large (the upload limit is max_upload_bytes)"
+        else:
+            message = exc.description or exc.name
+        allow = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+        return error_response(status, message, allow)
+
+    @app.errorhandler(Exception)
+    async def bug(exc: Exception) -> Response:
+        log.error("unhandled error in a request", exc_info=exc)
+        return error_response(500, "internal server error (the server log has the details)")

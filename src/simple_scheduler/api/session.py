@@ -1,0 +1,118 @@
+"""Login, logout, session checks: ProActive's `/common` and `/scheduler` session calls.
+
+Login answers the token as `text/plain` (ProActive clients read the body as the session
+id) and also sets it as an HttpOnly, SameSite=Strict cookie for browsers. Bad credentials
+are 401 (ProActive says 404, which no client relies on); repeated failures are throttled by
+`auth.LoginThrottle` and answered 429 with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, jsonify, request
+
+from simple_scheduler import auth
+from simple_scheduler.api.access import authenticate, request_token, services
+from simple_scheduler.api.errors import ApiError
+from simple_scheduler.auth import AuthError
+from simple_scheduler.credentials import CredentialError, read_credential
+
+blueprint = Blueprint("session", __name__)
+
+
+async def _credentials() -> tuple[str, str]:
+    """(username, password) from a form or multipart body, or from a `credential` part."""
+    form = await request.form
+    files = await request.files
+    upload = files.get("credential")
+    if upload is not None:
+        data = upload.read()
+        try:
+            return read_credential(services().keys.private_key, data)
+        except CredentialError as exc:
+            raise AuthError(f"credential refused: {exc}") from None
+    if "credential" in form:
+        raise ApiError(400, "send the credential file as a file part (curl -F credential=@FILE)")
+    username, password = form.get("username"), form.get("password")
+    if not username or password is None:
+        raise ApiError(400, "login needs username and password, or a credential file part")
+    return username, password
+
+
+def _token_response(token: str) -> Response:
+    response = Response(token, status=200, content_type="text/plain; charset=utf-8")
+    response.set_cookie(
+        auth.SESSION_COOKIE,
+        token,
+        max_age=services().config.token_lifetime_s,
+        path="/rest",
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
+
+
+async def _login() -> Response:
+    username, password = await _credentials()
+    svc = services()
+    token = await auth.login(
+        svc.store,
+        svc.keys,
+        svc.throttle,
+        username,
+        password,
+        address=request.remote_addr,
+        lifetime=svc.config.token_lifetime_s,
+        rounds=svc.config.bcrypt_rounds,
+    )
+    return _token_response(token)
+
+
+@blueprint.post("/scheduler/login")
+@blueprint.post("/common/login")
+async def login() -> Response:
+    """Log in with username and password, or a credential file; returns the session token."""
+    return await _login()
+
+
+@blueprint.put("/scheduler/session")
+async def renew() -> Response:
+    """Renew a valid session (a fresh token), or log in with the form as /login does."""
+    if request_token():
+        try:
+            principal = await authenticate()
+        except AuthError:
+            pass
+        else:
+            svc = services()
+            token = await auth.renew(svc.store, svc.keys, principal, svc.config.token_lifetime_s)
+            return _token_response(token)
+    return await _login()
+
+
+@blueprint.put("/common/logout")
+@blueprint.put("/scheduler/disconnect")
+async def logout() -> Response:
+    """Revoke the session token (204)."""
+    principal = await authenticate()
+    await auth.revoke(services().store, principal)
+    response = Response("", status=204)
+    response.delete_cookie(auth.SESSION_COOKIE, path="/rest")
+    return response
+
+
+@blueprint.get("/common/connected")
+@blueprint.get("/scheduler/isconnected")
+async def connected() -> Response:
+    """true when the request carries a valid session, else false."""
+    try:
+        await authenticate()
+    except AuthError:
+        return jsonify(False)
+    return jsonify(True)
+
+
+@blueprint.get("/common/currentuser")
+async def current_user() -> Response:
+    """The login name of the session, as text."""
+    principal = await authenticate()
+    return Response(principal.name, content_type="text/plain; charset=utf-8")

@@ -1,0 +1,784 @@
+"""The hypervisor: the one process that starts tasks, and keeps track of them.
+
+Single-threaded, one `epoll` loop, no asyncio. It owns:
+
+- the client socket (Unix stream, mode 0600) speaking `protocol` frames;
+- the report socket `<socket>.report` (Unix datagram, mode 0600) where monitors send
+  STARTED / HEARTBEAT / EXITED reports (`_core` documents the layout);
+- the fork server, a fresh `python -I -S` that immediately enters `_core`'s C loop, so
+  every monitor is forked from a tiny process that never runs Python again;
+- the live index `<process_directory>/.live/<key>` (task dir, monitor pid and start
+  time per unreleased execution), from which a restarted hypervisor rebuilds its view:
+  status file present -> exited; monitor alive (pid + start time) -> running; else lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import heapq
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from simple_scheduler import _core, posix, protocol, taskdir
+from simple_scheduler.backend import (
+    KEY_PATTERN,
+    BackendError,
+    Event,
+    Exited,
+    ExitStatus,
+    Lost,
+    Started,
+    TaskRecord,
+    TaskState,
+)
+
+log = logging.getLogger("simple_scheduler.hypervisor")
+
+LIVE_DIR = ".live"
+LIVENESS_INTERVAL = 1.0
+REPORT_SUFFIX = ".report"
+_FS_HEADER = struct.Struct("=IIQIIII")
+_FS_REPLY = struct.Struct("=IIQiiQ")
+_REPORT = struct.Struct("=IHHiiQiiiiqq104s160s")
+assert _FS_HEADER.size == _core.FS_REQUEST_HEADER_SIZE
+assert _FS_REPLY.size == _core.FS_REPLY_SIZE
+assert _REPORT.size == _core.REPORT_SIZE
+
+_FORK_SERVER_CODE = (
+    "import sys; sys.path[:0] = [sys.argv[1]]; "
+    "from simple_scheduler._core import fork_server_main; fork_server_main(int(sys.argv[2]))"
+)
+
+
+def single_threaded() -> bool:
+    """Forking is only safe with exactly one thread (no lock can be held by another)."""
+    return threading.active_count() == 1 and len(os.listdir("/proc/self/task")) == 1
+
+
+def describe_wait_status(status: int) -> str:
+    w = posix.decode_wait_status(status)
+    if w.signal is not None:
+        return f"killed by signal {w.signal}" + (" (core dumped)" if w.core_dumped else "")
+    return f"exited with code {w.exit_code}"
+
+
+class ForkServer:
+    """The hypervisor's end of the fork server's SOCK_SEQPACKET socketpair."""
+
+    def __init__(self) -> None:
+        if not single_threaded():
+            raise RuntimeError("the hypervisor must be single-threaded before it forks")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(_core.__file__)))
+        self.process = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _FORK_SERVER_CODE, package_parent,
+             str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={},
+            close_fds=True,
+        )
+        theirs.close()
+        ours.setblocking(False)
+        self.sock = ours
+        self._queue: list[bytes] = []
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, message: bytes) -> None:
+        """Send one request, queueing it when the socket is full (never blocks)."""
+        if not self._queue:
+            try:
+                self.sock.send(message)
+                return
+            except BlockingIOError:
+                pass
+        self._queue.append(message)
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self._queue)
+
+    def flush(self) -> None:
+        while self._queue:
+            try:
+                self.sock.send(self._queue[0])
+            except BlockingIOError:
+                return
+            self._queue.pop(0)
+
+    def receive(self) -> list[tuple[int, int, int, int, int]] | None:
+        """(kind, request_id, pid, value, start_ticks) records; None at EOF."""
+        out: list[tuple[int, int, int, int, int]] = []
+        while True:
+            try:
+                data = self.sock.recv(64)
+            except BlockingIOError:
+                return out
+            except ConnectionError:
+                return None
+            if not data:
+                return out or None
+            magic, kind, rid, pid, value, ticks = _FS_REPLY.unpack(data)
+            if magic == _core.FS_REPLY_MAGIC:
+                out.append((kind, rid, pid, value, ticks))
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass(slots=True, eq=False)
+class Execution:
+    """What the hypervisor knows about one unreleased execution."""
+
+    key: str
+    task_dir: str
+    state: TaskState = "spawned"
+    monitor_pid: int = 0
+    monitor_start: int = 0
+    pid: int | None = None
+    pid_start: int | None = None
+    status: ExitStatus | None = None
+    reason: str | None = None
+    semaphore: str | None = None
+    released_sem: bool = False  #: sem_post done (or none needed)
+    kill_grace: float | None = None  #: kill requested before the task pid was known
+    owned: bool = True  #: a child of our fork server (it tells us when it dies)
+    last_heartbeat: float = 0.0
+
+    def record(self) -> TaskRecord:
+        extra = {"task_dir": self.task_dir, "monitor_pid": str(self.monitor_pid)}
+        if self.last_heartbeat:
+            extra["last_heartbeat"] = f"{self.last_heartbeat:.3f}"
+        return TaskRecord(
+            key=self.key,
+            state=self.state,
+            pid=self.pid,
+            pid_start_time=self.pid_start,
+            status=self.status,
+            reason=self.reason,
+            extra=extra,
+        )
+
+
+class _Conn:
+    __slots__ = ("decoder", "out", "sock", "subscribed")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.decoder = protocol.FrameDecoder()
+        self.out = bytearray()
+        self.subscribed = False
+
+
+_Op = Callable[["Hypervisor", _Conn, int, dict[str, Any]], dict[str, Any] | None]
+
+
+class _Shutdown(Exception):
+    pass
+
+
+def _bind_unix(path: str, kind: socket.SocketKind) -> socket.socket:
+    """Bind a Unix socket at `path` with mode 0600, replacing a stale socket (only)."""
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise RuntimeError(f"{path} exists and is not a socket")
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, kind)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.setblocking(False)
+    return sock
+
+
+class Hypervisor:
+    """The loop and the state. `run()` is the process entry; tests may drive it too."""
+
+    def __init__(self, socket_path: str, process_directory: str) -> None:
+        self.socket_path = os.path.abspath(socket_path)
+        self.report_path = self.socket_path + REPORT_SUFFIX
+        if len(self.report_path.encode()) >= 108:
+            raise ValueError(f"socket path too long for AF_UNIX: {self.report_path}")
+        self.process_directory = os.path.abspath(process_directory)
+        self.live_dir = os.path.join(self.process_directory, LIVE_DIR)
+        os.makedirs(self.live_dir, mode=0o700, exist_ok=True)
+        self.namespace = self.process_directory
+
+        self.fork_server = ForkServer()
+        self.execs: dict[str, Execution] = {}
+        self.by_monitor: dict[int, Execution] = {}
+        self.unowned: set[Execution] = set()
+        self.pending: dict[int, tuple[_Conn | None, int, Execution]] = {}
+        self.conns: dict[int, _Conn] = {}
+        self.dirty: set[_Conn] = set()
+        self.timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = 0
+        self._next_spawn_id = 1
+
+        self.reports = _bind_unix(self.report_path, socket.SOCK_DGRAM)
+        with contextlib.suppress(OSError):
+            self.reports.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.listener = _bind_unix(self.socket_path, socket.SOCK_STREAM)
+        self.listener.listen(128)
+
+        self.epoll = select.epoll()
+        self.epoll.register(self.listener.fileno(), select.EPOLLIN)
+        self.epoll.register(self.reports.fileno(), select.EPOLLIN)
+        self.epoll.register(self.fork_server.fileno(), select.EPOLLIN)
+        self._recover()
+        self._later(LIVENESS_INTERVAL, self._check_liveness)
+
+    # ------------------------------------------------------------ loop
+
+    def serve_forever(self) -> None:
+        lfd, rfd = self.listener.fileno(), self.reports.fileno()
+        while True:
+            timeout = -1.0
+            if self.timers:
+                timeout = max(0.0, self.timers[0][0] - time.monotonic())
+            for fd, ev in self.epoll.poll(timeout):
+                if fd == rfd:
+                    self._drain_reports()
+                elif fd == lfd:
+                    self._accept()
+                elif fd == self.fork_server.fileno():
+                    if ev & select.EPOLLOUT:
+                        self.fork_server.flush()
+                    if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                        self._fork_server_readable()
+                    self._fs_interest()
+                else:
+                    conn = self.conns.get(fd)
+                    if conn is not None:
+                        if ev & select.EPOLLOUT:
+                            self.dirty.add(conn)
+                        if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                            self._conn_readable(conn)
+            now = time.monotonic()
+            while self.timers and self.timers[0][0] <= now:
+                _, _, fn = heapq.heappop(self.timers)
+                fn()
+            if self.dirty:
+                self._flush()
+
+    def close(self) -> None:
+        """Stop serving: sockets closed, the fork server ends; monitors keep running."""
+        for conn in list(self.conns.values()):
+            self._drop(conn)
+        self.epoll.close()
+        self.listener.close()
+        self.reports.close()
+        for path in (self.socket_path, self.report_path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self.fork_server.close()
+
+    def _later(self, delay: float, fn: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self.timers, (time.monotonic() + delay, self._seq, fn))
+
+    def _fs_interest(self) -> None:
+        mask = select.EPOLLIN | (select.EPOLLOUT if self.fork_server.wants_write else 0)
+        self.epoll.modify(self.fork_server.fileno(), mask)
+
+    # ------------------------------------------------------------ client connections
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except BlockingIOError:
+                return
+            sock.setblocking(False)
+            conn = _Conn(sock)
+            self.conns[sock.fileno()] = conn
+            self.epoll.register(sock.fileno(), select.EPOLLIN)
+
+    def _drop(self, conn: _Conn) -> None:
+        fd = conn.sock.fileno()
+        if self.conns.pop(fd, None) is None:
+            return
+        with contextlib.suppress(OSError):
+            self.epoll.unregister(fd)
+        conn.sock.close()
+        self.dirty.discard(conn)
+
+    def _conn_readable(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(1 << 18)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            if conn.decoder.pending:
+                log.warning("connection closed inside a frame (truncated)")
+            self._drop(conn)
+            return
+        try:
+            frames = conn.decoder.feed(data)
+        except protocol.ProtocolError as exc:
+            log.warning("closing connection: %s", exc)
+            self._drop(conn)
+            return
+        for frame in frames:
+            if frame.type != protocol.REQUEST:
+                log.warning("closing connection: unexpected frame type %d", frame.type)
+                self._drop(conn)
+                return
+            self._handle(conn, frame.request_id, frame.body)
+
+    def _send(self, conn: _Conn | None, msg_type: int, rid: int, body: dict[str, Any]) -> None:
+        if conn is None or conn.sock.fileno() < 0:
+            return
+        conn.out += protocol.encode(msg_type, rid, body)
+        self.dirty.add(conn)
+
+    def _flush(self) -> None:
+        for conn in list(self.dirty):
+            self.dirty.discard(conn)
+            if conn.sock.fileno() < 0:
+                continue
+            try:
+                n = conn.sock.send(conn.out)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                self._drop(conn)
+                continue
+            del conn.out[:n]
+            mask = select.EPOLLIN | (select.EPOLLOUT if conn.out else 0)
+            self.epoll.modify(conn.sock.fileno(), mask)
+
+    def _emit(self, event: Event) -> None:
+        frame = protocol.encode(protocol.EVENT, 0, protocol.event_to_dict(event))
+        for conn in self.conns.values():
+            if conn.subscribed:
+                conn.out += frame
+                self.dirty.add(conn)
+
+    def _handle(self, conn: _Conn, rid: int, body: dict[str, Any]) -> None:
+        op = body.get("op")
+        handler = self._ops.get(op) if isinstance(op, str) else None
+        try:
+            if handler is None:
+                raise BackendError(f"unknown op {op!r}")
+            result = handler(self, conn, rid, body)
+        except (BackendError, OSError, ValueError, KeyError, TypeError) as exc:
+            message = str(exc) if not isinstance(exc, KeyError) else f"missing field {exc}"
+            self._send(conn, protocol.ERROR, rid, {"type": type(exc).__name__, "message": message})
+            return
+        if result is not None:
+            self._send(conn, protocol.REPLY, rid, result)
+
+    # ------------------------------------------------------------ requests
+
+    def op_spawn(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any] | None:
+        spec = body["spec"]
+        key = spec["key"]
+        if not isinstance(key, str) or not KEY_PATTERN.match(key) or key.startswith("."):
+            raise BackendError(f"invalid key {key!r}")
+        if key in self.execs:
+            raise BackendError(f"duplicate key {key!r}")
+        argv = spec["argv"]
+        env = spec.get("env") or {}
+        cwd = spec.get("cwd") or ""
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise BackendError("argv must be a non-empty list of strings")
+        if not all(isinstance(k, str) and isinstance(v, str) and "=" not in k
+                   for k, v in env.items()):
+            raise BackendError("env must map names without '=' to strings")
+        task_dir = os.path.abspath(spec["task_dir"])
+        start = bool(body.get("start", True))
+        os.makedirs(task_dir, exist_ok=True)
+        for stale in (taskdir.CANCEL, taskdir.STATUS):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(task_dir, stale))
+
+        ex = Execution(key, task_dir, released_sem=start)
+        sem_path = ""
+        if not start:
+            ex.semaphore = posix.semaphore_name(self.namespace, key)
+            try:
+                posix.sem_create(ex.semaphore, 0)
+            except posix.CallError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
+                posix.sem_unlink(ex.semaphore)
+                posix.sem_create(ex.semaphore, 0)
+            sem_path = posix.semaphore_path(ex.semaphore)
+        job, task = spec.get("job_id", "?"), spec.get("task_name", key)
+        title = f"simple-scheduler: monitor job {job} task {task}"
+        strings = [key, title, task_dir, cwd, self.report_path, sem_path,
+                   env.get("PATH", os.defpath), *argv]
+        strings += [f"{k}={v}" for k, v in env.items()]
+        try:
+            data = b"\0".join(os.fsencode(s) for s in strings) + b"\0"
+        except (UnicodeEncodeError, TypeError) as exc:
+            self._forget_semaphore(ex)
+            raise BackendError(f"spec is not encodable: {exc}") from None
+        if data.count(b"\0") != len(strings):
+            self._forget_semaphore(ex)
+            raise BackendError("strings in the spec must not contain NUL")
+        spawn_id = self._next_spawn_id
+        self._next_spawn_id += 1
+        message = _FS_HEADER.pack(_core.FS_REQUEST_MAGIC, 0 if start else _core.FS_FLAG_SEMAPHORE,
+                                  spawn_id, _core.FS_NFIXED, len(argv), len(env), len(data)) + data
+        if len(message) > _core.FS_REQUEST_MAX or len(strings) + 2 > _core.FS_MAX_STRINGS:
+            self._forget_semaphore(ex)
+            raise BackendError(f"spec too large ({len(message)} bytes)")
+        self.execs[key] = ex
+        self.pending[spawn_id] = (conn, rid, ex)
+        self.fork_server.send(message)
+        if self.fork_server.wants_write:
+            self._fs_interest()
+        return None
+
+    def op_start(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
+        ex = self._get(body["key"])
+        self._release_semaphore(ex)
+        return {}
+
+    def op_kill(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
+        ex = self._get(body["key"])
+        grace = float(body.get("grace", 5.0))
+        if ex.state not in ("spawned", "running"):
+            return {"alive": False}
+        if ex.pid is not None:
+            self._terminate(ex, grace)
+        else:
+            # Not started yet (or its STARTED report is in flight): cancel it, and signal
+            # it when the report comes.
+            ex.kill_grace = grace
+            with contextlib.suppress(OSError):
+                open(os.path.join(ex.task_dir, taskdir.CANCEL), "wb").close()
+            self._release_semaphore(ex)
+        return {"alive": True}
+
+    def op_list(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
+        return {"tasks": [protocol.record_to_dict(ex.record()) for ex in self.execs.values()]}
+
+    def op_release(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
+        ex = self.execs.get(body["key"])
+        if ex is None:
+            return {}
+        if ex.state == "spawned" and not ex.released_sem:
+            # Nobody will ever start it: let it see the cancel file rather than wait forever.
+            with contextlib.suppress(OSError):
+                open(os.path.join(ex.task_dir, taskdir.CANCEL), "wb").close()
+            self._release_semaphore(ex)
+        del self.execs[ex.key]
+        if self.by_monitor.get(ex.monitor_pid) is ex:
+            del self.by_monitor[ex.monitor_pid]
+        self.unowned.discard(ex)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.live_dir, ex.key))
+        return {}
+
+    def op_subscribe(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
+        conn.subscribed = True
+        return {}
+
+    def op_ping(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
+        return {"pid": os.getpid(), "executions": len(self.execs)}
+
+    _ops: ClassVar[dict[str, _Op]] = {
+        "spawn": op_spawn,
+        "start": op_start,
+        "kill": op_kill,
+        "list": op_list,
+        "release": op_release,
+        "subscribe": op_subscribe,
+        "ping": op_ping,
+    }
+
+    def _get(self, key: Any) -> Execution:
+        ex = self.execs.get(key) if isinstance(key, str) else None
+        if ex is None:
+            raise BackendError(f"unknown execution {key!r}")
+        return ex
+
+    def _release_semaphore(self, ex: Execution) -> None:
+        if ex.released_sem or ex.semaphore is None:
+            ex.released_sem = True
+            return
+        ex.released_sem = True
+        try:
+            posix.sem_post(ex.semaphore)
+        except posix.CallError as exc:
+            if exc.errno != errno.ENOENT:  # gone: the monitor already unlinked it
+                raise
+
+    def _forget_semaphore(self, ex: Execution) -> None:
+        if ex.semaphore is not None:
+            posix.sem_unlink(ex.semaphore)
+
+    def _terminate(self, ex: Execution, grace: float) -> None:
+        assert ex.pid is not None
+        pgid = ex.pid
+        posix.killpg(pgid, signal.SIGTERM)
+
+        def escalate() -> None:
+            with contextlib.suppress(OSError):
+                posix.killpg(pgid, signal.SIGKILL)
+
+        self._later(grace, escalate)
+
+    # ------------------------------------------------------------ fork server
+
+    def _fork_server_readable(self) -> None:
+        records = self.fork_server.receive()
+        if records is None:
+            self._fork_server_died()
+            return
+        for kind, spawn_id, pid, value, ticks in records:
+            if kind == _core.FS_ENDED:
+                self._monitor_ended(pid, value)
+                continue
+            entry = self.pending.pop(spawn_id, None)
+            if entry is None:
+                continue
+            conn, rid, ex = entry
+            if kind == _core.FS_SPAWNED:
+                ex.monitor_pid, ex.monitor_start = pid, ticks
+                self.by_monitor[pid] = ex
+                self._write_live(ex)
+                self._send(conn, protocol.REPLY, rid, {"monitor_pid": pid})
+            else:
+                if self.execs.get(ex.key) is ex:
+                    del self.execs[ex.key]
+                self._forget_semaphore(ex)
+                msg = f"fork server could not spawn the monitor: {os.strerror(value)}"
+                self._send(conn, protocol.ERROR, rid, {"type": "BackendError", "message": msg})
+
+    def _fork_server_died(self) -> None:
+        log.error("the fork server died; starting a new one")
+        with contextlib.suppress(OSError):
+            self.epoll.unregister(self.fork_server.fileno())
+        self.fork_server.close()
+        for conn, rid, ex in self.pending.values():
+            if self.execs.get(ex.key) is ex:
+                del self.execs[ex.key]
+            self._forget_semaphore(ex)
+            self._send(conn, protocol.ERROR, rid,
+                       {"type": "BackendError", "message": "the fork server died"})
+        self.pending.clear()
+        for ex in self.by_monitor.values():
+            ex.owned = False
+            self.unowned.add(ex)
+        self.by_monitor.clear()
+        self.fork_server = ForkServer()
+        self.epoll.register(self.fork_server.fileno(), select.EPOLLIN)
+
+    def _monitor_ended(self, monitor_pid: int, status: int) -> None:
+        ex = self.by_monitor.pop(monitor_pid, None)
+        if ex is None or ex.state not in ("spawned", "running"):
+            return
+        self._drain_reports()  # its last report may still be queued
+        if ex.state in ("spawned", "running"):
+            self._settle(ex, f"monitor died without a report: {describe_wait_status(status)}")
+
+    # ------------------------------------------------------------ monitor reports
+
+    def _drain_reports(self) -> None:
+        recv = self.reports.recv
+        size = _REPORT.size
+        while True:
+            try:
+                data = recv(size + 64)
+            except BlockingIOError:
+                return
+            if len(data) != size:
+                continue
+            (magic, version, kind, monitor_pid, pid, ticks, exit_code, sig, core, has_error,
+             start_ms, end_ms, raw_key, raw_error) = _REPORT.unpack(data)
+            if magic != _core.REPORT_MAGIC or version != 1:
+                continue
+            ex = self.execs.get(raw_key.split(b"\0", 1)[0].decode(errors="replace"))
+            if ex is None or (ex.monitor_pid and ex.monitor_pid != monitor_pid):
+                continue
+            if kind == _core.REPORT_HEARTBEAT:
+                ex.last_heartbeat = time.time()
+            elif kind == _core.REPORT_STARTED:
+                self._started(ex, pid, ticks, start_ms / 1000.0)
+            elif kind == _core.REPORT_EXITED and ex.state in ("spawned", "running"):
+                if pid > 0 and ex.pid is None:
+                    self._started(ex, pid, ticks, start_ms / 1000.0)
+                error = raw_error.split(b"\0", 1)[0].decode(errors="replace") if has_error else None
+                status = ExitStatus(
+                    exit_code=exit_code if exit_code >= 0 else None,
+                    signal=sig or None,
+                    core_dumped=bool(core),
+                    start_time=start_ms / 1000.0,
+                    end_time=end_ms / 1000.0,
+                    error=error,
+                )
+                self._exited(ex, status)
+
+    def _started(self, ex: Execution, pid: int, ticks: int, when: float) -> None:
+        if ex.pid is not None or ex.state != "spawned":
+            return
+        ex.pid, ex.pid_start, ex.state = pid, ticks, "running"
+        ex.last_heartbeat = time.time()
+        self._emit(Started(ex.key, pid, ticks, when))
+        if ex.kill_grace is not None:
+            self._terminate(ex, ex.kill_grace)
+
+    def _exited(self, ex: Execution, status: ExitStatus) -> None:
+        ex.state, ex.status = "exited", status
+        self.unowned.discard(ex)
+        self._emit(Exited(ex.key, status))
+
+    def _settle(self, ex: Execution, reason: str) -> None:
+        """The monitor is gone without a report: the status file decides exited vs lost."""
+        status = taskdir.read_status(ex.task_dir)
+        if status is not None:
+            self._exited(ex, status)
+            return
+        ex.state, ex.reason = "lost", reason
+        self.unowned.discard(ex)
+        self._emit(Lost(ex.key, reason))
+
+    def _check_liveness(self) -> None:
+        self._later(LIVENESS_INTERVAL, self._check_liveness)
+        for ex in list(self.unowned):
+            if ex.state not in ("spawned", "running"):
+                self.unowned.discard(ex)
+            elif not posix.process_alive(ex.monitor_pid, ex.monitor_start):
+                self._drain_reports()
+                if ex.state in ("spawned", "running"):
+                    self._settle(ex, "monitor vanished without a report")
+
+    # ------------------------------------------------------------ live index / restart
+
+    def _write_live(self, ex: Execution) -> None:
+        data = json.dumps({"task_dir": ex.task_dir, "monitor_pid": ex.monitor_pid,
+                           "monitor_start": ex.monitor_start, "semaphore": ex.semaphore})
+        tmp = os.path.join(self.live_dir, f".{ex.key}.tmp")
+        with open(tmp, "w") as f:
+            f.write(data)
+        os.rename(tmp, os.path.join(self.live_dir, ex.key))
+
+    def _recover(self) -> None:
+        """Rebuild the view of unreleased executions left by a previous hypervisor."""
+        for name in os.listdir(self.live_dir):
+            path = os.path.join(self.live_dir, name)
+            if name.startswith("."):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                continue
+            try:
+                with open(path) as f:
+                    data = json.load(f)
+                ex = Execution(name, str(data["task_dir"]), monitor_pid=int(data["monitor_pid"]),
+                               monitor_start=int(data["monitor_start"]), owned=False,
+                               semaphore=data.get("semaphore"))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable live entry %s: %s", path, exc)
+                continue
+            self.execs[name] = ex
+            pid = taskdir.read_pid(ex.task_dir)
+            if pid is not None:
+                ex.pid, ex.pid_start, ex.state = pid.pid, pid.pid_start_time, "running"
+            status = taskdir.read_status(ex.task_dir)
+            if status is not None:
+                ex.state, ex.status = "exited", status
+            elif posix.process_alive(ex.monitor_pid, ex.monitor_start):
+                self.unowned.add(ex)
+            else:
+                ex.state = "lost"
+                ex.reason = "monitor vanished while the hypervisor was down"
+        log.info("recovered %d executions", len(self.execs))
+
+
+def run(socket_path: str, process_directory: str) -> None:
+    """The `simple-scheduler hypervisor` process: serve until SIGTERM or SIGINT."""
+    hv = Hypervisor(socket_path, process_directory)
+    with contextlib.suppress(OSError):
+        posix.set_proc_title("simple-scheduler: hypervisor")
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Shutdown
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        hv.serve_forever()
+    except _Shutdown:
+        log.info("shutting down; monitors keep running")
+    finally:
+        hv.close()
+
+
+# ---------------------------------------------------------------- starting one
+
+
+def _accepts(socket_path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(socket_path)
+        except OSError:
+            return False
+    return True
+
+
+def spawn_hypervisor(
+    socket_path: str,
+    process_directory: str,
+    *,
+    timeout: float = 15.0,
+    stderr: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start `simple-scheduler hypervisor` in its own session and wait until it accepts.
+
+    Its own session: it outlives the web process (and a Ctrl-C aimed at it).
+    """
+    cmd = [sys.executable, "-m", "simple_scheduler", "hypervisor",
+           "--socket", socket_path, "--process-directory", process_directory]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=stderr, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not _accepts(socket_path):
+        if proc.poll() is not None:
+            raise RuntimeError(f"the hypervisor exited with code {proc.returncode} at start")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"the hypervisor did not accept on {socket_path} in {timeout}s")
+        time.sleep(0.01)
+    return proc
+
+
+def ensure_hypervisor(
+    socket_path: str, process_directory: str, *, timeout: float = 15.0
+) -> subprocess.Popen[bytes] | None:
+    """A hypervisor listening on `socket_path`: the running one (None) or a new one."""
+    if _accepts(socket_path):
+        return None
+    return spawn_hypervisor(socket_path, process_directory, timeout=timeout)

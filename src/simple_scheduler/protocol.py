@@ -1,0 +1,184 @@
+"""The framed protocol between the hypervisor and its clients (Unix stream socket).
+
+Frame layout (network byte order), struct format `>2sBBIQ`, 16 bytes of header:
+
+    offset  size  field
+    0       2     magic        b"SS"
+    2       1     version      1
+    3       1     type         REQUEST=1, REPLY=2, ERROR=3, EVENT=4
+    4       4     length       payload bytes that follow, at most MAX_PAYLOAD (4 MiB)
+    8       8     request id   set by the client; echoed in REPLY/ERROR; 0 on EVENT
+    16      ...   payload      a UTF-8 JSON object
+
+Requests carry {"op": ..., ...}; a REPLY carries the result object, an ERROR carries
+{"type": ..., "message": ...}. Events ({"kind": "started" | "exited" | "lost", ...}) go
+to connections that sent {"op": "subscribe"}. A malformed frame (bad magic, version,
+size, or payload) is a ProtocolError and closes that connection only.
+
+`FrameDecoder` is sans-IO: the hypervisor's selector loop and the asyncio client both
+feed it bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from simple_scheduler.backend import Event, Exited, ExitStatus, Lost, Started, TaskRecord
+
+MAGIC = b"SS"
+VERSION = 1
+HEADER = struct.Struct(">2sBBIQ")
+HEADER_SIZE = HEADER.size
+MAX_PAYLOAD = 4 * 1024 * 1024
+
+REQUEST = 1
+REPLY = 2
+ERROR = 3
+EVENT = 4
+_TYPES = frozenset((REQUEST, REPLY, ERROR, EVENT))
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame: drop the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    type: int
+    request_id: int
+    body: dict[str, Any]
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_loads = json.JSONDecoder().decode
+
+
+def encode(msg_type: int, request_id: int, body: dict[str, Any]) -> bytes:
+    payload = _dumps(body).encode()
+    if len(payload) > MAX_PAYLOAD:
+        raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    return HEADER.pack(MAGIC, VERSION, msg_type, len(payload), request_id) + payload
+
+
+class FrameDecoder:
+    """Feed bytes, get complete frames; raises ProtocolError on the first bad frame."""
+
+    __slots__ = ("_buf", "max_payload")
+
+    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
+        self._buf = bytearray()
+        self.max_payload = max_payload
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame (non-zero at EOF means a truncated frame)."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        buf = self._buf
+        buf += data
+        frames: list[Frame] = []
+        pos = 0
+        end = len(buf)
+        while end - pos >= HEADER_SIZE:
+            magic, version, msg_type, length, request_id = HEADER.unpack_from(buf, pos)
+            if magic != MAGIC:
+                raise ProtocolError(f"bad magic {bytes(magic)!r}")
+            if version != VERSION:
+                raise ProtocolError(f"unsupported protocol version {version}")
+            if msg_type not in _TYPES:
+                raise ProtocolError(f"unknown message type {msg_type}")
+            if length > self.max_payload:
+                raise ProtocolError(f"payload of {length} bytes exceeds {self.max_payload}")
+            stop = pos + HEADER_SIZE + length
+            if stop > end:
+                break
+            try:
+                body = _loads(buf[pos + HEADER_SIZE : stop].decode())
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise ProtocolError(f"payload is not JSON: {exc}") from None
+            if not isinstance(body, dict):
+                raise ProtocolError("payload is not a JSON object")
+            frames.append(Frame(msg_type, request_id, body))
+            pos = stop
+        if pos:
+            del buf[:pos]
+        return frames
+
+
+# ---------------------------------------------------------------- payload shapes
+
+
+def status_to_dict(status: ExitStatus) -> dict[str, Any]:
+    return {
+        "exit_code": status.exit_code,
+        "signal": status.signal,
+        "core_dumped": status.core_dumped,
+        "start_time": status.start_time,
+        "end_time": status.end_time,
+        "error": status.error,
+    }
+
+
+def status_from_dict(data: dict[str, Any]) -> ExitStatus:
+    return ExitStatus(
+        exit_code=data.get("exit_code"),
+        signal=data.get("signal"),
+        core_dumped=bool(data.get("core_dumped")),
+        start_time=float(data.get("start_time") or 0.0),
+        end_time=float(data.get("end_time") or 0.0),
+        error=data.get("error"),
+    )
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    if isinstance(event, Started):
+        return {
+            "kind": "started",
+            "key": event.key,
+            "pid": event.pid,
+            "pid_start_time": event.pid_start_time,
+            "time": event.time,
+        }
+    if isinstance(event, Exited):
+        return {"kind": "exited", "key": event.key, "status": status_to_dict(event.status)}
+    return {"kind": "lost", "key": event.key, "reason": event.reason}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    kind = data.get("kind")
+    if kind == "started":
+        return Started(data["key"], int(data["pid"]), int(data["pid_start_time"]), data["time"])
+    if kind == "exited":
+        return Exited(data["key"], status_from_dict(data["status"]))
+    if kind == "lost":
+        return Lost(data["key"], str(data["reason"]))
+    raise ProtocolError(f"unknown event kind {kind!r}")
+
+
+def record_to_dict(record: TaskRecord) -> dict[str, Any]:
+    return {
+        "key": record.key,
+        "state": record.state,
+        "pid": record.pid,
+        "pid_start_time": record.pid_start_time,
+        "status": status_to_dict(record.status) if record.status else None,
+        "reason": record.reason,
+        "extra": record.extra,
+    }
+
+
+def record_from_dict(data: dict[str, Any]) -> TaskRecord:
+    status = data.get("status")
+    return TaskRecord(
+        key=data["key"],
+        state=data["state"],
+        pid=data.get("pid"),
+        pid_start_time=data.get("pid_start_time"),
+        status=status_from_dict(status) if status else None,
+        reason=data.get("reason"),
+        extra=dict(data.get("extra") or {}),
+    )

@@ -1,0 +1,89 @@
+"""The task directory: one per execution, shared by the monitor, hypervisor and web process.
+
+    <process_directory>/<job id>/<task>/<attempt>/
+        stdout, stderr   the task's output (read by offset, never whole)
+        status           one JSON line written by the monitor (write, fsync, rename)
+        pid              {"pid", "pid_start_time", "monitor_pid"} once the task exec'd
+        cancel           created by the hypervisor to cancel a task before it starts
+
+The status file is the truth about how an execution ended: reports to the hypervisor
+may be lost, the file is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from simple_scheduler.backend import ExitStatus
+
+STDOUT = "stdout"
+STDERR = "stderr"
+STATUS = "status"
+PID = "pid"
+CANCEL = "cancel"
+
+
+def task_dir(process_directory: str, job_id: int, task: str, attempt: int) -> str:
+    """The directory the scheduler should give an execution."""
+    return os.path.join(process_directory, str(job_id), task, str(attempt))
+
+
+def status_from_dict(data: dict[str, object]) -> ExitStatus:
+    def opt_int(name: str) -> int | None:
+        value = data.get(name)
+        return int(value) if isinstance(value, int | float) else None
+
+    error = data.get("error")
+    return ExitStatus(
+        exit_code=opt_int("exit_code"),
+        signal=opt_int("signal"),
+        core_dumped=bool(data.get("core_dumped", False)),
+        start_time=float(data.get("start_time", 0.0)),  # type: ignore[arg-type]
+        end_time=float(data.get("end_time", 0.0)),  # type: ignore[arg-type]
+        error=str(error) if error is not None else None,
+    )
+
+
+def read_status(directory: str) -> ExitStatus | None:
+    """The execution's final status, or None while it has not ended (or never started)."""
+    try:
+        with open(os.path.join(directory, STATUS), "rb") as f:
+            raw = f.read(4096)
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return status_from_dict(data) if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class PidInfo:
+    pid: int
+    pid_start_time: int
+    monitor_pid: int
+
+
+def read_pid(directory: str) -> PidInfo | None:
+    """The task's pid and start time, written by the monitor right after exec."""
+    try:
+        with open(os.path.join(directory, PID), "rb") as f:
+            data = json.loads(f.read(4096))
+        return PidInfo(int(data["pid"]), int(data["pid_start_time"]), int(data["monitor_pid"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_output(directory: str, name: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
+    """Up to `limit` bytes of `stdout` or `stderr` from `offset` (b"" past the end)."""
+    if name not in (STDOUT, STDERR):
+        raise ValueError(f"not an output file: {name!r}")
+    try:
+        with open(os.path.join(directory, name), "rb") as f:
+            f.seek(offset)
+            return f.read(limit)
+    except FileNotFoundError:
+        return b""

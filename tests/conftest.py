@@ -1,0 +1,148 @@
+"""Shared fixtures: a real hypervisor process, a migrated SQLite file, a running scheduler.
+
+Every process a test starts is found and killed at teardown, even when the test fails:
+the hypervisor runs with its working directory inside the test's own temporary folder,
+so its monitors and their tasks do too (or carry the run's token in their environment).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TOKEN_VAR = "SIMPLE_SCHEDULER_TEST_RUN"
+
+
+def kill_everything_under(root: Path, token: str) -> None:
+    """SIGKILL every process of this test: cwd under `root`, or the token in its env."""
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == me:
+            continue
+        try:
+            cwd = proc.cwd()
+            mine = cwd.startswith(str(root))
+            if not mine:
+                mine = proc.environ().get(TOKEN_VAR) == token
+        except (psutil.Error, OSError):
+            continue
+        if mine:
+            with contextlib.suppress(psutil.Error, OSError):
+                proc.kill()
+
+
+class Hypervisor:
+    """A real `simple-scheduler hypervisor` process that a test may kill and restart."""
+
+    def __init__(self, root: Path, token: str) -> None:
+        self.root = root
+        self.token = token
+        self.socket_path = str(root / "hv.sock")
+        self.process_directory = root / "tasks"
+        self.process_directory.mkdir(exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = dict(os.environ, **{TOKEN_VAR: self.token})
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "simple_scheduler",
+                "hypervisor",
+                "--socket",
+                self.socket_path,
+                "--process-directory",
+                str(self.process_directory),
+            ],
+            cwd=self.root,
+            env=env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hypervisor exited with {self.proc.returncode}")
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
+                s.connect(self.socket_path)
+                return
+            time.sleep(0.02)
+        raise RuntimeError("hypervisor did not listen in time")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGKILL)
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short temporary folder (AF_UNIX socket paths are limited to 108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="ss-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def run_token() -> str:
+    return uuid.uuid4().hex
+
+
+@pytest.fixture
+def hypervisor(short_tmp: Path, run_token: str) -> Iterator[Hypervisor]:
+    hv = Hypervisor(short_tmp, run_token)
+    hv.start()
+    try:
+        yield hv
+    finally:
+        hv.stop()
+        kill_everything_under(short_tmp, run_token)
+
+
+@pytest.fixture
+async def store(short_tmp: Path) -> AsyncIterator[object]:
+    from simple_scheduler.db import Store
+    from simple_scheduler.migrate import migrate
+
+    db = await Store.open(f"sqlite+aiosqlite:///{short_tmp / 'db.sqlite'}")
+    await migrate(db)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+def make_scheduler(store: object, hv: Hypervisor, workers: int = 4, grace: float = 1.0) -> object:
+    from simple_scheduler.hypervisor_client import HypervisorClient
+    from simple_scheduler.scheduler import Scheduler
+
+    async def connect() -> object:
+        return await HypervisorClient.connect(hv.socket_path)
+
+    return Scheduler(
+        store,  # type: ignore[arg-type]
+        connect,  # type: ignore[arg-type]
+        process_directory=hv.process_directory,
+        nb_of_workers=workers,
+        kill_grace=grace,
+        base_env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), TOKEN_VAR: hv.token},
+    )

@@ -1,0 +1,47 @@
+"""A stand-in web process for crash tests: store + scheduler + hypervisor client, no HTTP.
+
+usage: sched_driver.py DB SOCKET PROCESS_DIR WORKERS [WORKFLOW.xml]
+Prints "job <id>" after submitting, then runs until killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+
+async def main() -> None:
+    from simple_scheduler.db import Store
+    from simple_scheduler.hypervisor_client import HypervisorClient
+    from simple_scheduler.migrate import migrate
+    from simple_scheduler.scheduler import Scheduler
+    from simple_scheduler.workflow import parse_workflow
+
+    db, sock, pdir, workers = sys.argv[1:5]
+    store = await Store.open(f"sqlite+aiosqlite:///{db}")
+    await migrate(store)
+
+    async def connect() -> HypervisorClient:
+        return await HypervisorClient.connect(sock)
+
+    scheduler = Scheduler(
+        store,
+        connect,
+        process_directory=Path(pdir),
+        nb_of_workers=int(workers),
+        kill_grace=1.0,
+        base_env=dict(os.environ),
+    )
+    await scheduler.start()
+    if len(sys.argv) > 5:
+        xml = Path(sys.argv[5]).read_bytes()
+        job_id = await scheduler.submit(parse_workflow(xml), "alice", xml.decode())
+        print(f"job {job_id}", flush=True)
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

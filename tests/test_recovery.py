@@ -1,0 +1,197 @@
+"""Crash recovery with SIGKILL: the web process, the hypervisor, both, or one monitor.
+
+After every crash, each task that was running is followed to its end with its real exit
+status, and every task runs exactly once (each appends its name to a shared log).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import TOKEN_VAR, Hypervisor
+from wfxml import job_xml
+
+DRIVER = Path(__file__).with_name("sched_driver.py")
+
+
+class Driver:
+    """The scheduler in its own process, so a test can SIGKILL it."""
+
+    def __init__(self, hv: Hypervisor, workers: int = 2) -> None:
+        self.hv = hv
+        self.db = hv.root / "db.sqlite"
+        self.workers = workers
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, workflow: Path | None = None) -> int | None:
+        args = [sys.executable, str(DRIVER), str(self.db), self.hv.socket_path]
+        args += [str(self.hv.process_directory), str(self.workers)]
+        if workflow is not None:
+            args.append(str(workflow))
+        env = dict(os.environ, **{TOKEN_VAR: self.hv.token})
+        self.proc = subprocess.Popen(
+            args, cwd=self.hv.root, env=env, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        job_id = None
+        for line in self.proc.stdout:
+            if line.startswith("job "):
+                job_id = int(line.split()[1])
+            if line.strip() == "ready":
+                return job_id
+        raise RuntimeError(f"driver exited with {self.proc.wait()}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def driver(hypervisor: Hypervisor) -> Iterator[Driver]:
+    d = Driver(hypervisor)
+    try:
+        yield d
+    finally:
+        d.kill()
+
+
+def query(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db, timeout=10) as conn:
+        return list(conn.execute(sql, args))
+
+
+def wait_until(check: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.05)
+
+
+def job_status(db: Path, job_id: int) -> str:
+    return str(query(db, "SELECT status FROM jobs WHERE id = ?", job_id)[0][0])
+
+
+def running_with_pid(db: Path, job_id: int) -> int:
+    rows = query(
+        db,
+        "SELECT COUNT(*) FROM tasks WHERE job_id = ? AND status = 'RUNNING' AND pid IS NOT NULL",
+        job_id,
+    )
+    return int(rows[0][0])  # type: ignore[call-overload]
+
+
+def write_workflow(root: Path, n: int = 6, seconds: float = 1.5, last_exit: int = 0) -> Path:
+    log = root / "runs.log"
+    tasks = [
+        {"name": f"t{i}", "bash": f"echo t{i} >> {log}; sleep {seconds}"} for i in range(n)
+    ]
+    tasks.append(
+        {
+            "name": "last",
+            "bash": f"echo last >> {log}; sleep {seconds}; exit {last_exit}",
+            "depends": [t["name"] for t in tasks],
+        }
+    )
+    path = root / "wf.xml"
+    path.write_bytes(job_xml(tasks))
+    return path
+
+
+def assert_ran_exactly_once(root: Path, names: list[str]) -> None:
+    runs = Counter((root / "runs.log").read_text().split())
+    assert runs == Counter(names), runs
+
+
+def wait_finished(db: Path, job_id: int, timeout: float = 90.0) -> None:
+    wait_until(lambda: job_status(db, job_id) in ("FINISHED", "CANCELED", "KILLED"), timeout)
+
+
+NAMES = [f"t{i}" for i in range(6)] + ["last"]
+
+
+def test_web_process_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> None:
+    workflow = write_workflow(hypervisor.root, last_exit=7)
+    job_id = driver.start(workflow)
+    assert job_id is not None
+    wait_until(lambda: running_with_pid(driver.db, job_id) == 2)
+    driver.kill()
+    time.sleep(0.3)
+    driver.start()
+    wait_finished(driver.db, job_id)
+    assert job_status(driver.db, job_id) == "FINISHED"
+    assert_ran_exactly_once(hypervisor.root, NAMES)
+    rows = dict(query(driver.db, "SELECT name, exit_code FROM tasks WHERE job_id = ?", job_id))
+    assert rows == {**dict.fromkeys(NAMES[:-1], 0), "last": 7}
+
+
+def test_hypervisor_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> None:
+    workflow = write_workflow(hypervisor.root)
+    job_id = driver.start(workflow)
+    assert job_id is not None
+    wait_until(lambda: running_with_pid(driver.db, job_id) == 2)
+    hypervisor.kill()
+    time.sleep(0.5)
+    hypervisor.start()
+    wait_finished(driver.db, job_id)
+    assert job_status(driver.db, job_id) == "FINISHED"
+    assert_ran_exactly_once(hypervisor.root, NAMES)
+    statuses = {s for (s,) in query(driver.db, "SELECT status FROM tasks WHERE job_id = ?", job_id)}
+    assert statuses == {"FINISHED"}
+
+
+def test_both_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> None:
+    workflow = write_workflow(hypervisor.root)
+    job_id = driver.start(workflow)
+    assert job_id is not None
+    wait_until(lambda: running_with_pid(driver.db, job_id) == 2)
+    driver.kill()
+    hypervisor.kill()
+    time.sleep(2.0)  # the running tasks end while nobody is watching
+    hypervisor.start()
+    driver.start()
+    wait_finished(driver.db, job_id)
+    assert job_status(driver.db, job_id) == "FINISHED"
+    assert_ran_exactly_once(hypervisor.root, NAMES)
+    codes = {c for (c,) in query(driver.db, "SELECT exit_code FROM tasks WHERE job_id = ?", job_id)}
+    assert codes == {0}
+
+
+def find_monitor(job_id: int, task: str) -> psutil.Process:
+    title = f"simple-scheduler: monitor job {job_id} task {task}"
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if " ".join(proc.cmdline()).strip() == title:
+                return proc
+        except psutil.Error:
+            continue
+    raise LookupError(title)
+
+
+def test_monitor_killed_is_lost_and_handled_by_policy(
+    hypervisor: Hypervisor, driver: Driver
+) -> None:
+    path = hypervisor.root / "wf.xml"
+    path.write_bytes(job_xml([{"name": "victim", "native": ["sleep", "600"]}]))
+    job_id = driver.start(path)
+    assert job_id is not None
+    wait_until(lambda: running_with_pid(driver.db, job_id) == 1)
+    task_pid = int(query(driver.db, "SELECT pid FROM tasks WHERE job_id = ?", job_id)[0][0])  # type: ignore[call-overload]
+    find_monitor(job_id, "victim").send_signal(signal.SIGKILL)
+    wait_finished(driver.db, job_id, timeout=30)
+    status, reason = query(driver.db, "SELECT status, reason FROM tasks WHERE job_id = ?", job_id)[0]
+    assert status == "FAILED"
+    assert "lost" in str(reason)
+    # The orphaned task must not keep running: it would run twice on a retry.
+    wait_until(lambda: not psutil.pid_exists(task_pid) or psutil.Process(task_pid).status() == psutil.STATUS_ZOMBIE, 15)
