@@ -31,6 +31,7 @@ from simple_scheduler.db import Store  # noqa: E402
 from simple_scheduler.hypervisor_client import HypervisorClient  # noqa: E402
 from simple_scheduler.migrate import migrate  # noqa: E402
 from simple_scheduler.scheduler import Scheduler  # noqa: E402
+from simple_scheduler.taskdir import read_status  # noqa: E402
 from simple_scheduler.workflow import parse_workflow  # noqa: E402
 
 NS = "urn:proactive:jobdescriptor:3.14"
@@ -47,9 +48,7 @@ def native(name: str, depends: list[str] = ()) -> str:  # type: ignore[assignmen
 
 
 def workflow(tasks: list[str]) -> bytes:
-    return (
-        f'<job xmlns="{NS}" name="bench"><taskFlow>{"".join(tasks)}</taskFlow></job>'
-    ).encode()
+    return (f'<job xmlns="{NS}" name="bench"><taskFlow>{"".join(tasks)}</taskFlow></job>').encode()
 
 
 def independent(n: int) -> bytes:
@@ -71,8 +70,16 @@ def start_hypervisor(root: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     pdir = root / "tasks"
     pdir.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simple_scheduler", "hypervisor", "--socket", sock,
-         "--process-directory", str(pdir)],
+        [
+            sys.executable,
+            "-m",
+            "simple_scheduler",
+            "hypervisor",
+            "--socket",
+            sock,
+            "--process-directory",
+            str(pdir),
+        ],
         cwd=root,
         start_new_session=True,
     )
@@ -99,8 +106,9 @@ async def run_job(s: Scheduler, xml: bytes) -> tuple[int, float]:
 def chain_latency_ms(pdir: Path, job_id: int, n: int) -> float:
     times = []
     for i in range(n):
-        data = json.loads((pdir / str(job_id) / str(i) / "1" / "status").read_text())
-        times.append((data["start"], data["end"]))
+        status = read_status(str(pdir / str(job_id) / str(i) / "1"))
+        assert status is not None
+        times.append((status.start_time, status.end_time))
     gaps = [times[i + 1][0] - times[i][1] for i in range(n - 1)]
     return 1000 * sum(gaps) / len(gaps)
 
@@ -113,7 +121,11 @@ async def measure(args: argparse.Namespace, root: Path, sock: str, pdir: Path) -
         return await HypervisorClient.connect(sock)
 
     s = Scheduler(
-        store, connect, process_directory=pdir, nb_of_workers=args.workers, kill_grace=1.0,
+        store,
+        connect,
+        process_directory=pdir,
+        nb_of_workers=args.workers,
+        kill_grace=1.0,
         base_env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
     )
     await s.start()

@@ -240,8 +240,15 @@ cdef extern from *:
         uint32_t magic; uint32_t kind; uint64_t request_id;
         int32_t pid; int32_t value; uint64_t start_ticks;
     } ss_fs_reply_t;
-    /* Written by the vforked task child, read by the monitor once vfork returns. */
-    typedef struct { volatile int step; volatile int err; } ss_child_result_t;
+    /* Written by the vforked task child, read by the monitor once vfork returns: the
+       two share memory until the child execs. Globals, volatile: the compiler must
+       reload them after vfork returns. */
+    static volatile int ss_child_step;
+    static volatile int ss_child_err;
+    static inline void ss_child_fail(int step, int err) { ss_child_err = err; ss_child_step = step; }
+    static inline void ss_child_reset(void) { ss_child_err = 0; ss_child_step = 0; }
+    static inline int ss_child_get_step(void) { return ss_child_step; }
+    static inline int ss_child_get_err(void) { return ss_child_err; }
     """
     ctypedef struct ss_report_t:
         uint32_t magic
@@ -273,6 +280,7 @@ cdef extern from *:
         int32_t pid
         int32_t value
         uint64_t start_ticks
-    ctypedef struct ss_child_result_t:
-        int step
-        int err
+    void ss_child_fail(int step, int err) nogil
+    void ss_child_reset() nogil
+    int ss_child_get_step() nogil
+    int ss_child_get_err() nogil

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from wfxml import job_xml
 
 from simple_scheduler import jobstore
 from simple_scheduler.scheduler import Scheduler, StateConflict
+from simple_scheduler.taskdir import read_status
 from simple_scheduler.workflow import parse_workflow
 
 
@@ -49,9 +49,10 @@ async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
 
 
 def status_file(s: Scheduler, job_id: int, index: int, attempt: int = 1) -> dict[str, Any]:
-    path = s.process_directory / str(job_id) / str(index) / str(attempt) / "status"
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
+    """The monitor's own record of the execution: start and end times, exit status."""
+    status = read_status(str(s.process_directory / str(job_id) / str(index) / str(attempt)))
+    assert status is not None
+    return {"start": status.start_time, "end": status.end_time, "exit_code": status.exit_code}
 
 
 def stdout(s: Scheduler, job_id: int, index: int, attempt: int = 1) -> str:

@@ -220,7 +220,8 @@ def _bind_unix(path: str, kind: socket.SocketKind) -> socket.socket:
 class Hypervisor:
     """The loop and the state. `run()` is the process entry; tests may drive it too."""
 
-    def __init__(self, socket_path: str, process_directory: str) -> None:
+    def __init__(self, socket_path: str, process_directory: str, *, fsync: bool = True) -> None:
+        self.fsync = fsync  #: monitors fsync the status file (after their report)
         self.socket_path = os.path.abspath(socket_path)
         self.report_path = self.socket_path + REPORT_SUFFIX
         if len(self.report_path.encode()) >= 108:
@@ -448,8 +449,11 @@ class Hypervisor:
             raise BackendError("strings in the spec must not contain NUL")
         spawn_id = self._next_spawn_id
         self._next_spawn_id += 1
-        message = _FS_HEADER.pack(_core.FS_REQUEST_MAGIC, 0 if start else _core.FS_FLAG_SEMAPHORE,
-                                  spawn_id, _core.FS_NFIXED, len(argv), len(env), len(data)) + data
+        flags = (0 if start else _core.FS_FLAG_SEMAPHORE) | (
+            0 if self.fsync else _core.FS_FLAG_NO_FSYNC)
+        header = _FS_HEADER.pack(_core.FS_REQUEST_MAGIC, flags, spawn_id, _core.FS_NFIXED,
+                                 len(argv), len(env), len(data))
+        message = header + data
         if len(message) > _core.FS_REQUEST_MAX or len(strings) + 2 > _core.FS_MAX_STRINGS:
             self._forget_semaphore(ex)
             raise BackendError(f"spec too large ({len(message)} bytes)")
@@ -661,6 +665,15 @@ class Hypervisor:
         if status is not None:
             self._exited(ex, status)
             return
+        # Nobody watches the task any more: end it, or a retry would run it twice.
+        pid, ticks = ex.pid, ex.pid_start
+        if pid is None:
+            info = taskdir.read_pid(ex.task_dir)
+            if info is not None:
+                pid, ticks = info.pid, info.pid_start_time
+        if pid is not None and ticks is not None and posix.process_alive(pid, ticks):
+            posix.killpg(pid, signal.SIGKILL)
+            reason += "; its task was killed"
         ex.state, ex.reason = "lost", reason
         self.unowned.discard(ex)
         self._emit(Lost(ex.key, reason))
@@ -717,11 +730,11 @@ class Hypervisor:
         log.info("recovered %d executions", len(self.execs))
 
 
-def run(socket_path: str, process_directory: str) -> None:
+def run(socket_path: str, process_directory: str, *, fsync: bool = True) -> None:
     """The `simple-scheduler hypervisor` process: serve until SIGTERM or SIGINT."""
-    hv = Hypervisor(socket_path, process_directory)
+    hv = Hypervisor(socket_path, process_directory, fsync=fsync)
     with contextlib.suppress(OSError):
-        posix.set_proc_title("simple-scheduler: hypervisor")
+        posix.set_proc_title("simple-scheduler: hypervisor", "ss-hypervisor")
 
     def stop(signum: int, frame: object) -> None:
         raise _Shutdown
@@ -754,15 +767,22 @@ def spawn_hypervisor(
     *,
     timeout: float = 15.0,
     stderr: int | None = None,
+    fsync: bool = True,
 ) -> subprocess.Popen[bytes]:
     """Start `simple-scheduler hypervisor` in its own session and wait until it accepts.
 
-    Its own session: it outlives the web process (and a Ctrl-C aimed at it).
+    Its own session: it outlives the web process (and a Ctrl-C aimed at it). Its working
+    directory (and so its monitors') is the process directory.
     """
+    socket_path = os.path.abspath(socket_path)
+    process_directory = os.path.abspath(process_directory)
     cmd = [sys.executable, "-m", "simple_scheduler", "hypervisor",
            "--socket", socket_path, "--process-directory", process_directory]
+    if not fsync:
+        cmd.append("--no-fsync")
+    os.makedirs(process_directory, exist_ok=True)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=stderr, start_new_session=True)
+                            stderr=stderr, start_new_session=True, cwd=process_directory)
     deadline = time.monotonic() + timeout
     while not _accepts(socket_path):
         if proc.poll() is not None:

@@ -84,9 +84,9 @@ def process_alive(pid: int, start_ticks: int) -> bool:
         return False
 
 
-def set_proc_title(title: str) -> None:
-    """Name this process in ps, top and /proc/PID/cmdline (argv area only)."""
-    syscalls.set_proc_title(title)
+def set_proc_title(title: str, comm: str = "") -> None:
+    """Name this process in ps and /proc/PID/cmdline (argv area only), and in top (comm)."""
+    syscalls.set_proc_title(title, comm)
 
 
 def prctl_set_name(name: str) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from simple_scheduler import taskdir
 from simple_scheduler.backend import TaskSpec, execution_key
 from simple_scheduler.workflow import substitute, system_variables
 
@@ -27,7 +28,8 @@ _INTERPRETER = {"bash": "bash", "sh": "sh"}
 
 
 def task_dir(process_directory: Path, job_id: int, task_index: int, attempt: int) -> Path:
-    return process_directory / str(job_id) / str(task_index) / str(attempt)
+    """Tasks are named by index on disk: names may hold anything XML allows."""
+    return Path(taskdir.task_dir(str(process_directory), job_id, str(task_index), attempt))
 
 
 def _write_script(directory: Path, name: str, script: Mapping[str, Any]) -> list[str]:

@@ -6,7 +6,8 @@ does not exist, so ids cannot be probed. Admins see everything.
 
 from __future__ import annotations
 
-from typing import cast
+import sqlite3
+from typing import TYPE_CHECKING, cast
 
 from quart import current_app, g, request
 
@@ -14,8 +15,6 @@ from simple_scheduler import auth, jobstore
 from simple_scheduler.api.errors import NOT_CONNECTED, ApiError
 from simple_scheduler.auth import AuthError, Principal
 from simple_scheduler.db import Row
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from simple_scheduler.api.app import SchedulerApp, Services
@@ -26,7 +25,10 @@ def services() -> Services:
 
 
 def request_token() -> str | None:
-    return auth.extract_token(request.headers, request.cookies)
+    # werkzeug's Headers is case-insensitive, a plain Mapping is not: pick the two we read.
+    wanted = (auth.SESSION_HEADER, "Authorization")
+    headers = {name: value for name in wanted if (value := request.headers.get(name))}
+    return auth.extract_token(headers, request.cookies)
 
 
 async def authenticate() -> Principal:
@@ -38,7 +40,10 @@ async def authenticate() -> Principal:
     if not token:
         raise AuthError(NOT_CONNECTED)
     svc = services()
-    principal = await auth.verify_token(svc.store, svc.keys, token)
+    principal = svc.tokens.get(token)
+    if principal is None:
+        principal = await auth.verify_token(svc.store, svc.keys, token)
+        svc.tokens.put(token, principal)
     g.principal = principal
     return principal
 
@@ -53,10 +58,21 @@ def parse_job_id(text: str) -> int:
 async def visible_job(job_id_text: str, principal: Principal) -> Row:
     """The job row if it exists and `principal` may see it, else 404."""
     job_id = parse_job_id(job_id_text)
-    row = await jobstore.get_job(services().store, job_id)
+    row = await get_job(job_id)
     if row is None or not may_see(principal, row):
         raise ApiError(404, f"job {job_id} does not exist")
     return row
+
+
+async def get_job(job_id: int) -> Row | None:
+    """The job row: in-thread when the store allows it, else through the store."""
+    fast = services().fast
+    if fast is not None:
+        try:
+            return fast.fetch_one("SELECT * FROM jobs WHERE id = :id", {"id": job_id})
+        except sqlite3.Error:
+            pass  # busy or locked: the store's connection waits properly
+    return await jobstore.get_job(services().store, job_id)
 
 
 def may_see(principal: Principal, job: Row) -> bool:

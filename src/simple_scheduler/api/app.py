@@ -9,13 +9,16 @@ exactly the same app.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from quart import Quart
 
 from simple_scheduler.api import jobs, logs, openapi, session, status, tasks
 from simple_scheduler.api.errors import register_error_handlers
+from simple_scheduler.api.fastread import FastReader
 from simple_scheduler.api.matrix import MatrixConverter
+from simple_scheduler.api.tokencache import TokenCache
 from simple_scheduler.auth import LoginThrottle
 from simple_scheduler.config import Config
 from simple_scheduler.db import Store
@@ -39,6 +42,25 @@ class Services:
     started_at: float = field(default_factory=time.time)
     #: Set while the server shuts down: the status endpoint says so.
     stopping: bool = False
+    #: Verified tokens, for a few seconds (see tokencache.py).
+    tokens: TokenCache = field(default_factory=TokenCache)
+    #: (session id, job id) -> {log file: bytes already sent}, for `livelog`.
+    livelog_cursors: OrderedDict[tuple[str, int], dict[str, int]] = field(
+        default_factory=OrderedDict
+    )
+
+    #: In-thread primary-key reads (SQLite only; see fastread.py).
+    fast: FastReader | None = None
+
+    def __post_init__(self) -> None:
+        if self.fast is None:
+            self.fast = FastReader.open(self.config.database_url)
+
+    def close(self) -> None:
+        """Release what the services opened themselves (the store is the caller's)."""
+        if self.fast is not None:
+            self.fast.close()
+            self.fast = None
 
     @property
     def limits(self) -> Limits:

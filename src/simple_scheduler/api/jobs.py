@@ -23,6 +23,7 @@ from simple_scheduler.api.access import (
     visible_job,
 )
 from simple_scheduler.api.errors import ApiError
+from simple_scheduler.db import Row
 from simple_scheduler.workflow import (
     Job,
     WorkflowError,
@@ -82,7 +83,8 @@ async def _submission(matrix: dict[str, str]) -> tuple[bytes, dict[str, str]]:
                     workflow = value.encode("utf-8")
                     break
     elif mimetype in XML_TYPES:
-        workflow = await request.get_data(cache=False, as_text=False)
+        body = await request.get_data(cache=False, as_text=False)
+        workflow = body if isinstance(body, bytes) else body.encode()
     else:
         raise ApiError(
             400,
@@ -166,7 +168,7 @@ async def list_jobs_info() -> Response:
     return jsonify(views.rest_page([views.user_job(r) for r in rows], total))
 
 
-async def _page(is_admin: bool, name: str) -> tuple[list[jobstore.Row], int]:
+async def _page(is_admin: bool, name: str) -> tuple[list[Row], int]:
     index = int_arg("index", -1)
     limit = int_arg("limit", -1)
     return await jobstore.list_jobs(services().store, None if is_admin else name, index, limit)

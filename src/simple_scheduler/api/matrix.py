@@ -13,7 +13,7 @@ class MatrixConverter(BaseConverter):
     regex = r"(?:;[^/]*)?"
     part_isolating = False
 
-    def to_python(self, value: str) -> dict[str, str]:  # type: ignore[override]
+    def to_python(self, value: str) -> dict[str, str]:
         return parse_matrix(value)
 
     def to_url(self, value: object) -> str:

@@ -95,6 +95,7 @@ async def logout() -> Response:
     """Revoke the session token (204)."""
     principal = await authenticate()
     await auth.revoke(services().store, principal)
+    services().tokens.evict_jti(principal.jti)
     response = Response("", status=204)
     response.delete_cookie(auth.SESSION_COOKIE, path="/rest")
     return response

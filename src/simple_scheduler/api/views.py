@@ -72,8 +72,15 @@ def job_info(row: Row) -> JsonDict:
         "genericInformation": generic,
         "variables": variables,
         "detailedVariables": {
-            name: {"name": name, "value": value, "model": None, "description": None,
-                   "group": None, "advanced": False, "hidden": False}
+            name: {
+                "name": name,
+                "value": value,
+                "model": None,
+                "description": None,
+                "group": None,
+                "advanced": False,
+                "hidden": False,
+            }
             for name, value in variables.items()
         },
         "signals": [],

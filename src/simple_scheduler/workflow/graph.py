@@ -46,7 +46,14 @@ def topological_order(parents: Sequence[Sequence[int]]) -> list[int]:
 
 
 def find_cycles(parents: Sequence[Sequence[int]], limit: int = 100) -> list[list[int]]:
-    """Up to `limit` distinct cycles, each as [a, b, ..., a] where each depends on the last.
+    """Up to `limit` distinct cycles, each as [a, b, ..., a] where each depends on the last."""
+    return order_or_cycles(parents, limit)[1]
+
+
+def order_or_cycles(
+    parents: Sequence[Sequence[int]], limit: int = 100
+) -> tuple[list[int], list[list[int]]]:
+    """(topological order, []) for an acyclic graph, else (partial order, cycles).
 
     After Kahn's pass every leftover task still has a leftover parent, so walking from
     one to a leftover parent must revisit a task: that closes a cycle. Each task is
@@ -54,7 +61,7 @@ def find_cycles(parents: Sequence[Sequence[int]], limit: int = 100) -> list[list
     """
     order, indegree = _kahn(parents)
     if len(order) == len(parents):
-        return []
+        return order, []
     left = [d > 0 for d in indegree]
     state = [0] * len(parents)  # 0 unseen, 1 on the current walk, 2 done
     cycles: list[list[int]] = []
@@ -70,9 +77,11 @@ def find_cycles(parents: Sequence[Sequence[int]], limit: int = 100) -> list[list
         if state[node] == 1:  # closed a new cycle on this walk
             loop = walk[walk.index(node) :]
             loop.reverse()  # walked child -> parent; report parent -> child
+            first = loop.index(min(loop))  # start at the task written first
+            loop = loop[first:] + loop[:first]
             cycles.append([*loop, loop[0]])
         for n in walk:
             state[n] = 2
         if len(cycles) >= limit:
             break
-    return cycles
+    return order, cycles

@@ -93,9 +93,13 @@ class Job:
     namespace: str | None = None
     #: Things accepted but ignored (selection scripts, data spaces, ...), for the submitter.
     warnings: tuple[str, ...] = ()
+    #: The order validation found; empty means "not computed" (a Job built by hand).
+    order: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     def topological_order(self) -> list[int]:
-        """Task indexes, every task after all of its parents."""
+        """Task indexes, every task after all of its parents (ties in document order)."""
+        if len(self.order) == len(self.tasks):
+            return list(self.order)
         return graph.topological_order([t.depends for t in self.tasks])
 
     def children(self) -> list[list[int]]:

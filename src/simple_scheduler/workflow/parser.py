@@ -7,6 +7,7 @@ document: no per-task XPath, name lookups through dicts, cycles found in O(V + E
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +27,13 @@ from simple_scheduler.workflow.tasks import TaskDraft, TaskReader
 from simple_scheduler.workflow.util import Context, line_of, text_of
 from simple_scheduler.workflow.values import parse_bool, parse_choice, parse_duration, parse_int
 from simple_scheduler.workflow.variables import Scope
-from simple_scheduler.workflow.xml import parse_tree
+from simple_scheduler.workflow.xml import (
+    check_depth,
+    check_parsed,
+    check_prolog,
+    iterparse,
+    syntax_problem,
+)
 
 #: Namespaces of the schema versions we read, plus none (the seed's own format).
 NAMESPACES = frozenset(
@@ -34,6 +41,10 @@ NAMESPACES = frozenset(
     + ["urn:proactive:jobdescriptor:dev"]
 )
 _DEFAULT_LIMITS = Limits()
+#: Job children read by name; each may appear once.
+_SECTIONS = frozenset(("variables", "description", "genericInformation", "taskFlow"))
+#: Tasks read between two releases of the tree behind them.
+_BATCH = 256
 #: Job children accepted and ignored without comment.
 _QUIET_JOB_CHILDREN = frozenset(("metadata",))
 #: Job children accepted and ignored, with a warning: they do not apply here.
@@ -66,27 +77,131 @@ def parse_workflow(
     `variables` are submit-time values; they override the declared job variables.
     Raises WorkflowError, and only WorkflowError, for any invalid input.
     """
-    root = parse_tree(load_workflow_bytes(data, limits), limits)
-    return _JobReader(root, variables or {}, limits).read()
+    document = load_workflow_bytes(data, limits)
+    check_prolog(document)
+    # The walk allocates several objects per task and none of them form cycles, so
+    # pausing the cyclic GC keeps large jobs linear (and about 15% faster).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _JobReader(document, variables or {}, limits).read()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
 class _JobReader:
-    """Reads the `<job>` element; task elements are delegated to `TaskReader`."""
+    """Streams the document: each task is read as soon as its element ends, then freed.
 
-    def __init__(self, root: etree._Element, overrides: Mapping[str, str], limits: Limits):
-        self.root = root
+    Streaming keeps the live part of the tree small, so per-task cost stays flat from
+    1,000 to 100,000 tasks instead of growing with cache misses over a huge tree. The
+    job's own children (variables, genericInformation) come before `taskFlow` in the
+    schema, so they are complete when the first task ends.
+    """
+
+    def __init__(self, document: bytes, overrides: Mapping[str, str], limits: Limits):
+        self.document = document
         self.overrides = overrides
         self.limits = limits
-        namespace = etree.QName(root).namespace
-        self.ctx = Context(limits, f"{{{namespace}}}" if namespace else "")
-        self.namespace = namespace
+        self.ctx = Context(limits, "")
+        self.namespace: str | None = None
+        self.root: etree._Element | None = None
+        self.line: int | None = None
+        self.order: tuple[int, ...] = ()
+        self.flow: etree._Element | None = None
+        self.sections: dict[str, etree._Element] = {}
+        self.reader: TaskReader | None = None
+        self.job_vars: dict[str, str] = {}
+        self.attrs: dict[str, Any] = {}
+        self.generic: dict[str, str] = {}
 
     def read(self) -> Job:
-        ctx, root = self.ctx, self.root
-        if ctx.local(root) != "job":
+        drafts = self._stream()
+        root = self.root
+        assert root is not None
+        ctx = self.ctx
+        if self.reader is None:  # no task found: read the job's own parts now
+            self._header(root)
+        self._trailer(root)
+        if self.flow is None:
+            ctx.problem("the job has no <taskFlow>", None, line_of(root))
+        elif not drafts:
+            ctx.problem("<taskFlow> has no tasks", None, line_of(self.flow))
+        tasks = self._link(drafts)
+        ctx.raise_if_problems()
+        attrs = self.attrs
+        description = self.sections.get("description")
+        return Job(
+            name=attrs["name"],
+            tasks=tasks,
+            priority=attrs["priority"],
+            on_task_error=attrs["on_task_error"],
+            max_number_of_execution=attrs["max_number_of_execution"],
+            task_retry_delay=attrs["task_retry_delay"],
+            project_name=attrs["project_name"],
+            tags=attrs["tags"],
+            description=text_of(description) if description is not None else None,
+            variables=self.job_vars,
+            generic_information=self.generic,
+            namespace=self.namespace,
+            warnings=ctx.warning_list(),
+            order=self.order,
+        )
+
+    def _stream(self) -> list[TaskDraft]:
+        """Read every top-level task; the tree behind them is freed in batches."""
+        limits = self.limits
+        drafts: list[TaskDraft] = []
+        events = iterparse(self.document)
+        try:
+            for _, element in events:
+                parent = element.getparent()
+                if self.reader is None:
+                    if not _in_task_flow(parent):
+                        continue  # a <depends><task ref> before the first task ends
+                    self._start(parent.getparent())
+                reader = self.reader
+                if parent is not self.flow or reader is None or reader.ctx.local(element) != "task":
+                    continue  # a <depends><task ref>, or a task outside the first taskFlow
+                if len(drafts) >= limits.max_tasks:
+                    raise WorkflowTooLarge(
+                        Problem(
+                            f"the job has more than {limits.max_tasks} tasks",
+                            None,
+                            line_of(element),
+                        )
+                    )
+                drafts.append(reader.read(element, len(drafts)))
+                if len(drafts) % _BATCH == 0:
+                    self._release(element)
+            root = events.root
+        except etree.XMLSyntaxError as err:
+            raise WorkflowError(syntax_problem(err, limits)) from None
+        except (etree.LxmlError, ValueError) as err:
+            raise WorkflowError(f"not a readable XML document: {err}") from None
+        if root is None:
+            raise WorkflowError("not an XML document")
+        check_parsed(root)
+        check_depth(root, 1, limits)
+        if self.root is None:
+            self._check_root(root)
+        return drafts
+
+    def _start(self, root: etree._Element) -> None:
+        """At the first task: the root is known and everything before taskFlow is read."""
+        self._check_root(root)
+        self._header(root)
+
+    def _check_root(self, root: etree._Element) -> None:
+        self.root = root
+        self.line = line_of(root)
+        qname = etree.QName(root)
+        self.namespace = qname.namespace
+        self.ctx = ctx = Context(self.limits, f"{{{qname.namespace}}}" if qname.namespace else "")
+        if qname.localname != "job":
             raise WorkflowError(
                 Problem(
-                    f"the root element is <{etree.QName(root).localname}>, expected <job>",
+                    f"the root element is <{qname.localname}>, expected <job>",
                     None,
                     line_of(root),
                 )
@@ -98,65 +213,64 @@ class _JobReader:
                 None,
                 line_of(root),
             )
-        sections: dict[str, etree._Element] = {}
+
+    def _header(self, root: etree._Element) -> None:
+        """The job's attributes and the children before (and including) taskFlow."""
+        ctx = self.ctx
         for child in root:
             name = ctx.local(child)
-            if name in ("variables", "description", "genericInformation", "taskFlow"):
-                if name in sections:
+            if name in _SECTIONS:
+                if name in self.sections:
                     ctx.problem(f"<{name}> appears twice", None, line_of(child))
-                sections[name] = child
+                    continue
+                self.sections[name] = child
+                if name == "taskFlow":
+                    self.flow = child
+                    break
             elif name in _IGNORED_JOB_CHILDREN:
                 ctx.warn(f"line {line_of(child)}: <{name}> (data spaces) is ignored")
             elif name is not None and name not in _QUIET_JOB_CHILDREN:
                 ctx.warn(f"line {line_of(child)}: unknown element <{name}> ignored")
+        self.job_vars = self._variables(self.sections.get("variables"))
+        scope = Scope(self.job_vars)
+        self.attrs = self._attributes(root, scope)
+        self.generic = ctx.generic_information(self.sections.get("genericInformation"), scope, None)
+        walltime = self._walltime_default(self.generic)
+        self.reader = TaskReader(ctx, self.job_vars, scope, walltime)
 
-        job_vars = self._variables(sections.get("variables"))
-        scope = Scope(job_vars)
-        attrs = self._attributes(scope)
-        generic = ctx.generic_information(sections.get("genericInformation"), scope, None)
-        default_walltime = self._walltime_default(generic)
-        description = text_of(sections["description"]) if "description" in sections else None
+    def _trailer(self, root: etree._Element) -> None:
+        """Children after taskFlow, and stray elements left inside it."""
+        ctx = self.ctx
+        after = False
+        for child in root:
+            name = ctx.local(child)
+            if child is self.flow:
+                after = True
+            elif after and name in _SECTIONS:
+                ctx.problem(f"<{name}> appears twice or after <taskFlow>", None, line_of(child))
+            elif after and name in _IGNORED_JOB_CHILDREN:
+                ctx.warn(f"line {line_of(child)}: <{name}> (data spaces) is ignored")
+            elif after and name is not None and name not in _QUIET_JOB_CHILDREN:
+                ctx.warn(f"line {line_of(child)}: unknown element <{name}> ignored")
+        if self.flow is not None:
+            for child in self.flow:
+                self._stray(child)
 
-        flow = sections.get("taskFlow")
-        drafts: list[TaskDraft] = []
-        if flow is None:
-            ctx.problem("the job has no <taskFlow>", None, line_of(root))
-        else:
-            reader = TaskReader(ctx, job_vars, scope, default_walltime)
-            for child in flow:
-                name = ctx.local(child)
-                if name == "task":
-                    if len(drafts) >= self.limits.max_tasks:
-                        raise WorkflowTooLarge(
-                            Problem(
-                                f"the job has more than {self.limits.max_tasks} tasks",
-                                None,
-                                line_of(child),
-                            )
-                        )
-                    drafts.append(reader.read(child, len(drafts)))
-                elif name is not None:
-                    ctx.warn(f"line {line_of(child)}: unknown element <{name}> ignored")
-            if not drafts:
-                ctx.problem("<taskFlow> has no tasks", None, line_of(flow))
+    def _stray(self, child: etree._Element) -> None:
+        name = self.ctx.local(child)
+        if name is not None and name != "task":
+            self.ctx.warn(f"line {line_of(child)}: unknown element <{name}> ignored")
 
-        tasks = self._link(drafts)
-        ctx.raise_if_problems()
-        return Job(
-            name=attrs["name"],
-            tasks=tasks,
-            priority=attrs["priority"],
-            on_task_error=attrs["on_task_error"],
-            max_number_of_execution=attrs["max_number_of_execution"],
-            task_retry_delay=attrs["task_retry_delay"],
-            project_name=attrs["project_name"],
-            tags=attrs["tags"],
-            description=description,
-            variables=job_vars,
-            generic_information=generic,
-            namespace=self.namespace,
-            warnings=ctx.warning_list(),
-        )
+    def _release(self, element: etree._Element) -> None:
+        """Check the depth of the tasks read so far, then free them (not `element`
+        itself: libxml2 may still link the next sibling to it)."""
+        flow = self.flow
+        assert flow is not None
+        check_depth(flow, 2, self.limits)
+        element.clear()
+        while (previous := element.getprevious()) is not None:
+            self._stray(previous)
+            del flow[0]
 
     def _variables(self, element: etree._Element | None) -> dict[str, str]:
         """Declared job variables, overridden by submit-time values, resolved, checked."""
@@ -172,8 +286,8 @@ class _JobReader:
             declared[name] = value
         return ctx.resolve_variables(declared, None, models, lines, None)
 
-    def _attributes(self, scope: Scope) -> dict[str, Any]:
-        ctx, root = self.ctx, self.root
+    def _attributes(self, root: etree._Element, scope: Scope) -> dict[str, Any]:
+        ctx = self.ctx
         line = line_of(root)
 
         def get(attr: str) -> str | None:
@@ -231,7 +345,7 @@ class _JobReader:
             self.ctx.problem(
                 f"tags {text!r} contain an empty tag (tags are comma-separated words)",
                 None,
-                line_of(self.root),
+                self.line,
             )
         return tags
 
@@ -244,7 +358,7 @@ class _JobReader:
             None,
             lambda v: parse_duration(v, "WALLTIME generic information", allow_zero=False),
             None,
-            line_of(self.root),
+            self.line,
         )
 
     def _link(self, drafts: list[TaskDraft]) -> tuple[Task, ...]:
@@ -271,13 +385,23 @@ class _JobReader:
                 else:
                     resolved[parent] = None
             parents.append(tuple(resolved))
-        for cycle in graph.find_cycles(parents, ctx.limits.max_problems):
+        order, cycles = graph.order_or_cycles(parents, ctx.limits.max_problems)
+        self.order = tuple(order)
+        for cycle in cycles:
             first = drafts[cycle[0]]
             path = " -> ".join(drafts[i].name for i in cycle)
             ctx.problem(f"dependency cycle: {path}", first.name, first.line)
         if ctx.has_problems():
             return ()
         return tuple(d.build(p) for d, p in zip(drafts, parents, strict=True))
+
+
+def _in_task_flow(parent: etree._Element | None) -> bool:
+    """Whether `parent` is a `taskFlow` directly under the root element."""
+    if parent is None or etree.QName(parent).localname != "taskFlow":
+        return False
+    grandparent = parent.getparent()
+    return grandparent is not None and grandparent.getparent() is None
 
 
 def _job_policy(text: str) -> str:

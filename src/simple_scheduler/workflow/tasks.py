@@ -7,9 +7,10 @@ known, since `depends` may name a task written later in the file.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
@@ -39,7 +40,41 @@ _QUIET = frozenset(("metadata",))
 _CONTROL_FLOW_ACTIONS = frozenset(("if", "replicate", "loop"))
 #: Task names become directory names and log labels: no slashes or control characters.
 _BAD_NAME = re.compile(r"[/\x00-\x1f\x7f]")
-_BOOLEAN_ATTRIBUTES = ("fork", "preciousLogs")
+
+
+def _task_policy(text: str) -> str | None:
+    value = parse_choice(text, "onTaskError", (*ON_TASK_ERROR, "none"))
+    return None if value == "none" else value
+
+
+#: Task attribute -> (Task field or None when only validated, parser).
+_ATTRIBUTES: dict[str, tuple[str | None, Callable[[str], Any]]] = {
+    "onTaskError": ("on_task_error", _task_policy),
+    "maxNumberOfExecution": (
+        "max_number_of_execution",
+        partial(parse_int, what="maxNumberOfExecution", minimum=1),
+    ),
+    "taskRetryDelay": ("task_retry_delay", partial(parse_duration, what="taskRetryDelay")),
+    "walltime": ("walltime", partial(parse_duration, what="walltime", allow_zero=False)),
+    "runAsMe": ("run_as_me", partial(parse_bool, what="runAsMe")),
+    "preciousResult": ("precious_result", partial(parse_bool, what="preciousResult")),
+    "numberOfNodes": ("number_of_nodes", partial(parse_int, what="numberOfNodes", minimum=1)),
+    "fork": (None, partial(parse_bool, what="fork")),
+    "preciousLogs": (None, partial(parse_bool, what="preciousLogs")),
+    "restartTaskOnError": (
+        None,
+        partial(parse_choice, what="restartTaskOnError", choices=("anywhere", "elsewhere")),
+    ),
+}
+_ATTRIBUTE_DEFAULTS: dict[str, Any] = {
+    "on_task_error": None,
+    "max_number_of_execution": None,
+    "task_retry_delay": None,
+    "walltime": None,
+    "run_as_me": False,
+    "precious_result": False,
+    "number_of_nodes": 1,
+}
 
 
 @dataclass(slots=True)
@@ -144,55 +179,27 @@ class TaskReader:
     def _attributes(
         self, element: etree._Element, task: str, scope: Scope, line: int
     ) -> dict[str, Any]:
+        """One pass over the attributes present (most tasks set two or three)."""
         ctx = self.ctx
-
-        def get(attr: str) -> str | None:
-            return ctx.attribute(element, attr, scope, task)
-
-        fields: dict[str, Any] = {}
-        policy = ctx.convert(
-            get("onTaskError"),
-            None,
-            lambda v: parse_choice(v, "onTaskError", (*ON_TASK_ERROR, "none")),
-            task,
-            line,
-        )
-        fields["on_task_error"] = None if policy == "none" else policy
-        fields["max_number_of_execution"] = ctx.convert(
-            get("maxNumberOfExecution"),
-            None,
-            lambda v: parse_int(v, "maxNumberOfExecution", minimum=1),
-            task,
-            line,
-        )
-        fields["task_retry_delay"] = ctx.convert(
-            get("taskRetryDelay"), None, lambda v: parse_duration(v, "taskRetryDelay"), task, line
-        )
-        fields["walltime"] = ctx.convert(
-            get("walltime"),
-            None,
-            lambda v: parse_duration(v, "walltime", allow_zero=False),
-            task,
-            line,
-        )
-        fields["run_as_me"] = ctx.convert(
-            get("runAsMe"), False, lambda v: parse_bool(v, "runAsMe"), task, line
-        )
-        fields["precious_result"] = ctx.convert(
-            get("preciousResult"), False, lambda v: parse_bool(v, "preciousResult"), task, line
-        )
-        fields["number_of_nodes"] = ctx.convert(
-            get("numberOfNodes"), 1, lambda v: parse_int(v, "numberOfNodes", minimum=1), task, line
-        )
-        for attr in _BOOLEAN_ATTRIBUTES:  # accepted and ignored, but must be booleans
-            ctx.convert(get(attr), False, partial(parse_bool, what=attr), task, line)
-        ctx.convert(
-            get("restartTaskOnError"),
-            None,
-            lambda v: parse_choice(v, "restartTaskOnError", ("anywhere", "elsewhere")),
-            task,
-            line,
-        )
+        fields = dict(_ATTRIBUTE_DEFAULTS)
+        limit = ctx.limits.max_attribute_length
+        # lxml's stubs say str | bytes; parsed documents give str.
+        for key, value in cast("list[tuple[str, str]]", element.items()):
+            if len(value) > limit:
+                ctx.raw(element, key, task)  # raises WorkflowTooLarge, naming it
+            spec = _ATTRIBUTES.get(key)
+            if spec is None:
+                continue
+            if "$" in value:
+                value = ctx.substitute(value, scope, f"attribute {key!r}", task, line)
+            target, parse = spec
+            try:
+                result = parse(value)
+            except ValueError as err:
+                ctx.problem(str(err), task, line)
+                continue
+            if target is not None:
+                fields[target] = result
         return fields
 
     def _walltime(self, generic: dict[str, str], task: str, line: int) -> float | None:

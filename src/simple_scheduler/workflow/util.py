@@ -41,6 +41,7 @@ class Context:
         self.limits = limits
         self.prefix = prefix
         self._plen = len(prefix)
+        self._locals: dict[str, str | None] = {}  # tag -> local name, a per-parse cache
         self._problems: list[Problem] = []
         self._more_problems = 0
         self._warnings: list[str] = []
@@ -77,11 +78,18 @@ class Context:
     def local(self, element: etree._Element) -> str | None:
         """The local name of an element of the job's namespace; None for any other."""
         tag = element.tag
-        if not isinstance(tag, str):
-            return None
-        if self._plen:
-            return tag[self._plen :] if tag.startswith(self.prefix) else None
-        return None if tag.startswith("{") else tag
+        try:
+            return self._locals[tag]
+        except KeyError:
+            pass
+        local: str | None = None
+        if isinstance(tag, str):
+            if self._plen:
+                local = tag[self._plen :] if tag.startswith(self.prefix) else None
+            elif not tag.startswith("{"):
+                local = tag
+        self._locals[tag] = local
+        return local
 
     def raw(self, element: etree._Element, name: str, task: str | None) -> str | None:
         """An attribute as written, refused past `max_attribute_length`."""

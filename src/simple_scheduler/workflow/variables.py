@@ -82,11 +82,11 @@ class Scope:
         """`text` with references replaced; SubstitutionTooLarge past `max_length`."""
         if "$" not in text:
             return text
-        return self._expand(text, (), [max_length])[0]
+        return self._expand(text, (), [max_length, max_length])[0]
 
     def _expand(self, text: str, active: tuple[str, ...], budget: list[int]) -> tuple[str, bool]:
-        """(expansion, whether no loop was cut short). `budget` is charged per output
-        character and per expansion, so even empty values cannot expand for free."""
+        """(expansion, whether no loop was cut short). `budget` holds the output
+        characters and the expansions still allowed."""
         out: list[str] = []
         pos = 0
         clean = True
@@ -110,8 +110,9 @@ class Scope:
                     else:
                         clean = False
             piece = text[pos : match.start()]
-            budget[0] -= len(piece) + len(value) + 1
-            if budget[0] < 0:
+            budget[0] -= len(piece) + len(value)
+            budget[1] -= 1  # empty values must not expand for free either
+            if budget[0] < 0 or budget[1] < 0:
                 raise SubstitutionTooLarge("variable substitution exceeds the length limit")
             out.append(piece)
             out.append(value)

@@ -1,0 +1,211 @@
+"""Jobs through the real app: submit, validate, list, state, kill, pause, remove."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+from apiutil import Api, api_fixture, with_config  # noqa: F401
+from werkzeug.datastructures import FileStorage
+from wfxml import job_xml
+
+DIAMOND = job_xml(
+    [
+        {"name": "A", "bash": 'echo "A $variables_WHO"'},
+        {"name": "B", "depends": ["A"], "bash": "echo B"},
+        {"name": "C", "depends": ["A"], "bash": "echo C"},
+        {"name": "D", "depends": ["B", "C"], "bash": "echo D"},
+    ],
+    name="diamond",
+    variables={"WHO": "world", "OTHER": "x"},
+)
+SLEEPER = job_xml([{"name": "sleep", "bash": "sleep 30"}], name="sleeper")
+
+
+async def test_submit_diamond_and_read_state(api: Api) -> None:
+    job_id = await api.submit(DIAMOND)
+    info = await api.wait_status(job_id)
+    assert info["status"] == "FINISHED"
+    assert info["jobId"] == {"id": job_id, "readableName": "diamond"}
+    assert info["totalNumberOfTasks"] == 4 and info["numberOfFinishedTasks"] == 4
+    assert info["jobOwner"] == "alice" and info["priority"] == "NORMAL"
+    assert info["submittedTime"] > 0 and info["finishedTime"] >= info["startTime"] > 0
+    assert info["inErrorTime"] == -1 and info["removedTime"] == -1
+    state = await (await api.get(f"/rest/scheduler/jobs/{job_id}")).get_json()
+    assert set(state["tasks"]) == {"0", "1", "2", "3"}
+    assert state["tasks"]["3"]["name"] == "D"
+    assert state["tasks"]["3"]["taskInfo"]["taskStatus"] == "FINISHED"
+    assert state["tasks"]["0"]["taskInfo"]["exitCode"] == 0
+    xml = await api.get(f"/rest/scheduler/jobs/{job_id}/xml")
+    assert xml.mimetype == "application/xml"
+    assert await xml.get_data() == DIAMOND
+
+
+async def test_variables_part_and_matrix_parameters(api: Api) -> None:
+    job_id = await api.submit(
+        DIAMOND,
+        path="/rest/scheduler/submit;WHO=matrix",
+        extra={"variables": json.dumps({"WHO": "part", "OTHER": 3})},
+    )
+    info = await api.wait_status(job_id)
+    assert info["variables"] == {"WHO": "matrix", "OTHER": "3"}
+    out = await api.get(f"/rest/scheduler/jobs/{job_id}/tasks/A/result/log/out")
+    assert await out.get_data(as_text=True) == "A matrix\n"
+
+
+async def test_zip_upload(api: Api) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("job.xml", DIAMOND)
+    job_id = await api.submit(buffer.getvalue())
+    assert (await api.wait_status(job_id))["status"] == "FINISHED"
+    xml = await api.get(f"/rest/scheduler/jobs/{job_id}/xml")
+    assert await xml.get_data() == DIAMOND
+
+
+async def test_invalid_workflow_lists_every_problem(api: Api) -> None:
+    bad = job_xml(
+        [
+            {"name": "A", "depends": ["nope"]},
+            {"name": "B", "depends": ["C"]},
+            {"name": "C", "depends": ["B"]},
+        ]
+    )
+    response = await api.post_workflow("/rest/scheduler/submit", bad)
+    assert response.status_code == 400
+    body = await response.get_json()
+    assert body["httpErrorCode"] == 400
+    message = body["errorMessage"]
+    assert "nope" in message and "line" in message
+    assert "B" in message and "C" in message
+    not_xml = await api.post_workflow("/rest/scheduler/submit", b"hello")
+    assert not_xml.status_code == 400
+    empty = await api.client().post("/rest/scheduler/submit", headers=api.auth(), form={})
+    assert empty.status_code == 400
+    bad_vars = await api.post_workflow(
+        "/rest/scheduler/submit", DIAMOND, extra={"variables": "[1, 2"}
+    )
+    assert bad_vars.status_code == 400
+    listing = await (await api.get("/rest/scheduler/jobs")).get_json()
+    assert listing == {"list": [], "size": 0}
+
+
+async def test_oversized_upload_is_413(api: Api) -> None:
+    small = with_config(api, max_upload_bytes=2000)
+    big = job_xml([{"name": "A", "bash": "echo " + "x" * 5000}])
+    response = await small.post_workflow("/rest/scheduler/submit", big)
+    assert response.status_code == 413
+    assert (await response.get_json())["httpErrorCode"] == 413
+
+
+async def test_validate(api: Api) -> None:
+    ok = await api.post_workflow("/rest/scheduler/validate;WHO=v", DIAMOND)
+    assert ok.status_code == 200
+    body = await ok.get_json()
+    assert body["valid"] is True and body["errorMessage"] is None
+    assert body["updatedVariables"]["WHO"] == "v"
+    bad = await api.post_workflow(
+        "/rest/scheduler/validate", job_xml([{"name": "A", "depends": ["missing"]}])
+    )
+    assert bad.status_code == 200
+    result = await bad.get_json()
+    assert result["valid"] is False and "missing" in result["errorMessage"]
+    assert result["taskName"] == "A"
+    jobs = await (await api.get("/rest/scheduler/jobs")).get_json()
+    assert jobs["size"] == 0
+
+
+async def test_listing_pages_and_ownership(api: Api) -> None:
+    mine = [await api.submit(DIAMOND) for _ in range(3)]
+    theirs = await api.submit(DIAMOND, user="bob")
+    listing = await (await api.get("/rest/scheduler/jobs")).get_json()
+    assert listing == {"list": [str(i) for i in reversed(mine)], "size": 3}
+    page = await (await api.get("/rest/scheduler/jobs?index=1&limit=1")).get_json()
+    assert page == {"list": [str(mine[1])], "size": 3}
+    info = await (await api.get("/rest/scheduler/jobsinfo?index=0&limit=2")).get_json()
+    assert info["size"] == 3 and len(info["list"]) == 2
+    assert info["list"][0]["jobOwner"] == "alice"
+    assert info["list"][0]["jobInfo"]["jobId"]["id"] == mine[-1]
+    everyone = await (await api.get("/rest/scheduler/jobs", user="root")).get_json()
+    assert everyone["size"] == 4
+    # Another user's job is a 404, exactly like a missing one.
+    for path in ("", "/info", "/xml", "/tasks", "/result/log/all"):
+        response = await api.get(f"/rest/scheduler/jobs/{theirs}{path}")
+        assert response.status_code == 404, path
+    assert (await api.put(f"/rest/scheduler/jobs/{theirs}/kill")).status_code == 404
+    assert (await api.delete(f"/rest/scheduler/jobs/{theirs}")).status_code == 404
+    admin = await api.get(f"/rest/scheduler/jobs/{theirs}/info", user="root")
+    assert admin.status_code == 200
+    bad_index = await api.get("/rest/scheduler/jobs?index=x")
+    assert bad_index.status_code == 400
+
+
+async def test_unknown_jobs_are_404(api: Api) -> None:
+    for path in (
+        "/rest/scheduler/jobs/999",
+        "/rest/scheduler/jobs/abc/info",
+        "/rest/scheduler/jobs/-1/info",
+        "/rest/scheduler/jobs/99999999999999999999/xml",
+    ):
+        response = await api.get(path)
+        assert response.status_code == 404, path
+        assert (await response.get_json())["httpErrorCode"] == 404
+    assert (await api.put("/rest/scheduler/jobs/999/pause")).status_code == 404
+
+
+async def test_kill_pause_resume_remove(api: Api) -> None:
+    job_id = await api.submit(SLEEPER)
+    await api.wait_task(job_id, "sleep", "RUNNING")
+    paused = await api.put(f"/rest/scheduler/jobs/{job_id}/pause")
+    assert paused.status_code == 200 and await paused.get_json() is True
+    assert (await api.wait_status(job_id, {"PAUSED"}))["status"] == "PAUSED"
+    resumed = await api.put(f"/rest/scheduler/jobs/{job_id}/resume")
+    assert await resumed.get_json() is True
+    again = await api.put(f"/rest/scheduler/jobs/{job_id}/resume")
+    assert await again.get_json() is False  # not paused any more
+    killed = await api.put(f"/rest/scheduler/jobs/{job_id}/kill")
+    assert await killed.get_json() is True
+    info = await api.wait_status(job_id)
+    assert info["status"] == "KILLED"
+    state = await api.wait_task(job_id, "sleep", "ABORTED")
+    assert state["taskInfo"]["taskStatus"] == "ABORTED"
+    twice = await api.put(f"/rest/scheduler/jobs/{job_id}/kill")
+    assert await twice.get_json() is False
+    conflict = await api.put(f"/rest/scheduler/jobs/{job_id}/pause")
+    assert conflict.status_code == 409
+    assert (await conflict.get_json())["httpErrorCode"] == 409
+    removed = await api.delete(f"/rest/scheduler/jobs/{job_id}")
+    assert await removed.get_json() is True
+    assert (await api.get(f"/rest/scheduler/jobs/{job_id}/info")).status_code == 404
+
+
+async def test_batch_kill_and_remove(api: Api) -> None:
+    first, second = await api.submit(SLEEPER), await api.submit(SLEEPER)
+    response = await api.put(f"/rest/scheduler/jobs/kill?jobsid={first}&jobsid={second}")
+    assert response.status_code == 200 and await response.get_json() is True
+    for job_id in (first, second):
+        assert (await api.wait_status(job_id))["status"] == "KILLED"
+    assert (await api.put("/rest/scheduler/jobs/kill")).status_code == 400
+    assert (await api.put("/rest/scheduler/jobs/kill?jobsid=12345")).status_code == 404
+    gone = await api.delete(f"/rest/scheduler/jobs?jobsid={first},{second}")
+    assert await gone.get_json() is True
+    assert (await (await api.get("/rest/scheduler/jobs")).get_json())["size"] == 0
+
+
+async def test_no_token_is_401_everywhere(api: Api) -> None:
+    for method, path in (
+        ("GET", "/rest/scheduler/jobs"),
+        ("GET", "/rest/scheduler/jobsinfo"),
+        ("GET", "/rest/scheduler/jobs/1"),
+        ("PUT", "/rest/scheduler/jobs/1/kill"),
+        ("DELETE", "/rest/scheduler/jobs/1"),
+        ("GET", "/rest/scheduler/status"),
+    ):
+        response = await api.client().open(path, method=method)
+        assert response.status_code == 401, path
+    anonymous = await api.client().post(
+        "/rest/scheduler/submit",
+        files={"file": FileStorage(io.BytesIO(DIAMOND), filename="j.xml")},
+    )
+    assert anonymous.status_code == 401

@@ -1,0 +1,36 @@
+"""Scheduler status, the health check, and the OpenAPI description."""
+
+from __future__ import annotations
+
+from apiutil import Api, api_fixture  # noqa: F401
+
+
+async def test_status_and_health(api: Api) -> None:
+    status = await api.get("/rest/scheduler/status")
+    assert status.status_code == 200 and await status.get_json() == "STARTED"
+    health = await api.get("/rest/health", user=None)
+    assert await health.get_json() == {"status": "ok"}
+
+
+async def test_openapi_describes_every_route(api: Api) -> None:
+    response = await api.get("/rest/openapi.json", user=None)
+    spec = await response.get_json()
+    assert spec["openapi"].startswith("3.")
+    paths = spec["paths"]
+    for path, method in (
+        ("/rest/scheduler/login", "post"),
+        ("/rest/common/logout", "put"),
+        ("/rest/scheduler/submit", "post"),
+        ("/rest/scheduler/jobs/{job_id}", "get"),
+        ("/rest/scheduler/jobs/{job_id}", "delete"),
+        ("/rest/scheduler/jobs/{job_id}/tasks/{task_name}/result/log/{stream}", "get"),
+        ("/rest/scheduler/jobs/{job_id}/livelog", "get"),
+        ("/rest/scheduler/jobs/kill", "put"),
+        ("/rest/scheduler/tasks/{task_id}", "get"),
+        ("/rest/scheduler/status", "get"),
+    ):
+        assert method in paths[path], (path, method)
+    ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+    rules = {r.rule for r in api.app.url_map.iter_rules() if r.rule.startswith("/rest")}
+    assert len(paths) == len(rules)

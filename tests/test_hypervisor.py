@@ -1,0 +1,357 @@
+"""The hypervisor, fork server, monitor and task, with real processes end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+
+import pytest
+from exec_fixtures import HV, children_zombies, hv, short_tmp, wait_final, wait_started
+
+from simple_scheduler import protocol, taskdir
+from simple_scheduler.backend import BackendError, Exited, Lost
+from simple_scheduler.hypervisor_client import HypervisorClient
+
+__all__ = ["hv", "short_tmp"]  # fixtures, imported for pytest
+
+
+def exited(event: object) -> Exited:
+    assert isinstance(event, Exited), event
+    return event
+
+
+def test_exit_codes_and_signals(hv: HV) -> None:
+    specs = [hv.spec(f"code{c}", ["sh", "-c", f"exit {c}"]) for c in (0, 1, 255)]
+    specs.append(hv.spec("kill9", ["sh", "-c", "kill -KILL $$"]))
+    specs.append(hv.spec("segv", ["sh", "-c", "kill -SEGV $$"]))
+    done = hv.run_tasks(specs)
+    for code in (0, 1, 255):
+        status = exited(done[f"code{code}"]).status
+        assert (status.exit_code, status.signal, status.error) == (code, None, None)
+        assert status.end_time >= status.start_time > 0
+    assert exited(done["code0"]).status.ok
+    kill9 = exited(done["kill9"]).status
+    assert (kill9.exit_code, kill9.signal, kill9.core_dumped) == (None, 9, False)
+    segv = exited(done["segv"]).status
+    assert (segv.exit_code, segv.signal) == (None, 11)  # core flag: kernel-dependent
+    # The status file agrees with the event.
+    spec = specs[1]
+    assert taskdir.read_status(spec.task_dir) == exited(done["code1"]).status
+
+
+def test_outputs_large_and_binary(hv: HV) -> None:
+    big = 50 * 1024 * 1024
+    blob = bytes(range(256)) * 4
+    code = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 4); sys.stderr.write('err\\n')"
+    specs = [
+        hv.spec("big", ["head", "-c", str(big), "/dev/zero"]),
+        hv.spec("bin", [sys.executable, "-c", code]),
+    ]
+    done = hv.run_tasks(specs)
+    assert exited(done["big"]).status.ok and exited(done["bin"]).status.ok
+    assert os.path.getsize(os.path.join(specs[0].task_dir, "stdout")) == big
+    assert taskdir.read_output(specs[1].task_dir, "stdout") == blob
+    assert taskdir.read_output(specs[1].task_dir, "stderr") == b"err\n"
+    assert taskdir.read_output(specs[1].task_dir, "stdout", offset=1000) == blob[1000:]
+
+
+def test_argv_env_cwd_verbatim(hv: HV, short_tmp: str) -> None:
+    args = ["with space", "quote\"s'", "$HOME", "new\nline", "ünïcødé ✓", "", "--"]
+    dump = "import json, os, sys; print(json.dumps([sys.argv[1:], dict(os.environ), os.getcwd()]))"
+    workdir = os.path.join(short_tmp, "work dir")
+    os.mkdir(workdir)
+    env = {"FOO": "bar baz", "PATH": "/usr/bin:/bin", "EMPTY": ""}
+    specs = [
+        hv.spec("argv", [sys.executable, "-c", dump, *args], env=env, cwd=workdir),
+        hv.spec("nocwd", [sys.executable, "-c", dump], env={}),
+    ]
+    done = hv.run_tasks(specs)
+    assert exited(done["argv"]).status.ok, taskdir.read_output(specs[0].task_dir, "stderr")
+    got_args, got_env, got_cwd = json.loads(taskdir.read_output(specs[0].task_dir, "stdout"))
+    assert got_args == args
+    assert {k: v for k, v in got_env.items() if k != "LC_CTYPE"} == env
+    assert got_cwd == workdir
+    _, env2, cwd2 = json.loads(taskdir.read_output(specs[1].task_dir, "stdout"))
+    assert cwd2 == specs[1].task_dir  # cwd=None: the task directory
+    assert set(env2) <= {"LC_CTYPE"}
+
+
+def test_exec_failures_are_could_not_start(hv: HV, short_tmp: str) -> None:
+    noexec = os.path.join(short_tmp, "noexec")
+    with open(noexec, "w") as f:
+        f.write("#!/bin/sh\necho hi\n")
+    os.chmod(noexec, 0o644)
+    garbage = os.path.join(short_tmp, "garbage")
+    with open(garbage, "wb") as f:
+        f.write(b"\x7fELF-not-really" + bytes(64))
+    os.chmod(garbage, 0o755)
+    specs = [
+        hv.spec("enoent", ["/nonexistent/command"]),
+        hv.spec("enoent_path", ["no-such-command-anywhere"]),
+        hv.spec("eacces", [noexec]),
+        hv.spec("enoexec", [garbage]),
+        hv.spec("badcwd", ["true"], cwd=os.path.join(short_tmp, "missing")),
+        hv.spec("ran", ["sh", "-c", "exit 127"]),
+    ]
+    done = hv.run_tasks(specs)
+    errors = {k: exited(e).status.error for k, e in done.items()}
+    assert errors["enoent"] == "could not start: exec: No such file or directory"
+    assert errors["enoent_path"] == "could not start: exec: No such file or directory"
+    assert errors["eacces"] == "could not start: exec: Permission denied"
+    assert errors["enoexec"] == "could not start: exec: Exec format error"
+    assert errors["badcwd"] == "could not start: chdir: No such file or directory"
+    assert errors["ran"] is None and exited(done["ran"]).status.exit_code == 127
+    assert exited(done["enoent"]).status.exit_code is None
+    assert taskdir.read_status(specs[0].task_dir) == exited(done["enoent"]).status
+
+
+def test_output_file_failure(hv: HV) -> None:
+    spec = hv.spec("outdir", ["true"])
+    os.makedirs(os.path.join(spec.task_dir, "stdout"))
+    done = hv.run_tasks([spec])
+    assert exited(done["outdir"]).status.error == "could not start: open stdout: Is a directory"
+
+
+def test_title_session_and_process_group(hv: HV) -> None:
+    async def go(client: HypervisorClient) -> None:
+        await client.spawn(hv.spec("t", ["sleep", "600"], job_id=42, task="Build it"))
+        started = (await wait_started(client, {"t"}))["t"]
+        [record] = [r for r in await client.list() if r.key == "t"]
+        monitor = int(record.extra["monitor_pid"])
+        with open(f"/proc/{monitor}/cmdline", "rb") as f:
+            assert f.read() == b"simple-scheduler: monitor job 42 task Build it\0"
+        with open(f"/proc/{monitor}/comm") as f:
+            assert f.read().strip() == "ss-monitor"
+        assert os.getsid(monitor) == monitor
+        assert os.getpgid(started.pid) == started.pid
+        assert os.getsid(started.pid) == monitor
+        # Only 0-2 open in the task.
+        assert sorted(os.listdir(f"/proc/{started.pid}/fd")) == ["0", "1", "2"]
+        assert os.readlink(f"/proc/{started.pid}/fd/0") == "/dev/null"
+        assert await client.kill("t", grace=1.0)
+        status = exited((await wait_final(client, {"t"}))["t"]).status
+        assert status.signal == signal.SIGTERM
+        assert not await client.kill("t")
+
+    hv.run(go)
+
+
+def group_members(pgid: int) -> list[int]:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                out.append(int(name))
+    return out
+
+
+def test_kill_leaves_no_process_behind(hv: HV) -> None:
+    async def go(client: HypervisorClient) -> None:
+        await client.spawn(hv.spec("tree", ["bash", "-c", "sleep 600 & sleep 600"]))
+        pid = (await wait_started(client, {"tree"}))["tree"].pid
+        for _ in range(100):
+            if len(group_members(pid)) >= 3:
+                break
+            await asyncio.sleep(0.02)
+        assert len(group_members(pid)) >= 3
+        assert await client.kill("tree", grace=0.5)
+        await wait_final(client, {"tree"})
+        for _ in range(100):
+            if not group_members(pid):
+                break
+            await asyncio.sleep(0.02)
+        assert group_members(pid) == []
+
+    hv.run(go)
+
+
+def test_spawn_without_start_then_start_or_cancel(hv: HV) -> None:
+    async def go(client: HypervisorClient) -> None:
+        await client.spawn(hv.spec("later", ["sh", "-c", "echo ran"]), start=False)
+        await client.spawn(hv.spec("never", ["sh", "-c", "echo ran"]), start=False)
+        await asyncio.sleep(0.2)
+        states = {r.key: r.state for r in await client.list()}
+        assert states == {"later": "spawned", "never": "spawned"}
+        await client.start("later")
+        assert await client.kill("never")
+        done = await wait_final(client, {"later", "never"})
+        assert exited(done["later"]).status.ok
+        assert exited(done["never"]).status.error == "could not start: cancelled before start"
+        later = hv.spec("later", [])
+        assert taskdir.read_output(later.task_dir, "stdout") == b"ran\n"
+        assert taskdir.read_output(hv.spec("never", []).task_dir, "stdout") == b""
+        with pytest.raises(BackendError, match="duplicate"):
+            await client.spawn(hv.spec("later", ["true"]))
+        with pytest.raises(BackendError, match="unknown"):
+            await client.start("nope")
+        await client.release("later")
+        await client.release("never")
+        assert await client.list() == []
+        assert not [n for n in os.listdir("/dev/shm") if n.startswith("sem.ss-")
+                    and n.endswith(("-later", "-never"))]
+
+    hv.run(go)
+
+
+def test_many_spawns_no_zombie_no_fd_growth(hv: HV) -> None:
+    assert hv.proc is not None
+    hv_pid, fs_pid = hv.proc.pid, hv.fork_server_pid()
+
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{hv_pid}/fd"))
+
+    async def batch(client: HypervisorClient, prefix: str, n: int) -> None:
+        sem = asyncio.Semaphore(50)
+        futures: dict[str, asyncio.Future[None]] = {}
+
+        async def pump() -> None:
+            async for event in client.events():
+                if isinstance(event, Exited | Lost) and event.key in futures:
+                    futures[event.key].set_result(None)
+
+        pump_task = asyncio.create_task(pump())
+
+        async def one(i: int) -> None:
+            async with sem:
+                key = f"{prefix}{i}"
+                futures[key] = asyncio.get_running_loop().create_future()
+                await client.spawn(hv.spec(key, ["true"]))
+                await futures[key]
+                await client.release(key)
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        pump_task.cancel()
+
+    hv.run(lambda c: batch(c, "warm", 20))
+    time.sleep(0.3)  # let the hypervisor see the client's connection close
+    before = fds()
+    hv.run(lambda c: batch(c, "n", 500))
+    time.sleep(0.3)
+    assert fds() == before
+    assert children_zombies({hv_pid, fs_pid}) == []
+    assert hv.run(lambda c: c.list()) == []
+
+
+def test_hypervisor_killed_restart_reports_exits(hv: HV) -> None:
+    async def spawn_all(client: HypervisorClient) -> None:
+        await client.spawn(hv.spec("fast", ["sh", "-c", "sleep 0.5; exit 7"]))
+        await client.spawn(hv.spec("slow", ["sh", "-c", "sleep 2.5; exit 5"]))
+        await client.spawn(hv.spec("sig", ["sh", "-c", "sleep 0.5; kill -TERM $$"]))
+        await wait_started(client, {"fast", "slow", "sig"})
+
+    hv.run(spawn_all)
+    assert hv.proc is not None
+    fs_pid = hv.fork_server_pid()
+    hv.kill9()
+    time.sleep(1.2)  # "fast" and "sig" end while no hypervisor runs
+    assert not alive(fs_pid)  # the fork server saw EOF and exited; monitors did not
+    hv.start()
+
+    async def check(client: HypervisorClient) -> None:
+        records = {r.key: r for r in await client.list()}
+        assert set(records) == {"fast", "slow", "sig"}
+        fast, sig = records["fast"].status, records["sig"].status
+        assert records["fast"].state == "exited" and fast is not None and fast.exit_code == 7
+        assert records["sig"].state == "exited" and sig is not None and sig.signal == 15
+        if records["slow"].state == "running":
+            assert records["slow"].pid is not None
+            done = await wait_final(client, {"slow"})
+            assert exited(done["slow"]).status.exit_code == 5
+        else:  # a slow machine: it ended before the new hypervisor listened
+            slow = records["slow"].status
+            assert slow is not None and slow.exit_code == 5
+        for key in records:
+            await client.release(key)
+
+    hv.run(check)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_monitor_killed_is_lost(hv: HV) -> None:
+    async def go(client: HypervisorClient) -> None:
+        await client.spawn(hv.spec("victim", ["sleep", "600"]))
+        started = (await wait_started(client, {"victim"}))["victim"]
+        [record] = await client.list()
+        os.kill(int(record.extra["monitor_pid"]), signal.SIGKILL)
+        event = (await wait_final(client, {"victim"}))["victim"]
+        assert isinstance(event, Lost)
+        assert "signal 9" in event.reason
+        [record] = await client.list()
+        assert record.state == "lost"
+        os.killpg(started.pid, signal.SIGKILL)
+
+    hv.run(go)
+
+
+# ---------------------------------------------------------------- protocol robustness
+
+
+def raw_connect(path: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    return s
+
+
+def closed_by_peer(s: socket.socket) -> bool:
+    try:
+        return s.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+
+
+def ping(s: socket.socket) -> dict[str, object]:
+    s.sendall(protocol.encode(protocol.REQUEST, 9, {"op": "ping"}))
+    decoder = protocol.FrameDecoder()
+    while True:
+        frames = decoder.feed(s.recv(65536))
+        if frames:
+            assert frames[0].request_id == 9 and frames[0].type == protocol.REPLY
+            return frames[0].body
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"XX" + bytes(14), id="bad-magic"),
+        pytest.param(struct.pack(">2sBBIQ", b"SS", 99, 1, 2, 1) + b"{}", id="bad-version"),
+        pytest.param(struct.pack(">2sBBIQ", b"SS", 1, 1, 64 << 20, 1), id="oversized"),
+        pytest.param(struct.pack(">2sBBIQ", b"SS", 1, 1, 5, 1) + b"[1]xx", id="not-an-object"),
+    ],
+)
+def test_bad_frames_close_only_that_connection(hv: HV, payload: bytes) -> None:
+    bystander = raw_connect(hv.socket_path)
+    bad = raw_connect(hv.socket_path)
+    bad.sendall(payload)
+    assert closed_by_peer(bad)
+    assert ping(bystander)["executions"] == 0
+    bystander.close()
+
+
+def test_truncated_frame_then_eof(hv: HV) -> None:
+    bystander = raw_connect(hv.socket_path)
+    bad = raw_connect(hv.socket_path)
+    frame = protocol.encode(protocol.REQUEST, 1, {"op": "ping"})
+    bad.sendall(frame[:10])
+    bad.shutdown(socket.SHUT_WR)
+    assert closed_by_peer(bad)
+    assert ping(bystander)["executions"] == 0
+    bystander.close()
