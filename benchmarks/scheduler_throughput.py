@@ -25,14 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from executor_throughput import popen_baseline  # noqa: E402
+from executor_throughput import popen_baseline
 
-from simple_scheduler.db import Store  # noqa: E402
-from simple_scheduler.hypervisor_client import HypervisorClient  # noqa: E402
-from simple_scheduler.migrate import migrate  # noqa: E402
-from simple_scheduler.scheduler import Scheduler  # noqa: E402
-from simple_scheduler.taskdir import read_status  # noqa: E402
-from simple_scheduler.workflow import parse_workflow  # noqa: E402
+from simple_scheduler.db import Store
+from simple_scheduler.hypervisor_client import HypervisorClient
+from simple_scheduler.migrate import migrate
+from simple_scheduler.scheduler import Scheduler
+from simple_scheduler.taskdir import read_status
+from simple_scheduler.workflow import parse_workflow
 
 NS = "urn:proactive:jobdescriptor:3.14"
 

@@ -94,9 +94,7 @@ def running_with_pid(db: Path, job_id: int) -> int:
 
 def write_workflow(root: Path, n: int = 6, seconds: float = 1.5, last_exit: int = 0) -> Path:
     log = root / "runs.log"
-    tasks = [
-        {"name": f"t{i}", "bash": f"echo t{i} >> {log}; sleep {seconds}"} for i in range(n)
-    ]
+    tasks = [{"name": f"t{i}", "bash": f"echo t{i} >> {log}; sleep {seconds}"} for i in range(n)]
     tasks.append(
         {
             "name": "last",
@@ -190,8 +188,16 @@ def test_monitor_killed_is_lost_and_handled_by_policy(
     task_pid = int(query(driver.db, "SELECT pid FROM tasks WHERE job_id = ?", job_id)[0][0])  # type: ignore[call-overload]
     find_monitor(job_id, "victim").send_signal(signal.SIGKILL)
     wait_finished(driver.db, job_id, timeout=30)
-    status, reason = query(driver.db, "SELECT status, reason FROM tasks WHERE job_id = ?", job_id)[0]
+    status, reason = query(driver.db, "SELECT status, reason FROM tasks WHERE job_id = ?", job_id)[
+        0
+    ]
     assert status == "FAILED"
     assert "lost" in str(reason)
     # The orphaned task must not keep running: it would run twice on a retry.
-    wait_until(lambda: not psutil.pid_exists(task_pid) or psutil.Process(task_pid).status() == psutil.STATUS_ZOMBIE, 15)
+    wait_until(
+        lambda: (
+            not psutil.pid_exists(task_pid)
+            or psutil.Process(task_pid).status() == psutil.STATUS_ZOMBIE
+        ),
+        15,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -201,7 +202,9 @@ async def test_pause_job_policy(sched: Scheduler) -> None:
         job = await jobstore.get_job(sched.store, job_id)
         tasks = await tasks_by_name(sched, job_id)
         return bool(
-            job is not None and job["status"] == "IN_ERROR" and tasks["later"]["status"] == "FINISHED"
+            job is not None
+            and job["status"] == "IN_ERROR"
+            and tasks["later"]["status"] == "FINISHED"
         )
 
     await wait_for(in_error_job)
@@ -217,13 +220,13 @@ async def test_retries_count_and_delay(sched: Scheduler) -> None:
     assert task["status"] == "FAULTY"
     assert task["attempts"] == 3
     runs = [status_file(sched, job_id, 0, attempt) for attempt in (1, 2, 3)]
-    for previous, following in zip(runs, runs[1:], strict=False):
+    for previous, following in itertools.pairwise(runs):
         assert following["start"] - previous["end"] >= 0.9  # taskRetryDelay="1"
 
 
 async def test_retry_succeeds_on_second_attempt(sched: Scheduler, short_tmp: Path) -> None:
     marker = short_tmp / "marker"
-    code = f'if [ -e {marker} ]; then echo ok; else touch {marker}; exit 1; fi'
+    code = f"if [ -e {marker} ]; then echo ok; else touch {marker}; exit 1; fi"
     job_id = await submit(
         sched, job_xml([{"name": "t", "bash": code, "max_exec": 2, "retry_delay": "0"}])
     )
@@ -233,7 +236,9 @@ async def test_retry_succeeds_on_second_attempt(sched: Scheduler, short_tmp: Pat
 
 
 async def test_walltime_kills_and_counts_as_error(sched: Scheduler) -> None:
-    job_id = await submit(sched, job_xml([{"name": "long", "native": ["sleep", "60"], "walltime": "1"}]))
+    job_id = await submit(
+        sched, job_xml([{"name": "long", "native": ["sleep", "60"], "walltime": "1"}])
+    )
     assert await sched.wait_job(job_id, timeout=30) == "FINISHED"
     task = (await tasks_by_name(sched, job_id))["long"]
     assert task["status"] == "FAULTY"

@@ -10,9 +10,7 @@ NS = "urn:proactive:jobdescriptor:3.14"
 
 
 def _script(tag: str, code: str) -> str:
-    return (
-        f"<{tag}><script><code language=\"bash\"><![CDATA[{code}]]></code></script></{tag}>"
-    )
+    return f'<{tag}><script><code language="bash"><![CDATA[{code}]]></code></script></{tag}>'
 
 
 def task_xml(spec: Mapping[str, Any]) -> str:
@@ -40,7 +38,7 @@ def task_xml(spec: Mapping[str, Any]) -> str:
         )
     else:
         parts.append(
-            "<scriptExecutable><script><code language=\"bash\"><![CDATA["
+            '<scriptExecutable><script><code language="bash"><![CDATA['
             + spec.get("bash", "true")
             + "]]></code></script></scriptExecutable>"
         )
@@ -77,9 +75,11 @@ def job_xml(
         var_xml = (
             "<variables>"
             + "".join(
-                f"<variable name={quoteattr(k)} value={quoteattr(v)}/>" for k, v in variables.items()
+                f"<variable name={quoteattr(k)} value={quoteattr(v)}/>"
+                for k, v in variables.items()
             )
             + "</variables>"
         )
     body = "".join(task_xml(t) for t in tasks)
-    return f'<?xml version="1.0" encoding="UTF-8"?><job {attr_text}>{var_xml}<taskFlow>{body}</taskFlow></job>'.encode()
+    head = '<?xml version="1.0" encoding="UTF-8"?>'
+    return f"{head}<job {attr_text}>{var_xml}<taskFlow>{body}</taskFlow></job>".encode()

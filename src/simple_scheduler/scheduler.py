@@ -629,9 +629,7 @@ class Scheduler:
         ok = status is not None and status.ok
         task.reason = reason or self._describe(job, task, status)
         kill_reason, task.kill_reason = task.kill_reason, None
-        log.info(
-            "job %d task %s: ended (%s)", job.id, task.name, task.reason or "exit code 0"
-        )
+        log.info("job %d task %s: ended (%s)", job.id, task.name, task.reason or "exit code 0")
         if kill_reason == "job" or job.status in JOB_TERMINAL:
             self._set(job, task, T.ABORTED)
         elif kill_reason == "task":
@@ -810,9 +808,7 @@ class Scheduler:
             self._release_after_flush[:0] = release
             raise
         for job in jobs.values():
-            if job.status in JOB_TERMINAL and not any(
-                t.status is T.RUNNING for t in job.tasks
-            ):
+            if job.status in JOB_TERMINAL and not any(t.status is T.RUNNING for t in job.tasks):
                 self._jobs.pop(job.id, None)
         if release and self._backend is not None:
             backend = self._backend
