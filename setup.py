@@ -5,7 +5,7 @@ and the out-of-tree migrations folder need code to describe.
 """
 
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 extensions = [
     Extension(
@@ -19,7 +19,7 @@ extensions = [
 
 setup(
     package_dir={"": "src", "simple_scheduler.migrations": "migrations"},
-    packages=["simple_scheduler", "simple_scheduler.migrations"],
+    packages=[*find_packages("src"), "simple_scheduler.migrations"],
     package_data={
         "simple_scheduler": ["py.typed", "*.pyi"],
         "simple_scheduler.migrations": ["*.sql"],

@@ -52,7 +52,9 @@ def without_tasks(name: str, *tasks: str) -> bytes:
 
 def index_outcomes() -> dict[str, str]:
     """file -> "run" | "reject", from the INDEX.md table."""
-    rows = re.findall(r"^\| `([^`]+)` \|[^|]*\| (run|reject)\b", (CORPUS / "INDEX.md").read_text(), re.M)
+    rows = re.findall(
+        r"^\| `([^`]+)` \|[^|]*\| (run|reject)\b", (CORPUS / "INDEX.md").read_text(), re.M
+    )
     return dict(rows)
 
 
@@ -60,7 +62,9 @@ def test_index_lists_every_file() -> None:
     assert set(index_outcomes()) == {p.name for p in CORPUS.glob("*.xml")}
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.xml")) if CORPUS.is_dir() else [])
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in CORPUS.glob("*.xml")) if CORPUS.is_dir() else []
+)
 def test_outcome_matches_index(name: str) -> None:
     """Every file parses or is refused as INDEX.md says, never with another exception."""
     expected = index_outcomes()[name]
@@ -167,7 +171,7 @@ def test_native_ping_with_integer_variable() -> None:
     assert task.executable == NativeCommand(("ping", "-c", "${NUMBER_OF_PING}", "127.0.0.1"))
     assert substitute(task.executable.argv[2], job.variables) == "4"
     assert job.tags == ("Linux",) and job.max_number_of_execution == 2
-    with pytest.raises(WorkflowError, match="NUMBER_OF_PING.*PA:INTEGER"):
+    with pytest.raises(WorkflowError, match=r"NUMBER_OF_PING.*PA:INTEGER"):
         parse("examples-native_task_linux.xml", NUMBER_OF_PING="four")
 
 
@@ -184,7 +188,7 @@ def test_ipython_cluster_list_model() -> None:
     assert "$variables_IPCLUSTER_PATH" in task.executable.code  # never substituted
     assert job.tags == ("In Memory", "Cluster", "IPython")
     assert parse("examples-Start_IPython_Cluster.xml", IPCLUSTER_PATH="ipcluster")
-    with pytest.raises(WorkflowError, match="IPCLUSTER_PATH.*PA:LIST"):
+    with pytest.raises(WorkflowError, match=r"IPCLUSTER_PATH.*PA:LIST"):
         parse("examples-Start_IPython_Cluster.xml", IPCLUSTER_PATH="/bin/sh")
 
 

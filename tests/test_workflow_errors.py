@@ -16,7 +16,9 @@ def job_xml(tasks: str, attrs: str = 'name="j"', head: str = "") -> bytes:
     ).encode()
 
 
-def bash(name: str, attrs: str = "", inner: str = "", lang: str = "bash", code: str = "true") -> str:
+def bash(
+    name: str, attrs: str = "", inner: str = "", lang: str = "bash", code: str = "true"
+) -> str:
     return (
         f'<task name="{name}" {attrs}>{inner}<scriptExecutable><script>'
         f'<code language="{lang}">{code}</code></script></scriptExecutable></task>\n'
@@ -27,7 +29,10 @@ def depends(*names: str) -> str:
     return "<depends>" + "".join(f'<task ref="{n}"/>' for n in names) + "</depends>"
 
 
-def problems(data: bytes, limits: Limits = Limits(), **variables: str) -> list[Problem]:
+DEFAULT = Limits()
+
+
+def problems(data: bytes, limits: Limits = DEFAULT, **variables: str) -> list[Problem]:
     with pytest.raises(WorkflowError) as info:
         parse_workflow(data, variables or None, limits)
     assert info.value.problems
@@ -74,7 +79,11 @@ def test_syntax_error_has_a_line() -> None:
 
 
 def test_unsupported_namespace() -> None:
-    data = b'<job xmlns="urn:proactive:jobdescriptor:9.9" name="j"><taskFlow>' + bash("A").encode() + b"</taskFlow></job>"
+    data = (
+        b'<job xmlns="urn:proactive:jobdescriptor:9.9" name="j"><taskFlow>'
+        + bash("A").encode()
+        + b"</taskFlow></job>"
+    )
     assert "unsupported namespace" in one(data).message
 
 
@@ -101,7 +110,9 @@ def test_unknown_dependency_names_task_and_line() -> None:
 
 def test_cycle_is_spelled_out() -> None:
     data = job_xml(
-        bash("A", inner=depends("C")) + bash("B", inner=depends("A")) + bash("C", inner=depends("B"))
+        bash("A", inner=depends("C"))
+        + bash("B", inner=depends("A"))
+        + bash("C", inner=depends("B"))
     )
     problem = one(data)
     assert problem.message == "dependency cycle: A -> B -> C -> A"
@@ -146,17 +157,26 @@ def test_unsupported_language_in_pre_post_cleaning() -> None:
 
 
 def test_missing_language() -> None:
-    data = job_xml('<task name="T"><scriptExecutable><script><code>true</code></script></scriptExecutable></task>')
+    data = job_xml(
+        '<task name="T"><scriptExecutable><script><code>true</code></script>'
+        "</scriptExecutable></task>"
+    )
     assert "(none given)" in one(data).message
 
 
 def test_java_executable() -> None:
     data = job_xml('<task name="J">\n<javaExecutable class="org.Foo"/></task>\n')
     problem = one(data)
-    assert problem.task == "J" and problem.line == 5 and "javaExecutable (class org.Foo)" in problem.message
+    assert (
+        problem.task == "J"
+        and problem.line == 5
+        and "javaExecutable (class org.Foo)" in problem.message
+    )
 
 
-@pytest.mark.parametrize(("attr", "kind"), [('url="http://x/s.sh"', "url"), ('path="/x/s.sh"', "file")])
+@pytest.mark.parametrize(
+    ("attr", "kind"), [('url="http://x/s.sh"', "url"), ('path="/x/s.sh"', "file")]
+)
 def test_script_loaded_from_elsewhere(attr: str, kind: str) -> None:
     data = job_xml(
         f'<task name="F"><scriptExecutable><script><file {attr} language="bash"/></script>'
@@ -168,7 +188,10 @@ def test_script_loaded_from_elsewhere(attr: str, kind: str) -> None:
 
 @pytest.mark.parametrize("action", ["if", "replicate", "loop"])
 def test_control_flow_actions(action: str) -> None:
-    inner = f'<controlFlow block="start"><{action} target="A"><script><code language="groovy">x</code></script></{action}></controlFlow>'
+    inner = (
+        f'<controlFlow block="start"><{action} target="A"><script>'
+        f'<code language="groovy">x</code></script></{action}></controlFlow>'
+    )
     data = job_xml(
         '<task name="A"><scriptExecutable><script><code language="bash">true</code></script>'
         f"</scriptExecutable>\n{inner}</task>\n"
@@ -262,7 +285,10 @@ def test_variable_substituted_into_bad_number() -> None:
     ],
 )
 def test_variable_models(model: str, value: str) -> None:
-    data = job_xml(bash("A"), head=f'<variables><variable name="V" value="{value}" model="{model}"/></variables>')
+    data = job_xml(
+        bash("A"),
+        head=f'<variables><variable name="V" value="{value}" model="{model}"/></variables>',
+    )
     problem = one(data)
     assert problem.message.startswith(f"variable 'V' fails its model {model}")
     assert problem.line == 3
@@ -278,7 +304,11 @@ def test_bad_task_names_and_variables() -> None:
     data = job_xml(
         bash("a/b")
         + '<task><nativeExecutable><staticCommand value="x"/></nativeExecutable></task>\n'
-        + bash("ok", inner='<variables><variable name="v" value="1"/><variable name="v" value="2"/></variables>')
+        + bash(
+            "ok",
+            inner='<variables><variable name="v" value="1"/>'
+            '<variable name="v" value="2"/></variables>',
+        )
     )
     found = problems(data)
     assert found[0].task == "a/b" and "'/'" in found[0].message

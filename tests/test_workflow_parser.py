@@ -108,7 +108,9 @@ def test_job_attributes() -> None:
 
 
 def test_legacy_cancel_job_on_error_and_on_task_error_none() -> None:
-    assert parse(job_xml(bash("A"), 'name="j" cancelJobOnError="true"')).on_task_error == "cancelJob"
+    assert (
+        parse(job_xml(bash("A"), 'name="j" cancelJobOnError="true"')).on_task_error == "cancelJob"
+    )
     assert parse(job_xml(bash("A"), 'name="j" cancelJobOnError="false"')).on_task_error == (
         "continueJobExecution"
     )
@@ -147,7 +149,9 @@ def test_parallel_and_node_access_token() -> None:
 def test_walltime_precedence() -> None:
     head = '<genericInformation><info name="WALLTIME" value="10:00"/></genericInformation>'
     own_gi = '<genericInformation><info name="WALLTIME" value="30"/></genericInformation>'
-    tasks = bash("attr", attrs='walltime="5"', inner=own_gi) + bash("gi", inner=own_gi) + bash("job")
+    tasks = (
+        bash("attr", attrs='walltime="5"', inner=own_gi) + bash("gi", inner=own_gi) + bash("job")
+    )
     job = parse(job_xml(tasks, head=head))
     assert [t.walltime for t in job.tasks] == [5.0, 30.0, 600.0]
 
@@ -169,7 +173,14 @@ def test_variables_substitution_rules() -> None:
         '<forkEnvironment workingDir="${HOME_DIR}/wd"><SystemEnvironment>'
         '<variable name="E" value="${MINE}"/></SystemEnvironment></forkEnvironment>'
     )
-    tasks = native("A", "/bin/echo", "${OUT}", "$RETRIES", attrs='maxNumberOfExecution="${RETRIES}"', inner=inner)
+    tasks = native(
+        "A",
+        "/bin/echo",
+        "${OUT}",
+        "$RETRIES",
+        attrs='maxNumberOfExecution="${RETRIES}"',
+        inner=inner,
+    )
     job = parse(job_xml(tasks, attrs='name="job-${RETRIES}"', head=head))
     assert job.name == "job-3"
     assert job.variables == {"HOME_DIR": "/srv", "OUT": "/srv/out/$PA_JOB_ID", "RETRIES": "3"}
@@ -207,7 +218,8 @@ def test_pre_post_cleaning_scripts() -> None:
 
     task = (
         '<task name="A">' + holder("pre", "sh", "echo pre")
-        + '<scriptExecutable><script><code language="Bash">echo main</code></script></scriptExecutable>'
+        + '<scriptExecutable><script><code language="Bash">echo main</code></script>'
+        + "</scriptExecutable>"
         + '<controlFlow block="none"/>'
         + holder("post", "bash", "echo post") + holder("cleaning", "shell", "\n  #!/bin/sh\necho c")
         + "<metadata><positionTop>1</positionTop></metadata></task>\n"
@@ -221,7 +233,8 @@ def test_pre_post_cleaning_scripts() -> None:
 def test_description_cdata_and_generic_information() -> None:
     head = (
         "<description><![CDATA[ multi\nline ]]></description>"
-        '<genericInformation><info name="a" value="1"/><info name="b" value=""/></genericInformation>'
+        '<genericInformation><info name="a" value="1"/><info name="b" value=""/>'
+        "</genericInformation>"
     )
     job = parse(job_xml(bash("A"), head=head))
     assert job.description == "multi\nline"
@@ -231,7 +244,7 @@ def test_description_cdata_and_generic_information() -> None:
 
 def test_ignored_elements_become_warnings() -> None:
     inner = (
-        "<selection><script><code language=\"groovy\">selected=true</code></script></selection>"
+        '<selection><script><code language="groovy">selected=true</code></script></selection>'
         "<inputFiles><files includes='a'/></inputFiles>"
         '<forkEnvironment javaHome="/j"><envScript><script><code language="groovy">x</code>'
         "</script></envScript></forkEnvironment><studioThing/>"
@@ -290,7 +303,9 @@ def test_gc_state_is_restored() -> None:
 
 def test_many_tasks_stream_in_batches() -> None:
     """Past the release batch (256 tasks) the tree behind is freed; links still resolve."""
-    tasks = bash("t0") + "".join(bash(f"t{i}", inner=depends(f"t{i - 1}", "t0")) for i in range(1, 700))
+    tasks = bash("t0") + "".join(
+        bash(f"t{i}", inner=depends(f"t{i - 1}", "t0")) for i in range(1, 700)
+    )
     job = parse_workflow(job_xml(tasks), limits=Limits(max_tasks=700))
     assert len(job.tasks) == 700 and job.tasks[699].depends == (698, 0)
     assert job.topological_order() == list(range(700))

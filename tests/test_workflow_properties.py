@@ -20,13 +20,11 @@ from simple_scheduler.workflow import (
 
 NS = "urn:proactive:jobdescriptor:3.14"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "workflows" / "proactive"
-PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Text XML 1.0 can carry unchanged: no control characters (attribute values would be
 # normalised), no surrogates, no noncharacters.
-xml_text = st.text(
-    st.characters(blacklist_categories=("Cc", "Cs", "Cn")), max_size=20
-)
+xml_text = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Cn")), max_size=20)
 names = st.text(
     st.characters(whitelist_categories=("Lu", "Ll", "Nd"), whitelist_characters="_-."),
     min_size=1,
@@ -38,7 +36,9 @@ bash_code = st.text(
     st.characters(blacklist_categories=("Cc", "Cs", "Cn"), whitelist_characters="\n"),
     max_size=60,
 ).filter(lambda c: "]]>" not in c)
-scripts = st.builds(lambda code, lang: Script(lang, code), bash_code, st.sampled_from(["bash", "sh"]))
+scripts = st.builds(
+    lambda code, lang: Script(lang, code), bash_code, st.sampled_from(["bash", "sh"])
+)
 executables: st.SearchStrategy[Executable] = st.one_of(native, scripts)
 
 
@@ -178,7 +178,9 @@ def damaged_trees(draw: st.DrawFn) -> bytes:
         elif op == "attribute":
             element.set(draw(st.sampled_from(ATTRIBUTES)), draw(VALUES))
         elif op == "rename":
-            element.tag = etree.QName(NS if draw(st.booleans()) else None, draw(st.sampled_from(TAGS))).text
+            element.tag = etree.QName(
+                NS if draw(st.booleans()) else None, draw(st.sampled_from(TAGS))
+            ).text
         elif op == "duplicate" and parent is not None:
             parent.append(copy.deepcopy(element))
         elif op == "move" and parent is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import time
 import zipfile
 from collections.abc import Iterator
@@ -32,7 +33,10 @@ def within(seconds: float) -> Iterator[None]:
     assert time.perf_counter() - start < seconds
 
 
-def refused(data: bytes, limits: Limits = Limits()) -> WorkflowError:
+DEFAULT = Limits()
+
+
+def refused(data: bytes, limits: Limits = DEFAULT) -> WorkflowError:
     with within(1.0), pytest.raises(WorkflowError) as info:
         parse_workflow(data, limits=limits)
     return info.value
@@ -88,7 +92,10 @@ def test_doctype_text_inside_cdata_is_harmless() -> None:
 
 
 def test_xinclude_is_not_processed() -> None:
-    meta = '<metadata><xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="/etc/passwd" parse="text"/></metadata>'
+    meta = (
+        '<metadata><xi:include xmlns:xi="http://www.w3.org/2001/XInclude" '
+        'href="/etc/passwd" parse="text"/></metadata>'
+    )
     job = parse_workflow(VALID.replace(b"</taskFlow>", f"</taskFlow>{meta}".encode()))
     assert "root:" not in repr(job)
 
@@ -139,9 +146,12 @@ def test_task_count_limit() -> None:
 
 def test_variable_expansion_bomb() -> None:
     names = [f"v{i}" for i in range(40)]
-    decls = "".join(
-        f'<variable name="{a}" value="${{{b}}}${{{b}}}"/>' for a, b in zip(names, names[1:], strict=False)
-    ) + '<variable name="v39" value="xxxxxxxx"/>'
+    decls = (
+        "".join(
+            f'<variable name="{a}" value="${{{b}}}${{{b}}}"/>' for a, b in itertools.pairwise(names)
+        )
+        + '<variable name="v39" value="xxxxxxxx"/>'
+    )
     data = VALID.replace(b"<taskFlow>", f"<variables>{decls}</variables><taskFlow>".encode())
     assert "longer than" in str(refused(data))
 

@@ -121,6 +121,6 @@ def test_graph_of_100000_tasks_needs_no_recursion() -> None:
     n = 100_000
     chain = [[i - 1] if i else [] for i in range(n)]
     assert topological_order(chain) == list(range(n))
-    looped = [[n - 1]] + chain[1:]
+    looped = [[n - 1], *chain[1:]]
     (cycle,) = find_cycles(looped)
     assert len(cycle) == n + 1 and cycle[0] == cycle[-1] == 0

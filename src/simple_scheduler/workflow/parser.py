@@ -153,32 +153,26 @@ class _JobReader:
         limits = self.limits
         drafts: list[TaskDraft] = []
         events = iterparse(self.document)
-        try:
-            for _, element in events:
-                parent = element.getparent()
-                if self.reader is None:
-                    if not _in_task_flow(parent):
-                        continue  # a <depends><task ref> before the first task ends
-                    self._start(parent.getparent())
-                reader = self.reader
-                if parent is not self.flow or reader is None or reader.ctx.local(element) != "task":
-                    continue  # a <depends><task ref>, or a task outside the first taskFlow
-                if len(drafts) >= limits.max_tasks:
-                    raise WorkflowTooLarge(
-                        Problem(
-                            f"the job has more than {limits.max_tasks} tasks",
-                            None,
-                            line_of(element),
-                        )
+        while (element := _next_task(events, limits)) is not None:
+            parent = element.getparent()
+            if self.reader is None:
+                root = _job_of(parent)
+                if root is None:
+                    continue  # a <depends><task ref> before the first task ends
+                self._start(root)
+            reader = self.reader
+            if parent is not self.flow or reader is None or reader.ctx.local(element) != "task":
+                continue  # a <depends><task ref>, or a task outside the first taskFlow
+            if len(drafts) >= limits.max_tasks:
+                raise WorkflowTooLarge(
+                    Problem(
+                        f"the job has more than {limits.max_tasks} tasks", None, line_of(element)
                     )
-                drafts.append(reader.read(element, len(drafts)))
-                if len(drafts) % _BATCH == 0:
-                    self._release(element)
-            root = events.root
-        except etree.XMLSyntaxError as err:
-            raise WorkflowError(syntax_problem(err, limits)) from None
-        except (etree.LxmlError, ValueError) as err:
-            raise WorkflowError(f"not a readable XML document: {err}") from None
+                )
+            drafts.append(reader.read(element, len(drafts)))
+            if len(drafts) % _BATCH == 0:
+                self._release(element)
+        root = events.root
         if root is None:
             raise WorkflowError("not an XML document")
         check_parsed(root)
@@ -396,12 +390,26 @@ class _JobReader:
         return tuple(d.build(p) for d, p in zip(drafts, parents, strict=True))
 
 
-def _in_task_flow(parent: etree._Element | None) -> bool:
-    """Whether `parent` is a `taskFlow` directly under the root element."""
+def _next_task(events: Any, limits: Limits) -> etree._Element | None:
+    """The next `task` element to end, None at the end; only lxml's errors are
+    translated here, so a bug in the reader still surfaces as itself."""
+    try:
+        _, element = next(events)
+    except StopIteration:
+        return None
+    except etree.XMLSyntaxError as err:
+        raise WorkflowError(syntax_problem(err, limits)) from None
+    except (etree.LxmlError, ValueError) as err:
+        raise WorkflowError(f"not a readable XML document: {err}") from None
+    return element if isinstance(element, etree._Element) else None
+
+
+def _job_of(parent: etree._Element | None) -> etree._Element | None:
+    """The root element if `parent` is a `taskFlow` directly under it, else None."""
     if parent is None or etree.QName(parent).localname != "taskFlow":
-        return False
-    grandparent = parent.getparent()
-    return grandparent is not None and grandparent.getparent() is None
+        return None
+    root = parent.getparent()
+    return root if root is not None and root.getparent() is None else None
 
 
 def _job_policy(text: str) -> str:
