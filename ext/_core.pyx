@@ -353,6 +353,20 @@ cdef int report_send(int sock, sockaddr_un *addr, ss_report_t *r, int retry_s) n
                 backoff *= 2
 
 
+cdef int write_all(int fd, const char *data, size_t size) noexcept nogil:
+    """write() until `size` bytes are out (EINTR retried); 0 or -1."""
+    cdef ssize_t n
+    cdef size_t off = 0
+    while off < size:
+        n = write(fd, data + off, size - off)
+        if n < 0:
+            if errno == EINTR:
+                continue
+            return -1
+        off += <size_t>n
+    return 0
+
+
 cdef int write_file_atomic(const char *path, const char *tmp, const char *data,
                            size_t size) noexcept nogil:
     """Write `tmp` and rename it to `path`: the file is either absent or complete.
@@ -361,33 +375,43 @@ cdef int write_file_atomic(const char *path, const char *tmp, const char *data,
     or -1.
     """
     cdef int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    cdef ssize_t n
-    cdef size_t off = 0
     if fd < 0:
         return -1
-    while off < size:
-        n = write(fd, data + off, size - off)
-        if n < 0:
-            if errno == EINTR:
-                continue
-            close(fd)
-            return -1
-        off += <size_t>n
-    if rename(tmp, path) < 0:
+    if write_all(fd, data, size) < 0 or rename(tmp, path) < 0:
         close(fd)
         return -1
     return fd
 
 
-cdef int write_status(const char *task_dir, ss_report_t *r) noexcept nogil:
+cdef char *put_pid_fields(char *p, char *e, ss_report_t *r) noexcept nogil:
+    """`"pid": N, "pid_start_time": N, "monitor_pid": N` (pid null when it never ran)."""
+    p = put_str(p, e, "\"pid\": ")
+    p = put_i64(p, e, r.pid) if r.pid > 0 else put_str(p, e, "null")
+    p = put_str(p, e, ", \"pid_start_time\": ")
+    p = put_i64(p, e, <int64_t>r.pid_start_ticks) if r.pid > 0 else put_str(p, e, "null")
+    p = put_str(p, e, ", \"monitor_pid\": ")
+    return put_i64(p, e, r.monitor_pid)
+
+
+cdef int write_status(const char *task_dir, ss_report_t *r, int pid_fd,
+                      size_t pid_len) noexcept nogil:
+    """Make `status` appear, complete, in one step; returns its open fd, or -1.
+
+    With the `pid` file's descriptor (`pid_fd`, content `pid_len` bytes long): overwrite
+    that file with the status (which repeats the pid fields, so a reader of `pid` that
+    races us still finds them) and rename `pid` to `status`: one inode per task for both
+    files (inode allocation dominates the per-task cost on ext4). Without it, or when
+    that fails: write `status.tmp` and rename it. Either way `pid_fd` is consumed.
+    """
     cdef char path[_PATH_CAP]
     cdef char tmp[_PATH_CAP]
-    cdef char buf[512]
+    cdef char buf[768]
     cdef char *e = buf + sizeof(buf) - 2
     cdef char *p = buf
+    cdef size_t n
     if join_path(path, _PATH_CAP, task_dir, "status") < 0:
-        return -1
-    if join_path(tmp, _PATH_CAP, task_dir, "status.tmp") < 0:
+        if pid_fd >= 0:
+            close(pid_fd)
         return -1
     p = put_str(p, e, "{\"exit_code\": ")
     p = put_i64(p, e, r.exit_code) if r.exit_code >= 0 else put_str(p, e, "null")
@@ -399,36 +423,50 @@ cdef int write_status(const char *task_dir, ss_report_t *r) noexcept nogil:
     p = put_ms(p, e, r.start_ms)
     p = put_str(p, e, ", \"end_time\": ")
     p = put_ms(p, e, r.end_ms)
-    p = put_str(p, e, ", \"pid\": ")
-    p = put_i64(p, e, r.pid) if r.pid > 0 else put_str(p, e, "null")
+    p = put_str(p, e, ", ")
+    p = put_pid_fields(p, e, r)
     p = put_str(p, e, ", \"error\": ")
     p = put_json_str(p, e, r.error) if r.has_error else put_str(p, e, "null")
     p = put_str(p, e, "}\n")
-    return write_file_atomic(path, tmp, buf, <size_t>(p - buf))
+    n = <size_t>(p - buf)
+    if pid_fd >= 0:
+        if (join_path(tmp, _PATH_CAP, task_dir, "pid") == 0
+                and lseek(pid_fd, 0, SEEK_SET) == 0
+                and write_all(pid_fd, buf, n) == 0
+                and (n >= pid_len or ftruncate(pid_fd, <off_t>n) == 0)
+                and rename(tmp, path) == 0):
+            return pid_fd
+        close(pid_fd)
+    if join_path(tmp, _PATH_CAP, task_dir, "status.tmp") < 0:
+        return -1
+    return write_file_atomic(path, tmp, buf, n)
 
 
-cdef void write_pidfile(const char *task_dir, ss_report_t *r) noexcept nogil:
+cdef int write_pidfile(const char *task_dir, ss_report_t *r, size_t *length) noexcept nogil:
+    """Create `pid` ({"pid", "pid_start_time", "monitor_pid"}); returns its fd, or -1.
+
+    No tmp + rename: a reader may briefly find it empty, which reads as "no pid yet",
+    like its absence. A hint for a restarted hypervisor, useless after a machine crash:
+    no fsync. The descriptor stays open for `write_status`.
+    """
     cdef int fd
     cdef char path[_PATH_CAP]
-    cdef char tmp[_PATH_CAP]
     cdef char buf[160]
     cdef char *e = buf + sizeof(buf) - 2
     cdef char *p = buf
     if join_path(path, _PATH_CAP, task_dir, "pid") < 0:
-        return
-    if join_path(tmp, _PATH_CAP, task_dir, "pid.tmp") < 0:
-        return
-    p = put_str(p, e, "{\"pid\": ")
-    p = put_i64(p, e, r.pid)
-    p = put_str(p, e, ", \"pid_start_time\": ")
-    p = put_i64(p, e, <int64_t>r.pid_start_ticks)
-    p = put_str(p, e, ", \"monitor_pid\": ")
-    p = put_i64(p, e, r.monitor_pid)
+        return -1
+    p = put_str(p, e, "{")
+    p = put_pid_fields(p, e, r)
     p = put_str(p, e, "}\n")
-    # A hint for a restarted hypervisor, useless after a machine crash: no fsync.
-    fd = write_file_atomic(path, tmp, buf, <size_t>(p - buf))
-    if fd >= 0:
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    if fd < 0:
+        return -1
+    if write_all(fd, buf, <size_t>(p - buf)) < 0:
         close(fd)
+        return -1
+    length[0] = <size_t>(p - buf)
+    return fd
 
 
 cdef void set_error(ss_report_t *r, int step, int err) noexcept nogil:
@@ -573,7 +611,8 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
     cdef ss_report_t r
     cdef sockaddr_un addr
     cdef timeval tv
-    cdef int sock, fd = -1, st = 0, step = STEP_NONE, err = 0
+    cdef int sock, fd = -1, pid_fd = -1, st = 0, step = STEP_NONE, err = 0
+    cdef size_t pid_len = 0
     cdef pid_t me, pid = -1, w
     cdef sigset_t chld
     cdef siginfo_t info
@@ -673,14 +712,15 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
         r.kind = C_REPORT_EXITED
         r.end_ms = now_ms()
         set_error(&r, step, err)
+        fd = -1
         if dir_copy[0] != 0:
-            fd = write_status(dir_copy, &r)
+            fd = write_status(dir_copy, &r, -1, 0)
         finish(fd, not (flags & 2), sock, &addr, &r)
 
     r.pid = pid
     r.pid_start_ticks = start_ticks_of(pid)
     r.kind = C_REPORT_STARTED
-    write_pidfile(dir_copy, &r)
+    pid_fd = write_pidfile(dir_copy, &r, &pid_len)
     report_send(sock, &addr, &r, _STARTED_RETRY_S)
 
     sigemptyset(&chld)
@@ -703,7 +743,7 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
     elif WIFSIGNALED(st):
         r.signal = WTERMSIG(st)
         r.core_dumped = 1 if WCOREDUMP(st) else 0
-    finish(write_status(dir_copy, &r), not (flags & 2), sock, &addr, &r)
+    finish(write_status(dir_copy, &r, pid_fd, pid_len), not (flags & 2), sock, &addr, &r)
 
 # ---------------------------------------------------------------- the fork server
 

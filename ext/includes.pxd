@@ -52,6 +52,7 @@ cdef extern from "<fcntl.h>" nogil:
 cdef extern from "<unistd.h>" nogil:
     ctypedef int pid_t
     ctypedef long ssize_t
+    ctypedef long off_t
     pid_t fork()
     pid_t vfork()
     pid_t setsid()
@@ -68,9 +69,12 @@ cdef extern from "<unistd.h>" nogil:
     int access(const char *path, int mode)
     int unlink(const char *path)
     int fsync(int fd)
+    off_t lseek(int fd, off_t offset, int whence)
+    int ftruncate(int fd, off_t length)
     enum:
         F_OK
         X_OK
+        SEEK_SET
 
 
 cdef extern from "<stdio.h>" nogil:

@@ -224,3 +224,34 @@ def test_corrupt_zip() -> None:
     assert "zip" in str(refused(b"PK\x03\x04" + b"\x00" * 200))
     truncated = zipped({"job.xml": VALID * 50})[:-30]
     assert "zip" in str(refused(truncated))
+
+
+@pytest.mark.parametrize(
+    ("model", "value"),
+    [
+        ("PA:FLOAT", "1" * 120_000 + "x"),
+        ("PA:INTEGER", "1" * 120_000 + "x"),
+        ("PA:DOUBLE[" + " " * 120_000 + "]", "1"),
+        ("PA:REGEXP(" + "+" * 120_000 + ")", "a"),
+        ("PA:REGEXP(" + "(a+)" * 200 + ")", "a" * 120_000 + "!"),
+        ("PA:LIST(" + "," * 120_000 + ")", "a"),
+    ],
+)
+def test_long_model_inputs_stay_linear(model: str, value: str) -> None:
+    decl = f'<variable name="V" value="{value}" model="{model}"/>'
+    data = VALID.replace(b"<taskFlow>", f"<variables>{decl}</variables><taskFlow>".encode())
+    with within(1.0):
+        try:
+            parse_workflow(data)
+        except WorkflowError:
+            pass
+
+
+@pytest.mark.parametrize("attr", ['walltime="1', 'maxNumberOfExecution="9', 'taskRetryDelay="1:'])
+def test_long_numbers_stay_linear(attr: str) -> None:
+    data = VALID.replace(b'name="A"', f'name="A" {attr}{"1" * 120_000}x"'.encode())
+    refused(data)
+
+
+def test_long_prolog_before_doctype() -> None:
+    assert "DOCTYPE" in str(refused(b" \n" * 4_000_000 + b"<!DOCTYPE job>" + VALID))

@@ -7,9 +7,10 @@ Single-threaded, one `epoll` loop, no asyncio. It owns:
   STARTED / HEARTBEAT / EXITED reports (`_core` documents the layout);
 - the fork server, a fresh `python -I -S` that immediately enters `_core`'s C loop, so
   every monitor is forked from a tiny process that never runs Python again;
-- the live index `<process_directory>/.live/<key>` (task dir, monitor pid and start
-  time per unreleased execution), from which a restarted hypervisor rebuilds its view:
-  status file present -> exited; monitor alive (pid + start time) -> running; else lost.
+- the live journal `<process_directory>/.live.journal` (`LiveJournal`: task dir,
+  monitor pid and start time per unreleased execution), from which a restarted
+  hypervisor rebuilds its view: status file present -> exited; monitor alive (pid +
+  start time) -> running; else lost.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import heapq
 import json
 import logging
 import os
+import re
 import select
+import shutil
 import signal
 import socket
 import stat
@@ -48,7 +51,9 @@ from simple_scheduler.backend import (
 
 log = logging.getLogger("simple_scheduler.hypervisor")
 
-LIVE_DIR = ".live"
+LIVE_DIR = ".live"  #: the live index of older versions: one file per execution
+JOURNAL = ".live.journal"
+JOURNAL_COMPACT_BYTES = 1 << 20
 LIVENESS_INTERVAL = 1.0
 REPORT_SUFFIX = ".report"
 _FS_HEADER = struct.Struct("=IIQIIII")
@@ -183,6 +188,128 @@ class Execution:
         )
 
 
+_UNESCAPE = re.compile(rb"\\(.)", re.DOTALL)
+
+
+def _escape(raw: bytes) -> bytes:
+    if b"\\" in raw or b"\n" in raw:
+        raw = raw.replace(b"\\", b"\\\\").replace(b"\n", b"\\n")
+    return raw
+
+
+def _unescape(raw: bytes) -> bytes:
+    if b"\\" not in raw:
+        return raw
+    return _UNESCAPE.sub(lambda m: b"\n" if m.group(1) == b"n" else m.group(1), raw)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEntry:
+    key: str
+    task_dir: str
+    monitor_pid: int
+    monitor_start: int
+    semaphore: str | None
+
+
+class LiveJournal:
+    """The unreleased executions, as an append-only journal (no file per execution).
+
+    One line per change, appended (O_APPEND) by the hypervisor:
+
+        S <key> <monitor_pid> <monitor_start> <semaphore or -> <task_dir>   spawned
+        R <key>                                                             released
+
+    (`task_dir` runs to the end of the line, `\\` and newline backslash-escaped.) Lines
+    are buffered and written once per loop iteration, before any reply goes out, so
+    a client never hears of a spawn or release that the file does not hold. No fsync:
+    the page cache survives the hypervisor's death, which is what the journal is for
+    (after a machine crash no monitor is left to find). A restarted hypervisor replays
+    it, then compacts it (a fresh file with only the unreleased entries, renamed over);
+    so does a running one whenever it has grown past a bound proportional to the live
+    set, keeping the work per change O(1) amortized.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.path = os.path.join(directory, JOURNAL)
+        self.pending = bytearray()
+        self.fd = -1
+        self.size = 0
+        self.limit = JOURNAL_COMPACT_BYTES
+
+    @staticmethod
+    def spawn_line(ex: Execution) -> bytes:
+        return b"S %s %d %d %s %s\n" % (
+            ex.key.encode(), ex.monitor_pid, ex.monitor_start,
+            os.fsencode(ex.semaphore) if ex.semaphore else b"-",
+            _escape(os.fsencode(ex.task_dir)))
+
+    def spawned(self, ex: Execution) -> None:
+        self.pending += self.spawn_line(ex)
+
+    def released(self, key: str) -> None:
+        self.pending += b"R %s\n" % key.encode()
+
+    def replay(self) -> dict[str, LiveEntry]:
+        """The unreleased entries the file holds (a torn or bad line is skipped)."""
+        entries: dict[str, LiveEntry] = {}
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return entries
+        lines = data.split(b"\n")
+        if lines.pop():
+            log.warning("ignoring a torn last line in %s", self.path)
+        for line in lines:
+            try:
+                if line.startswith(b"S "):
+                    _, key, mpid, mstart, sem, tdir = line.split(b" ", 5)
+                    entries[key.decode()] = LiveEntry(
+                        key.decode(), os.fsdecode(_unescape(tdir)), int(mpid), int(mstart),
+                        None if sem == b"-" else os.fsdecode(sem))
+                elif line.startswith(b"R "):
+                    entries.pop(line[2:].decode(), None)
+                elif line:
+                    raise ValueError("unknown record")
+            except ValueError as exc:
+                log.warning("ignoring bad line in %s: %r (%s)", self.path, line[:200], exc)
+        return entries
+
+    def compact(self, live: list[Execution]) -> None:
+        """Replace the file by one holding just `live`; drops what is pending."""
+        data = b"".join(self.spawn_line(ex) for ex in live)
+        tmp = self.path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.rename(tmp, self.path)
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self.size = len(data)
+        self.limit = max(JOURNAL_COMPACT_BYTES, 4 * self.size)
+        self.pending.clear()
+
+    def flush(self) -> bool:
+        """Write what is pending; True when the file outgrew its bound (compact it)."""
+        pending = self.pending
+        while pending:
+            n = os.write(self.fd, pending)
+            del pending[:n]
+            self.size += n
+        return self.size > self.limit
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class _Conn:
     __slots__ = ("decoder", "out", "sock", "subscribed")
 
@@ -227,8 +354,8 @@ class Hypervisor:
         if len(self.report_path.encode()) >= 108:
             raise ValueError(f"socket path too long for AF_UNIX: {self.report_path}")
         self.process_directory = os.path.abspath(process_directory)
-        self.live_dir = os.path.join(self.process_directory, LIVE_DIR)
-        os.makedirs(self.live_dir, mode=0o700, exist_ok=True)
+        os.makedirs(self.process_directory, exist_ok=True)
+        self.journal = LiveJournal(self.process_directory)
         self.namespace = self.process_directory
 
         self.fork_server = ForkServer()
@@ -285,11 +412,14 @@ class Hypervisor:
             while self.timers and self.timers[0][0] <= now:
                 _, _, fn = heapq.heappop(self.timers)
                 fn()
-            if self.dirty:
+            if self.dirty or self.journal.pending:
                 self._flush()
 
     def close(self) -> None:
         """Stop serving: sockets closed, the fork server ends; monitors keep running."""
+        if self.journal.pending:
+            self.journal.flush()
+        self.journal.close()
         for conn in list(self.conns.values()):
             self._drop(conn)
         self.epoll.close()
@@ -362,6 +492,9 @@ class Hypervisor:
         self.dirty.add(conn)
 
     def _flush(self) -> None:
+        # The journal first: no reply may announce a spawn or release it does not hold.
+        if self.journal.pending and self.journal.flush():
+            self._compact_journal()
         for conn in list(self.dirty):
             self.dirty.discard(conn)
             if conn.sock.fileno() < 0:
@@ -417,10 +550,16 @@ class Hypervisor:
             raise BackendError("env must map names without '=' to strings")
         task_dir = os.path.abspath(spec["task_dir"])
         start = bool(body.get("start", True))
-        os.makedirs(task_dir, exist_ok=True)
-        for stale in (taskdir.CANCEL, taskdir.STATUS):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(task_dir, stale))
+        try:
+            os.mkdir(task_dir)  # the common case: a fresh directory, nothing stale in it
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                os.makedirs(task_dir, exist_ok=True)
+            elif exc.errno != errno.EEXIST:
+                raise
+            for stale in (taskdir.CANCEL, taskdir.STATUS):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(task_dir, stale))
 
         ex = Execution(key, task_dir, released_sem=start)
         sem_path = ""
@@ -501,8 +640,8 @@ class Hypervisor:
         if self.by_monitor.get(ex.monitor_pid) is ex:
             del self.by_monitor[ex.monitor_pid]
         self.unowned.discard(ex)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self.live_dir, ex.key))
+        if ex.monitor_pid:  # else its spawn is in flight, or failed: never journaled
+            self.journal.released(ex.key)
         return {}
 
     def op_subscribe(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -572,7 +711,8 @@ class Hypervisor:
             if kind == _core.FS_SPAWNED:
                 ex.monitor_pid, ex.monitor_start = pid, ticks
                 self.by_monitor[pid] = ex
-                self._write_live(ex)
+                if self.execs.get(ex.key) is ex:  # else released while it was spawning
+                    self.journal.spawned(ex)
                 self._send(conn, protocol.REPLY, rid, {"monitor_pid": pid})
             else:
                 if self.execs.get(ex.key) is ex:
@@ -690,36 +830,43 @@ class Hypervisor:
 
     # ------------------------------------------------------------ live index / restart
 
-    def _write_live(self, ex: Execution) -> None:
-        data = json.dumps({"task_dir": ex.task_dir, "monitor_pid": ex.monitor_pid,
-                           "monitor_start": ex.monitor_start, "semaphore": ex.semaphore})
-        tmp = os.path.join(self.live_dir, f".{ex.key}.tmp")
-        with open(tmp, "w") as f:
-            f.write(data)
-        os.rename(tmp, os.path.join(self.live_dir, ex.key))
+    def _compact_journal(self) -> None:
+        self.journal.compact([ex for ex in self.execs.values() if ex.monitor_pid])
 
-    def _recover(self) -> None:
-        """Rebuild the view of unreleased executions left by a previous hypervisor."""
-        for name in os.listdir(self.live_dir):
-            path = os.path.join(self.live_dir, name)
+    def _legacy_live_entries(self) -> list[LiveEntry]:
+        """Entries of an older version's live index (`.live/<key>` files), if any."""
+        live_dir = os.path.join(self.process_directory, LIVE_DIR)
+        try:
+            names = os.listdir(live_dir)
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
             if name.startswith("."):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
                 continue
+            path = os.path.join(live_dir, name)
             try:
                 with open(path) as f:
                     data = json.load(f)
-                ex = Execution(name, str(data["task_dir"]), monitor_pid=int(data["monitor_pid"]),
-                               monitor_start=int(data["monitor_start"]), owned=False,
-                               semaphore=data.get("semaphore"))
+                out.append(LiveEntry(name, str(data["task_dir"]), int(data["monitor_pid"]),
+                                     int(data["monitor_start"]), data.get("semaphore")))
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.warning("ignoring unreadable live entry %s: %s", path, exc)
-                continue
-            self.execs[name] = ex
+        return out
+
+    def _recover(self) -> None:
+        """Rebuild the view of unreleased executions left by a previous hypervisor."""
+        legacy = self._legacy_live_entries()
+        entries = {e.key: e for e in legacy}
+        entries.update(self.journal.replay())
+        for e in entries.values():
+            ex = Execution(e.key, e.task_dir, monitor_pid=e.monitor_pid,
+                           monitor_start=e.monitor_start, owned=False, semaphore=e.semaphore)
+            self.execs[e.key] = ex
+            status = taskdir.read_status(ex.task_dir)
             pid = taskdir.read_pid(ex.task_dir)
             if pid is not None:
                 ex.pid, ex.pid_start, ex.state = pid.pid, pid.pid_start_time, "running"
-            status = taskdir.read_status(ex.task_dir)
             if status is not None:
                 ex.state, ex.status = "exited", status
             elif posix.process_alive(ex.monitor_pid, ex.monitor_start):
@@ -727,6 +874,9 @@ class Hypervisor:
             else:
                 ex.state = "lost"
                 ex.reason = "monitor vanished while the hypervisor was down"
+        self._compact_journal()
+        if legacy or os.path.isdir(os.path.join(self.process_directory, LIVE_DIR)):
+            shutil.rmtree(os.path.join(self.process_directory, LIVE_DIR), ignore_errors=True)
         log.info("recovered %d executions", len(self.execs))
 
 

@@ -808,7 +808,13 @@ class Scheduler:
             self._release_after_flush[:0] = release
             raise
         for job in jobs.values():
-            if job.status in JOB_TERMINAL and not any(t.status is T.RUNNING for t in job.tasks):
+            # Forget a finished job only once its final rows are committed: changes made
+            # while this batch was being written are still dirty, for the next one.
+            if (
+                job.status in JOB_TERMINAL
+                and job.id not in self._dirty_jobs
+                and not any(t.status is T.RUNNING for t in job.tasks)
+            ):
                 self._jobs.pop(job.id, None)
         if release and self._backend is not None:
             backend = self._backend

@@ -2,8 +2,10 @@
 
     <process_directory>/<job id>/<task>/<attempt>/
         stdout, stderr   the task's output (read by offset, never whole)
-        status           one JSON line written by the monitor (write, fsync, rename)
         pid              {"pid", "pid_start_time", "monitor_pid"} once the task exec'd
+        status           one JSON line written by the monitor: the exit status, and the
+                         pid fields again (the monitor overwrites `pid` with it, renames
+                         it to `status`, fsyncs: one inode for both files)
         cancel           created by the hypervisor to cancel a task before it starts
 
 The status file is the truth about how an execution ended: reports to the hypervisor
@@ -68,13 +70,21 @@ class PidInfo:
 
 
 def read_pid(directory: str) -> PidInfo | None:
-    """The task's pid and start time, written by the monitor right after exec."""
-    try:
-        with open(os.path.join(directory, PID), "rb") as f:
-            data = json.loads(f.read(4096))
-        return PidInfo(int(data["pid"]), int(data["pid_start_time"]), int(data["monitor_pid"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    """The task's pid and start time, written by the monitor right after exec.
+
+    Once the task ended they are in the status file (the `pid` file became it).
+    """
+    for name in (PID, STATUS):
+        try:
+            with open(os.path.join(directory, name), "rb") as f:
+                data = json.loads(f.read(4096))
+            return PidInfo(int(data["pid"]), int(data["pid_start_time"]),
+                           int(data["monitor_pid"]))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    return None
 
 
 def read_output(directory: str, name: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
