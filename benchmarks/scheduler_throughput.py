@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from executor_throughput import popen_baseline
+from executor_throughput import baseline as popen_baseline
 
 from simple_scheduler.db import Store
 from simple_scheduler.hypervisor_client import HypervisorClient
@@ -161,7 +161,7 @@ def main() -> None:
     try:
         result = asyncio.run(measure(args, root, sock, pdir))
         baseline_n = 200 if args.small else 1000
-        baseline = popen_baseline(baseline_n, args.workers, root / "baseline")
+        baseline = popen_baseline(str(root / "baseline"), baseline_n, args.workers)
         print(f"Popen baseline: {baseline:.0f} tasks/s", flush=True)
     finally:
         proc.kill()
