@@ -1,9 +1,18 @@
 """Executor throughput: N `/bin/true` tasks through the hypervisor vs a Popen loop.
 
 Both sides keep W tasks in flight and give each task its own directory with stdout and
-stderr files. Then the monitor's private memory: 100 `sleep` tasks, 2,000 more tasks
-pushed through, and the largest USS (/proc/PID/smaps_rollup) among the sleepers'
-monitors. The last line is one JSON object.
+stderr files. The two run interleaved, in R rounds of about N/R tasks each (who goes
+first alternates), so both see the same machine: on a shared machine the load of other
+processes, and the file system's state (ext4 without a journal scans recently deleted
+inodes on every inode allocation, and that backlog drains over tens of seconds), drift
+within seconds; one long run of each, one after the other, measures the drift as much
+as the executors. `--rounds 1` runs them one after the other. CPU per task (all the
+processes of each side, from /proc and getrusage) is reported too: it is much steadier
+than the rates on a loaded machine.
+
+Then the monitor's private memory: 100 `sleep` tasks, 2,000 more tasks pushed through,
+and the largest USS (/proc/PID/smaps_rollup) among the sleepers' monitors. The last line
+is one JSON object.
 
     python benchmarks/executor_throughput.py --tasks 2000 --workers 10
 """
@@ -15,11 +24,13 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 
 from simple_scheduler.backend import Exited, Lost, TaskSpec
 from simple_scheduler.hypervisor import spawn_hypervisor
@@ -74,11 +85,53 @@ class Runner:
         return time.perf_counter() - t0
 
 
-async def hypervisor_side(sock: str, root: str, n: int, workers: int) -> tuple[float, int]:
+def process_cpu_s(pid: int, children: bool = False) -> float:
+    """utime + stime (+ cutime + cstime: reaped descendants) of `pid`, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = sum(int(x) for x in fields[11:15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s(who: int = resource.RUSAGE_SELF) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+@dataclass
+class Totals:
+    tasks: int = 0
+    seconds: float = 0.0
+    cpu_s: float = 0.0
+
+
+async def compare(sock: str, hv_pid: int, root: str, n: int, workers: int,
+                  rounds: int) -> tuple[Totals, Totals, int]:
+    """(hypervisor totals, Popen totals, largest sleeping monitor USS in KiB)."""
     client = await HypervisorClient.connect(sock)
     runner = Runner(client, os.path.join(root, "tasks"))
+    with open(f"/proc/{hv_pid}/task/{hv_pid}/children") as f:
+        fork_server = int(f.read().split()[0])
     await runner.run_many("warm", 50, workers)
-    elapsed = await runner.run_many("t", n, workers)
+    baseline(os.path.join(root, "baseline-warm"), 50, workers)
+
+    hv, base = Totals(), Totals()
+    # The hypervisor and the fork server (whose reaped children are the monitors and
+    # their tasks) work for this side only: their totals are read once, around it all.
+    hv_cpu0 = process_cpu_s(hv_pid) + process_cpu_s(fork_server, children=True)
+    for r in range(rounds):
+        m = n // rounds + (1 if r < n % rounds else 0)
+        for side in ((hv, base) if r % 2 == 0 else (base, hv)):
+            c0, k0 = own_cpu_s(), own_cpu_s(resource.RUSAGE_CHILDREN)
+            if side is hv:
+                side.seconds += await runner.run_many(f"r{r}-", m, workers)
+            else:
+                side.seconds += baseline(os.path.join(root, "baseline", str(r)), m, workers)
+                side.cpu_s += own_cpu_s(resource.RUSAGE_CHILDREN) - k0
+            side.cpu_s += own_cpu_s() - c0
+            side.tasks += m
+    await asyncio.sleep(0.5)  # the last monitors fsync after their report, then exit
+    hv.cpu_s += process_cpu_s(hv_pid) + process_cpu_s(fork_server, children=True) - hv_cpu0
 
     # Monitor memory: 100 sleepers, 2,000 more tasks, then the largest sleeper USS.
     for i in range(100):
@@ -93,18 +146,26 @@ async def hypervisor_side(sock: str, root: str, n: int, workers: int) -> tuple[f
         await client.release(r.key)
     runner.pump.cancel()
     await client.close()
-    return n / elapsed, worst
+    return hv, base, worst
 
 
 def baseline(root: str, n: int, workers: int) -> float:
-    """The same tasks through subprocess.Popen, W in flight, each with its own files."""
+    """The same tasks through subprocess.Popen, W in flight, each with its own files.
+
+    Returns the seconds it took.
+    """
     running: dict[int, subprocess.Popen[bytes]] = {}
+
+    def reap() -> None:
+        pid, status = os.wait()
+        proc = running.pop(pid, None)  # (None: not ours, e.g. the hypervisor)
+        if proc is not None:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+
     t0 = time.perf_counter()
     for i in range(n):
-        if len(running) >= workers:
-            pid, status = os.wait()
-            proc = running.pop(pid)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+        while len(running) >= workers:
+            reap()
         d = os.path.join(root, str(i))
         os.makedirs(d)
         with open(os.path.join(d, "stdout"), "wb") as out, \
@@ -113,15 +174,16 @@ def baseline(root: str, n: int, workers: int) -> float:
                                     stderr=err, cwd=d)
         running[proc.pid] = proc
     while running:
-        pid, status = os.wait()
-        running.pop(pid).returncode = os.waitstatus_to_exitcode(status)
-    return n / (time.perf_counter() - t0)
+        reap()
+    return time.perf_counter() - t0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="interleave the two sides in this many rounds (1: in turn)")
     parser.add_argument("--no-fsync", action="store_true",
                         help="monitors skip the status file's fsync")
     args = parser.parse_args()
@@ -130,23 +192,29 @@ def main() -> None:
     sock = os.path.join(root, "h.sock")
     proc = spawn_hypervisor(sock, os.path.join(root, "pd"), fsync=not args.no_fsync)
     try:
-        rate, worst_uss = asyncio.run(hypervisor_side(sock, os.path.join(root, "pd"),
-                                                      args.tasks, args.workers))
-        base = baseline(os.path.join(root, "baseline"), args.tasks, args.workers)
+        hv, base, worst_uss = asyncio.run(compare(sock, proc.pid, os.path.join(root, "pd"),
+                                                  args.tasks, args.workers,
+                                                  max(1, args.rounds)))
     finally:
         proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
         shutil.rmtree(root, ignore_errors=True)
-    print(f"hypervisor {rate:.0f} tasks/s, Popen baseline {base:.0f} tasks/s, "
+    rate, base_rate = hv.tasks / hv.seconds, base.tasks / base.seconds
+    hv_cpu, base_cpu = 1000 * hv.cpu_s / hv.tasks, 1000 * base.cpu_s / base.tasks
+    print(f"hypervisor {rate:.0f} tasks/s ({hv_cpu:.2f} CPU ms/task), Popen baseline "
+          f"{base_rate:.0f} tasks/s ({base_cpu:.2f} CPU ms/task), "
           f"largest sleeping monitor USS {worst_uss} KiB")
     print(json.dumps({
         "benchmark": "executor_throughput",
         "tasks": args.tasks,
         "workers": args.workers,
+        "rounds": max(1, args.rounds),
         "tasks_per_s": round(rate, 1),
-        "baseline_tasks_per_s": round(base, 1),
-        "ratio": round(rate / base, 3),
+        "baseline_tasks_per_s": round(base_rate, 1),
+        "ratio": round(rate / base_rate, 3),
+        "cpu_ms_per_task": round(hv_cpu, 3),
+        "baseline_cpu_ms_per_task": round(base_cpu, 3),
         "monitor_uss_kib": worst_uss,
         "fsync": not args.no_fsync,
     }))

@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from executor_throughput import baseline as popen_baseline
 
 from simple_scheduler.db import Store
-from simple_scheduler.hypervisor_client import HypervisorClient
 from simple_scheduler.migrate import migrate
 from simple_scheduler.scheduler import Scheduler
 from simple_scheduler.taskdir import read_status
@@ -117,12 +116,9 @@ async def measure(args: argparse.Namespace, root: Path, sock: str, pdir: Path) -
     store = await Store.open(f"sqlite+aiosqlite:///{root / 'db.sqlite'}")
     await migrate(store)
 
-    async def connect() -> HypervisorClient:
-        return await HypervisorClient.connect(sock)
-
-    s = Scheduler(
+    s = Scheduler.with_hypervisor(
         store,
-        connect,
+        sock,
         process_directory=pdir,
         nb_of_workers=args.workers,
         kill_grace=1.0,

@@ -132,15 +132,11 @@ async def store(short_tmp: Path) -> AsyncIterator[object]:
 
 
 def make_scheduler(store: object, hv: Hypervisor, workers: int = 4, grace: float = 1.0) -> object:
-    from simple_scheduler.hypervisor_client import HypervisorClient
     from simple_scheduler.scheduler import Scheduler
 
-    async def connect() -> object:
-        return await HypervisorClient.connect(hv.socket_path)
-
-    return Scheduler(
+    return Scheduler.with_hypervisor(
         store,  # type: ignore[arg-type]
-        connect,  # type: ignore[arg-type]
+        hv.socket_path,
         process_directory=hv.process_directory,
         nb_of_workers=workers,
         kill_grace=grace,

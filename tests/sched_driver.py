@@ -14,7 +14,6 @@ from pathlib import Path
 
 async def main() -> None:
     from simple_scheduler.db import Store
-    from simple_scheduler.hypervisor_client import HypervisorClient
     from simple_scheduler.migrate import migrate
     from simple_scheduler.scheduler import Scheduler
     from simple_scheduler.workflow import parse_workflow
@@ -23,12 +22,9 @@ async def main() -> None:
     store = await Store.open(f"sqlite+aiosqlite:///{db}")
     await migrate(store)
 
-    async def connect() -> HypervisorClient:
-        return await HypervisorClient.connect(sock)
-
-    scheduler = Scheduler(
+    scheduler = Scheduler.with_hypervisor(
         store,
-        connect,
+        sock,
         process_directory=Path(pdir),
         nb_of_workers=int(workers),
         kill_grace=1.0,

@@ -7,7 +7,7 @@ import itertools
 import time
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import pytest
 
@@ -234,17 +234,16 @@ def test_corrupt_zip() -> None:
         ("PA:DOUBLE[" + " " * 120_000 + "]", "1"),
         ("PA:REGEXP(" + "+" * 120_000 + ")", "a"),
         ("PA:REGEXP(" + "(a+)" * 200 + ")", "a" * 120_000 + "!"),
+        ("PA:REGEXP(" + "(a+)" * 3 + "$)", "a" * 1_000 + "!"),
+        ("PA:REGEXP(a*a*$)", "a" * 2_000 + "!"),
         ("PA:LIST(" + "," * 120_000 + ")", "a"),
     ],
 )
 def test_long_model_inputs_stay_linear(model: str, value: str) -> None:
     decl = f'<variable name="V" value="{value}" model="{model}"/>'
     data = VALID.replace(b"<taskFlow>", f"<variables>{decl}</variables><taskFlow>".encode())
-    with within(1.0):
-        try:
-            parse_workflow(data)
-        except WorkflowError:
-            pass
+    with within(1.0), suppress(WorkflowError):
+        parse_workflow(data)
 
 
 @pytest.mark.parametrize("attr", ['walltime="1', 'maxNumberOfExecution="9', 'taskRetryDelay="1:'])
@@ -255,3 +254,28 @@ def test_long_numbers_stay_linear(attr: str) -> None:
 
 def test_long_prolog_before_doctype() -> None:
     assert "DOCTYPE" in str(refused(b" \n" * 4_000_000 + b"<!DOCTYPE job>" + VALID))
+
+
+def test_total_substitution_is_bounded() -> None:
+    big = '<variable name="BIG" value="' + "x" * 100_000 + '"/>'
+    infos = "".join(f'<info name="i{i}" value="${{BIG}}"/>' for i in range(1_000))
+    head = f"<variables>{big}</variables><genericInformation>{infos}</genericInformation>"
+    data = VALID.replace(b"<taskFlow>", f"{head}<taskFlow>".encode())
+    err = refused(data)
+    assert isinstance(err, WorkflowTooLarge) and "whole workflow" in str(err)
+    roomy = Limits(max_substituted_bytes=200 * 1024 * 1024)
+    assert len(parse_workflow(data, limits=roomy).generic_information) == 1_000
+
+
+def test_same_command_line_is_checked_once_per_scope() -> None:
+    big = '<variable name="BIG" value="' + "x" * 100_000 + '"/>'
+    task = (
+        '<task name="t{i}"><nativeExecutable><staticCommand value="echo"><arguments>'
+        '<argument value="${{BIG}}"/></arguments></staticCommand></nativeExecutable></task>'
+    )
+    tasks = "".join(task.format(i=i) for i in range(2_000))  # 2,000 x 100 KB if unshared
+    data = (
+        f'<job xmlns="{NS}" name="j"><variables>{big}</variables><taskFlow>{tasks}</taskFlow></job>'
+    )
+    with within(1.0):
+        assert len(parse_workflow(data.encode()).tasks) == 2_000

@@ -106,6 +106,8 @@ def test_models(model: str, good: list[str], bad: list[str]) -> None:
 def test_catastrophic_regexp_is_not_evaluated() -> None:
     assert check_model("PA:REGEXP((a+)+$)", "a" * 64 + "!") is None
     assert check_model("PA:REGEXP((a|aa)*$)", "a" * 64 + "!") is None
+    assert check_model("PA:REGEXP((a+)(a+)(a+)(a+)$)", "a" * 200 + "!") is None  # unchecked
+    assert check_model("PA:REGEXP([a-z]+)", "a" * 3000 + "!") is not None  # cheap: checked
 
 
 def test_topological_order_and_cycles() -> None:

@@ -29,11 +29,8 @@ TASK_COLUMNS = (
     "pid",
     "pid_start_time",
 )
-JOB_COLUMNS = (
-    "status",
-    "start_time",
-    "finished_time",
-    "in_error_time",
+#: The job's task counters, kept exact by the scheduler (ProActive's JobInfo numbers).
+JOB_COUNTERS = (
     "pending_tasks",
     "running_tasks",
     "finished_tasks",
@@ -41,6 +38,7 @@ JOB_COLUMNS = (
     "failed_tasks",
     "in_error_tasks",
 )
+JOB_COLUMNS = ("status", "start_time", "finished_time", "in_error_time", *JOB_COUNTERS)
 
 _UPDATE_TASK = (
     "UPDATE tasks SET "

@@ -175,17 +175,7 @@ class LiveJob:
         return PRIORITY_RANK.get(self.priority, 2)
 
     def recount(self) -> None:
-        counts = dict.fromkeys(
-            (
-                "pending_tasks",
-                "running_tasks",
-                "finished_tasks",
-                "faulty_tasks",
-                "failed_tasks",
-                "in_error_tasks",
-            ),
-            0,
-        )
+        counts = dict.fromkeys(jobstore.JOB_COUNTERS, 0)
         for task in self.tasks:
             self._count(counts, task.status, 1)
         self.counters = counts
@@ -248,6 +238,32 @@ class Scheduler:
         self._connected = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
         self._closing = False
+
+    @classmethod
+    def with_hypervisor(
+        cls,
+        store: Store,
+        socket_path: str,
+        *,
+        process_directory: Path,
+        nb_of_workers: int,
+        kill_grace: float = 5.0,
+        base_env: Mapping[str, str] | None = None,
+    ) -> Scheduler:
+        """The usual set-up: the local hypervisor on its socket as the backend."""
+        from simple_scheduler.hypervisor_client import HypervisorClient
+
+        async def connect() -> ExecutionBackend:
+            return await HypervisorClient.connect(socket_path)
+
+        return cls(
+            store,
+            connect,
+            process_directory=process_directory,
+            nb_of_workers=nb_of_workers,
+            kill_grace=kill_grace,
+            base_env=base_env,
+        )
 
     # -- life cycle ----------------------------------------------------------------------
 

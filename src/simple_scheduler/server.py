@@ -85,7 +85,6 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     from simple_scheduler.api import Services, create_app
     from simple_scheduler.auth import LoginThrottle
     from simple_scheduler.db import Store
-    from simple_scheduler.hypervisor_client import HypervisorClient
     from simple_scheduler.keys import KeysError, ensure_keys
     from simple_scheduler.migrate import MigrationError, migrate
     from simple_scheduler.scheduler import Scheduler
@@ -105,14 +104,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             )
         except (MigrationError, KeysError) as exc:
             raise StartError(str(exc)) from exc
-        socket_path = config.hypervisor_socket_path
-
-        async def backend() -> HypervisorClient:
-            return await HypervisorClient.connect(socket_path)
-
-        scheduler = Scheduler(
+        scheduler = Scheduler.with_hypervisor(
             store,
-            backend,
+            str(config.hypervisor_socket_path),
             process_directory=config.process_directory,
             nb_of_workers=config.nb_of_workers,
             kill_grace=config.kill_grace_s,

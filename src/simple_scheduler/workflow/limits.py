@@ -24,6 +24,9 @@ class Limits:
     #: Length of an attribute value, and of one value after variable substitution.
     #: 128 KiB is Linux's limit on a single argv element (MAX_ARG_STRLEN).
     max_attribute_length: int = 128 * 1024
+    #: Characters variable substitution may produce over the whole workflow: each value is
+    #: capped above, but one large variable referenced 100,000 times would not be.
+    max_substituted_bytes: int = 64 * MIB
     #: Problems kept in one WorkflowError; the rest are counted, not listed.
     max_problems: int = 100
     #: Entries in an uploaded zip archive (directories included).

@@ -7,6 +7,7 @@ Model names are case-insensitive, as the catalog's `PA:Integer` shows.
 
 from __future__ import annotations
 
+import math
 import re
 
 _MODEL = re.compile(r"\s*PA:([A-Za-z_]+)\s*(.*)", re.DOTALL)
@@ -15,6 +16,8 @@ _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fFdD]?")
 #: Longest PA:REGEXP pattern we analyse and run; longer ones are accepted unchecked.
 MAX_CHECKED_PATTERN = 1000
+#: Rough bound on backtracking steps we allow one PA:REGEXP check.
+_REGEXP_WORK = 10**7
 _NESTED_QUANTIFIER = re.compile(r"[*+}|][^()]*\)[*+{]|\\[1-9]")
 _BITS = {"INTEGER": 32, "LONG": 64}
 
@@ -81,14 +84,27 @@ def _check_list(rest: str, value: str) -> str | None:
 def _check_regexp(rest: str, value: str) -> str | None:
     if not (rest.startswith("(") and rest.endswith(")")):
         return f"invalid regexp model {rest!r} (expected PA:REGEXP(pattern))"
-    if len(rest) > MAX_CHECKED_PATTERN or _NESTED_QUANTIFIER.search(rest[1:-1]):
-        # Python's re has no timeout: a submitter could make `(a+)+$` backtrack for
-        # hours. Such patterns are accepted unchecked rather than evaluated.
+    pattern_text = rest[1:-1]
+    if not _safe_to_run(pattern_text, value):
         return None
     try:
-        pattern = re.compile(rest[1:-1])
+        pattern = re.compile(pattern_text)
     except re.error as err:
         return f"invalid regular expression in model: {err}"
     if pattern.fullmatch(value):
         return None
-    return f"{value!r} does not match the regular expression {rest[1:-1]!r}"
+    return f"{value!r} does not match the regular expression {pattern_text!r}"
+
+
+def _safe_to_run(pattern: str, value: str) -> bool:
+    """Whether matching is cheap enough to run in the web process.
+
+    Python's `re` backtracks and has no timeout, and the submitter picks both the
+    pattern and the value: `(a+)+$` is exponential, `(a+)(a+)...` polynomial of degree
+    the number of quantifiers. So a pattern runs only if it has no nested quantifier
+    and len(value) ** (quantifiers + 1) stays small; otherwise it is accepted unchecked.
+    """
+    if len(pattern) > MAX_CHECKED_PATTERN or _NESTED_QUANTIFIER.search(pattern):
+        return False
+    quantifiers = sum(pattern.count(q) for q in "*+?{")
+    return (quantifiers + 1) * math.log(max(len(value), 2)) <= math.log(_REGEXP_WORK)

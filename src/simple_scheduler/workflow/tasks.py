@@ -355,8 +355,7 @@ class TaskReader:
                 else:
                     argv.append(text)
         for item in argv:  # substituted at run time, but a bomb is refused now
-            if "$" in item:
-                ctx.substitute(item, scope, "command line", task, line)
+            ctx.check_substitution(item, scope, "command line", task, line)
         return NativeCommand(tuple(argv))
 
     def _script(self, holder: etree._Element, what: str, task: str) -> Script | None:

@@ -42,6 +42,7 @@ class Context:
         self.prefix = prefix
         self._plen = len(prefix)
         self._locals: dict[str, str | None] = {}  # tag -> local name, a per-parse cache
+        self._substituted = 0  # characters produced by substitution so far
         self._problems: list[Problem] = []
         self._more_problems = 0
         self._warnings: list[str] = []
@@ -118,7 +119,7 @@ class Context:
         self, value: str, scope: Scope, what: str, task: str | None, line: int | None
     ) -> str:
         try:
-            return scope.substitute(value, self.limits.max_attribute_length)
+            result = scope.substitute(value, self.limits.max_attribute_length)
         except SubstitutionTooLarge:
             self.problem(
                 f"{what}: substituting variables makes it longer than "
@@ -127,6 +128,26 @@ class Context:
                 line,
             )
             return value
+        if result is not value:
+            self._substituted += len(result)
+            if self._substituted > self.limits.max_substituted_bytes:
+                raise WorkflowTooLarge(
+                    Problem(
+                        "variable substitution over the whole workflow produces more than "
+                        f"{self.limits.max_substituted_bytes} characters",
+                        task,
+                        line,
+                    )
+                )
+        return result
+
+    def check_substitution(
+        self, value: str, scope: Scope, what: str, task: str | None, line: int | None
+    ) -> None:
+        """Refuse now what run-time substitution would refuse (each text once per scope)."""
+        if "$" in value and value not in scope.checked:
+            scope.checked.add(value)
+            self.substitute(value, scope, what, task, line)
 
     def convert(
         self,

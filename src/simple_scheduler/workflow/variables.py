@@ -60,12 +60,14 @@ class Scope:
     work proportional to the output, which the length budget then bounds.
     """
 
-    __slots__ = ("_aliases", "_memo", "_values")
+    __slots__ = ("_aliases", "_memo", "_values", "checked")
 
     def __init__(self, values: Mapping[str, str]) -> None:
         self._values = values
         self._aliases: dict[str, str] | None = None
         self._memo: dict[str, str] = {}
+        #: Texts already checked against this scope (the parser's run-time argv check).
+        self.checked: set[str] = set()
 
     def lookup(self, name: str) -> str | None:
         """The raw value of `name`, or of the variable whose alias it is, or None."""
