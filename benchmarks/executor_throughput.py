@@ -30,7 +30,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from simple_scheduler.backend import Exited, Lost, TaskSpec
 from simple_scheduler.hypervisor import spawn_hypervisor
@@ -102,7 +102,13 @@ def own_cpu_s(who: int = resource.RUSAGE_SELF) -> float:
 class Totals:
     tasks: int = 0
     seconds: float = 0.0
-    cpu_s: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)  #: per process kind
+
+    def add(self, part: str, seconds: float) -> None:
+        self.cpu_s[part] = self.cpu_s.get(part, 0.0) + seconds
+
+    def cpu_ms_per_task(self) -> dict[str, float]:
+        return {k: round(1000 * v / self.tasks, 3) for k, v in self.cpu_s.items()}
 
 
 async def compare(sock: str, hv_pid: int, root: str, n: int, workers: int,
@@ -118,20 +124,26 @@ async def compare(sock: str, hv_pid: int, root: str, n: int, workers: int,
     hv, base = Totals(), Totals()
     # The hypervisor and the fork server (whose reaped children are the monitors and
     # their tasks) work for this side only: their totals are read once, around it all.
-    hv_cpu0 = process_cpu_s(hv_pid) + process_cpu_s(fork_server, children=True)
-    for r in range(rounds):
-        m = n // rounds + (1 if r < n % rounds else 0)
-        for side in ((hv, base) if r % 2 == 0 else (base, hv)):
+    hv_cpu0 = process_cpu_s(hv_pid)
+    fs_cpu0 = process_cpu_s(fork_server)
+    mon_cpu0 = process_cpu_s(fork_server, children=True) - fs_cpu0
+    for rnd in range(rounds):
+        m = n // rounds + (1 if rnd < n % rounds else 0)
+        for side in ((hv, base) if rnd % 2 == 0 else (base, hv)):
             c0, k0 = own_cpu_s(), own_cpu_s(resource.RUSAGE_CHILDREN)
             if side is hv:
-                side.seconds += await runner.run_many(f"r{r}-", m, workers)
+                side.seconds += await runner.run_many(f"r{rnd}-", m, workers)
+                side.add("client", own_cpu_s() - c0)
             else:
-                side.seconds += baseline(os.path.join(root, "baseline", str(r)), m, workers)
-                side.cpu_s += own_cpu_s(resource.RUSAGE_CHILDREN) - k0
-            side.cpu_s += own_cpu_s() - c0
+                side.seconds += baseline(os.path.join(root, "baseline", str(rnd)), m, workers)
+                side.add("parent", own_cpu_s() - c0)
+                side.add("tasks", own_cpu_s(resource.RUSAGE_CHILDREN) - k0)
             side.tasks += m
     await asyncio.sleep(0.5)  # the last monitors fsync after their report, then exit
-    hv.cpu_s += process_cpu_s(hv_pid) + process_cpu_s(fork_server, children=True) - hv_cpu0
+    hv.add("hypervisor", process_cpu_s(hv_pid) - hv_cpu0)
+    fs_cpu = process_cpu_s(fork_server)
+    hv.add("fork_server", fs_cpu - fs_cpu0)
+    hv.add("monitors_and_tasks", process_cpu_s(fork_server, children=True) - fs_cpu - mon_cpu0)
 
     # Monitor memory: 100 sleepers, 2,000 more tasks, then the largest sleeper USS.
     for i in range(100):
@@ -201,7 +213,7 @@ def main() -> None:
             proc.wait(timeout=10)
         shutil.rmtree(root, ignore_errors=True)
     rate, base_rate = hv.tasks / hv.seconds, base.tasks / base.seconds
-    hv_cpu, base_cpu = 1000 * hv.cpu_s / hv.tasks, 1000 * base.cpu_s / base.tasks
+    hv_cpu, base_cpu = sum(hv.cpu_ms_per_task().values()), sum(base.cpu_ms_per_task().values())
     print(f"hypervisor {rate:.0f} tasks/s ({hv_cpu:.2f} CPU ms/task), Popen baseline "
           f"{base_rate:.0f} tasks/s ({base_cpu:.2f} CPU ms/task), "
           f"largest sleeping monitor USS {worst_uss} KiB")
@@ -215,6 +227,8 @@ def main() -> None:
         "ratio": round(rate / base_rate, 3),
         "cpu_ms_per_task": round(hv_cpu, 3),
         "baseline_cpu_ms_per_task": round(base_cpu, 3),
+        "cpu_ms_per_task_parts": hv.cpu_ms_per_task(),
+        "baseline_cpu_ms_per_task_parts": base.cpu_ms_per_task(),
         "monitor_uss_kib": worst_uss,
         "fsync": not args.no_fsync,
     }))

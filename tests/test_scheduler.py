@@ -285,7 +285,10 @@ async def test_failing_executable_skips_post(sched: Scheduler) -> None:
 
 
 async def test_environment_carries_variables_and_system_variables(sched: Scheduler) -> None:
-    code = 'echo "$variables_GREETING $PA_JOB_ID $PA_TASK_NAME $PA_USER $PA_TASK_ID"'
+    code = (
+        'echo "$variables_GREETING $PA_JOB_ID $PA_TASK_NAME $PA_USER $PA_TASK_ID"; '
+        'echo "$variables_PA_JOB_ID $PA_TASK_ITERATION $PA_TASK_REPLICATION"'
+    )
     xml = job_xml(
         [
             {"name": "t", "bash": code},
@@ -295,7 +298,7 @@ async def test_environment_carries_variables_and_system_variables(sched: Schedul
     )
     job_id = await submit(sched, xml, owner="bob")
     assert await sched.wait_job(job_id) == "FINISHED"
-    assert stdout(sched, job_id, 0) == f"hello world {job_id} t bob {job_id}t0\n"
+    assert stdout(sched, job_id, 0) == f"hello world {job_id} t bob {job_id}t0\n{job_id} 0 0\n"
     assert stdout(sched, job_id, 1) == f"hello world {job_id}\n"
 
 

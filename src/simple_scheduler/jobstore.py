@@ -68,7 +68,7 @@ def task_spec(task: Task, job: Job) -> dict[str, Any]:
         "cleaning": _script(task.cleaning),
         "description": task.description,
         "variables": dict(task.variables),
-        "generic_information": dict(task.generic_information),
+        "generic_information": job.task_generic_information(task),
         "working_dir": task.working_dir,
         "environment": dict(task.environment),
         "walltime": task.walltime,

@@ -21,7 +21,7 @@ from typing import Any
 
 from simple_scheduler import taskdir
 from simple_scheduler.backend import TaskSpec, execution_key
-from simple_scheduler.workflow import substitute, system_variables
+from simple_scheduler.workflow import script_environment, substitute, system_variables
 
 FAILED_STEP_FILE = "failed_step"
 _INTERPRETER = {"bash": "bash", "sh": "sh"}
@@ -33,7 +33,12 @@ def task_dir(process_directory: Path, job_id: int, task_index: int, attempt: int
 
 
 def _write_script(directory: Path, name: str, script: Mapping[str, Any]) -> list[str]:
-    """Write a script step to disk and return the argv that runs it (without arguments)."""
+    """Write a script step to disk and return the argv that runs it (without arguments).
+
+    Only tasks with scripts make their directory here; for a plain command the backend
+    makes it (a directory costs an inode allocation: it is done once, by one process).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
     path.write_text(script["code"], encoding="utf-8")
     language = script["language"]
@@ -81,7 +86,6 @@ def build_spec(
 ) -> TaskSpec:
     """Prepare the task directory and describe the execution for the backend."""
     directory = task_dir(process_directory, job_id, task_index, attempt)
-    directory.mkdir(parents=True, exist_ok=True)
     system = system_variables(
         job_id=job_id,
         job_name=job_name,
@@ -112,7 +116,8 @@ def build_spec(
 
     env = dict(base_env)
     env.update(system)
-    env.update({f"variables_{k}": v for k, v in variables.items()})
+    # Scripts read their bindings from the environment (ProActive's bash engine).
+    env.update(script_environment(lookup, spec.get("generic_information")))
     env.update({k: substitute(v, lookup) for k, v in spec.get("environment", {}).items()})
     working_dir = spec.get("working_dir")
     return TaskSpec(
