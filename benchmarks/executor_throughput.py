@@ -196,11 +196,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=10,
                         help="interleave the two sides in this many rounds (1: in turn)")
+    parser.add_argument("--dir", default="/tmp",
+                        help="where both sides create their task directories; the cost of "
+                        "an inode allocation depends a lot on where (see above)")
     parser.add_argument("--no-fsync", action="store_true",
                         help="monitors skip the status file's fsync")
     args = parser.parse_args()
 
-    root = tempfile.mkdtemp(prefix="ss-bench-", dir="/tmp")
+    root = tempfile.mkdtemp(prefix="ss-bench-", dir=args.dir)
     sock = os.path.join(root, "h.sock")
     proc = spawn_hypervisor(sock, os.path.join(root, "pd"), fsync=not args.no_fsync)
     try:
@@ -231,6 +234,7 @@ def main() -> None:
         "baseline_cpu_ms_per_task_parts": base.cpu_ms_per_task(),
         "monitor_uss_kib": worst_uss,
         "fsync": not args.no_fsync,
+        "dir": args.dir,
     }))
 
 

@@ -16,6 +16,7 @@ from exec_fixtures import HV, children_zombies, hv, short_tmp, wait_final, wait_
 
 from simple_scheduler import protocol, taskdir
 from simple_scheduler.backend import BackendError, Exited, Lost
+from simple_scheduler.hypervisor import Execution, LiveEntry, LiveJournal
 from simple_scheduler.hypervisor_client import HypervisorClient
 
 __all__ = ["hv", "short_tmp"]  # fixtures, imported for pytest
@@ -299,6 +300,114 @@ def test_monitor_killed_is_lost(hv: HV) -> None:
         os.killpg(started.pid, signal.SIGKILL)
 
     hv.run(go)
+
+
+def test_pid_file_becomes_the_status_file(hv: HV) -> None:
+    spec = hv.spec("pidfile", ["sleep", "600"])
+
+    async def go(client: HypervisorClient) -> None:
+        await client.spawn(spec)
+        started = (await wait_started(client, {"pidfile"}))["pidfile"]
+        [record] = await client.list()
+        info = taskdir.read_pid(spec.task_dir)
+        deadline = time.monotonic() + 10
+        while info is None and time.monotonic() < deadline:  # written just after STARTED
+            await asyncio.sleep(0.01)
+            info = taskdir.read_pid(spec.task_dir)
+        assert info == taskdir.PidInfo(started.pid, started.pid_start_time,
+                                       int(record.extra["monitor_pid"]))
+        assert sorted(os.listdir(spec.task_dir)) == ["pid", "stderr", "stdout"]
+        assert taskdir.read_status(spec.task_dir) is None
+        await client.kill("pidfile", grace=5)
+        status = exited((await wait_final(client, {"pidfile"}))["pidfile"]).status
+        # One inode for both: `pid` was overwritten with the status and renamed.
+        assert sorted(os.listdir(spec.task_dir)) == ["status", "stderr", "stdout"]
+        assert taskdir.read_status(spec.task_dir) == status
+        assert taskdir.read_pid(spec.task_dir) == info
+        with open(os.path.join(spec.task_dir, "status")) as f:
+            assert json.load(f)["pid"] == started.pid
+        await client.release("pidfile")
+
+    hv.run(go)
+
+
+def journal_lines(hv: HV) -> list[str]:
+    with open(os.path.join(hv.process_directory, ".live.journal")) as f:
+        return f.read().splitlines()
+
+
+def test_live_journal_no_file_per_task_and_compacted_at_restart(hv: HV) -> None:
+    async def go(client: HypervisorClient) -> None:
+        await client.spawn(hv.spec("done", ["true"]))
+        await client.spawn(hv.spec("keep", ["sleep", "600"]))
+        await wait_final(client, {"done"})
+        await client.release("done")  # its reply goes out after the journal holds it
+
+    hv.run(go)
+    assert not os.path.exists(os.path.join(hv.process_directory, ".live"))
+    assert [line.split()[:2] for line in journal_lines(hv)] == [
+        ["S", "done"], ["S", "keep"], ["R", "done"]]
+    hv.kill9()
+    hv.start()
+    [line] = journal_lines(hv)
+    assert line.startswith("S keep ") and line.endswith(hv.spec("keep", []).task_dir)
+
+    async def check(client: HypervisorClient) -> None:
+        [record] = await client.list()
+        assert (record.key, record.state) == ("keep", "running") and record.pid is not None
+        await client.kill("keep", grace=5)
+        assert exited((await wait_final(client, {"keep"}))["keep"]).status.signal == 15
+        await client.release("keep")
+
+    hv.run(check)
+    assert [line.split()[:2] for line in journal_lines(hv)] == [["S", "keep"], ["R", "keep"]]
+
+
+def test_live_journal_replay(short_tmp: str) -> None:
+    odd = os.path.join(short_tmp, "a b\\n\nc")  # spaces, a backslash, a newline
+    j = LiveJournal(short_tmp)
+    j.compact([Execution("k1", odd, monitor_pid=10, monitor_start=11)])
+    j.spawned(Execution("k2", "/t/2", monitor_pid=20, monitor_start=21, semaphore="/ss-x-k2"))
+    j.spawned(Execution("k3", "/t/3", monitor_pid=30, monitor_start=31))
+    j.released("k3")
+    assert not j.flush()
+    j.close()
+    with open(j.path, "ab") as f:
+        f.write(b"bogus line\nS k4 40 41 - /t/4")  # a bad line, then a torn one
+    assert LiveJournal(short_tmp).replay() == {
+        "k1": LiveEntry("k1", odd, 10, 11, None),
+        "k2": LiveEntry("k2", "/t/2", 20, 21, "/ss-x-k2"),
+    }
+
+
+def test_legacy_live_directory_is_recovered(hv: HV) -> None:
+    hv.stop()
+    gone = hv.spec("gone", []).task_dir
+    ended = hv.spec("ended", []).task_dir
+    for d in (gone, ended):
+        os.makedirs(d)
+    with open(os.path.join(ended, "status"), "w") as f:
+        json.dump({"exit_code": 3, "signal": None, "start_time": 1.0, "end_time": 2.0}, f)
+    live = os.path.join(hv.process_directory, ".live")
+    os.makedirs(live)
+    for key, d in (("gone", gone), ("ended", ended)):
+        with open(os.path.join(live, key), "w") as f:  # a dead pid 1 start time
+            json.dump({"task_dir": d, "monitor_pid": 1, "monitor_start": 1 << 40,
+                       "semaphore": None}, f)
+    hv.start()
+    assert not os.path.exists(live)
+    assert sorted(line.split()[1] for line in journal_lines(hv)) == ["ended", "gone"]
+
+    async def check(client: HypervisorClient) -> None:
+        records = {r.key: r for r in await client.list()}
+        assert records["gone"].state == "lost"
+        status = records["ended"].status
+        assert records["ended"].state == "exited" and status is not None
+        assert status.exit_code == 3
+        for key in records:
+            await client.release(key)
+
+    hv.run(check)
 
 
 # ---------------------------------------------------------------- protocol robustness

@@ -311,13 +311,14 @@ class LiveJournal:
 
 
 class _Conn:
-    __slots__ = ("decoder", "out", "sock", "subscribed")
+    __slots__ = ("decoder", "mask", "out", "sock", "subscribed")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.decoder = protocol.FrameDecoder()
         self.out = bytearray()
         self.subscribed = False
+        self.mask = select.EPOLLIN  #: what epoll watches for it now
 
 
 _Op = Callable[["Hypervisor", _Conn, int, dict[str, Any]], dict[str, Any] | None]
@@ -379,6 +380,7 @@ class Hypervisor:
         self.epoll.register(self.listener.fileno(), select.EPOLLIN)
         self.epoll.register(self.reports.fileno(), select.EPOLLIN)
         self.epoll.register(self.fork_server.fileno(), select.EPOLLIN)
+        self._fs_mask = select.EPOLLIN
         self._recover()
         self._later(LIVENESS_INTERVAL, self._check_liveness)
 
@@ -436,7 +438,9 @@ class Hypervisor:
 
     def _fs_interest(self) -> None:
         mask = select.EPOLLIN | (select.EPOLLOUT if self.fork_server.wants_write else 0)
-        self.epoll.modify(self.fork_server.fileno(), mask)
+        if mask != self._fs_mask:
+            self.epoll.modify(self.fork_server.fileno(), mask)
+            self._fs_mask = mask
 
     # ------------------------------------------------------------ client connections
 
@@ -508,7 +512,9 @@ class Hypervisor:
                 continue
             del conn.out[:n]
             mask = select.EPOLLIN | (select.EPOLLOUT if conn.out else 0)
-            self.epoll.modify(conn.sock.fileno(), mask)
+            if mask != conn.mask:
+                self.epoll.modify(conn.sock.fileno(), mask)
+                conn.mask = mask
 
     def _emit(self, event: Event) -> None:
         frame = protocol.encode(protocol.EVENT, 0, protocol.event_to_dict(event))
@@ -579,7 +585,7 @@ class Hypervisor:
                    env.get("PATH", os.defpath), *argv]
         strings += [f"{k}={v}" for k, v in env.items()]
         try:
-            data = b"\0".join(os.fsencode(s) for s in strings) + b"\0"
+            data = os.fsencode("\0".join(strings)) + b"\0"
         except (UnicodeEncodeError, TypeError) as exc:
             self._forget_semaphore(ex)
             raise BackendError(f"spec is not encodable: {exc}") from None
@@ -739,6 +745,7 @@ class Hypervisor:
         self.by_monitor.clear()
         self.fork_server = ForkServer()
         self.epoll.register(self.fork_server.fileno(), select.EPOLLIN)
+        self._fs_mask = select.EPOLLIN
 
     def _monitor_ended(self, monitor_pid: int, status: int) -> None:
         ex = self.by_monitor.pop(monitor_pid, None)
