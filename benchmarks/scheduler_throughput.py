@@ -3,7 +3,8 @@
 Runs, with W workers: one job of N independent `/bin/true` tasks (N = 1,000 and 10,000),
 a chain of 200 dependent tasks (per-edge latency: one task's end to the next one's start,
 from the monitors' own timestamps), and a fan-out/fan-in of 10,000. In the same run, the
-executor benchmark's Popen baseline (same N, same W, output to files).
+executor benchmark's Popen baseline (same N, same W, output to files), interleaved with
+the N = 1,000 job over --rounds rounds; the ratio compares medians.
 
 usage: python benchmarks/scheduler_throughput.py [--workers 10] [--small]
 Last line: one JSON object (see the issue).
@@ -17,6 +18,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,8 +129,21 @@ async def measure(args: argparse.Namespace, root: Path, sock: str, pdir: Path) -
     await s.start()
     small, large = (200, 2000) if args.small else (1000, 10000)
     try:
-        _, t_small = await run_job(s, independent(small))
-        print(f"independent {small}: {small / t_small:.0f} tasks/s", flush=True)
+        await run_job(s, independent(100))  # warm-up: first connections, first directories
+        smalls, baselines = [], []
+        for round_ in range(args.rounds):
+            # Interleaved with the baseline: this machine's load drifts between runs.
+            baselines.append(
+                small / popen_baseline(str(root / f"popen{round_}"), small, args.workers)
+            )
+            _, t = await run_job(s, independent(small))
+            smalls.append(small / t)
+            print(
+                f"round {round_}: independent {small}: {smalls[-1]:.0f} tasks/s,"
+                f" Popen {baselines[-1]:.0f} tasks/s",
+                flush=True,
+            )
+        t_small = small / statistics.median(smalls)
         _, t_large = await run_job(s, independent(large))
         print(f"independent {large}: {large / t_large:.0f} tasks/s", flush=True)
         chain_id, t_chain = await run_job(s, chain(200))
@@ -140,6 +155,7 @@ async def measure(args: argparse.Namespace, root: Path, sock: str, pdir: Path) -
         await s.stop()
         await store.close()
     return {
+        "baseline": statistics.median(baselines),
         "small": small / t_small,
         "large": large / t_large,
         "per_edge": per_edge,
@@ -151,14 +167,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=10)
     parser.add_argument("--small", action="store_true", help="quick run: 200 / 2,000 tasks")
+    parser.add_argument("--dir", default="/tmp", help="where task directories go")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved baseline rounds")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="ss-bench-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="ss-bench-", dir=args.dir))
     proc, sock, pdir = start_hypervisor(root)
     try:
         result = asyncio.run(measure(args, root, sock, pdir))
-        baseline_n = 200 if args.small else 1000
-        baseline = popen_baseline(str(root / "baseline"), baseline_n, args.workers)
-        print(f"Popen baseline: {baseline:.0f} tasks/s", flush=True)
+        baseline = result["baseline"]
     finally:
         proc.kill()
         proc.wait()

@@ -67,3 +67,16 @@ def test_payload_shapes_round_trip() -> None:
         assert protocol.event_from_dict(protocol.event_to_dict(event)) == event
     record = TaskRecord("k", "exited", 1, 2, status, None, {"monitor_pid": "3"})
     assert protocol.record_from_dict(protocol.record_to_dict(record)) == record
+
+
+def test_spec_payload_carries_every_task_spec_field() -> None:
+    """The spawn payload is spelled out by hand for speed: it must not drop a field."""
+    import dataclasses
+
+    from simple_scheduler.backend import TaskSpec
+    from simple_scheduler.protocol import spec_to_dict
+
+    spec = TaskSpec("1.0.1", 1, "A", ["echo", "x"], {"K": "v"}, "/tmp/d", cwd="/tmp")
+    payload = spec_to_dict(spec)
+    assert set(payload) == {f.name for f in dataclasses.fields(TaskSpec)}
+    assert payload == dataclasses.asdict(spec)

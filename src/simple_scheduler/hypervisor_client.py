@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from typing import Any
 
 from simple_scheduler import protocol
@@ -116,7 +115,8 @@ class HypervisorClient:
     # ------------------------------------------------------------ ExecutionBackend
 
     async def spawn(self, spec: TaskSpec, start: bool = True) -> None:
-        await self._request({"op": "spawn", "spec": asdict(spec), "start": start})
+        body = protocol.spec_to_dict(spec)
+        await self._request({"op": "spawn", "spec": body, "start": start})
 
     async def start(self, key: str) -> None:
         await self._request({"op": "start", "key": key})
