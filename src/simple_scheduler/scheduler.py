@@ -280,15 +280,17 @@ class Scheduler:
     async def stop(self) -> None:
         """Write what is pending and let go; running tasks keep running for the next start."""
         self._closing = True
-        await self.flush()
         for job in self._jobs.values():
             for task in job.tasks:
                 task.cancel_timer()
-        for bg in self._background:
-            bg.cancel()
-        for bg in self._background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await bg
+        # Events first, so nothing new gets dirty; then write; then stop the flusher while
+        # it is idle (cancelled mid-transaction, it would leave a query in aiosqlite's
+        # thread that completes after the loop is gone).
+        if self._background:
+            events, flusher = self._background
+            await _cancel(events)
+            await self.flush()
+            await _cancel(flusher)
         if self._backend is not None:
             with contextlib.suppress(Exception):
                 await self._backend.close()
@@ -985,6 +987,12 @@ class Scheduler:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {row and row['status']}")
             await asyncio.sleep(0.02)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:
