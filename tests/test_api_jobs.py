@@ -96,7 +96,12 @@ async def test_oversized_upload_is_413(api: Api) -> None:
     big = job_xml([{"name": "A", "bash": "echo " + "x" * 5000}])
     response = await small.post_workflow("/rest/scheduler/submit", big)
     assert response.status_code == 413
-    assert (await response.get_json())["httpErrorCode"] == 413
+    body = await response.get_json()
+    assert body["httpErrorCode"] == 413
+    assert "2000 bytes" in body["errorMessage"]
+    # Nothing half-stored: the upload left no job behind.
+    listing = await (await small.get("/rest/scheduler/jobs")).get_json()
+    assert listing["size"] == 0
 
 
 async def test_validate(api: Api) -> None:

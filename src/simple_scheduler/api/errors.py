@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 
-from quart import Quart, Response, jsonify
+from quart import Quart, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from simple_scheduler.auth import AuthError, LoginThrottled
@@ -89,7 +89,8 @@ def register_error_handlers(app: Quart) -> None:
     async def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         if status == 413:
-            message = "request too large (the upload limit is max_upload_bytes)"
+            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            message = f"request too large: the upload limit (max_upload_bytes) is {limit} bytes"
         else:
             message = exc.description or exc.name
         allow = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
