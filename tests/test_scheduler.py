@@ -387,3 +387,28 @@ async def test_priority_orders_the_ready_queue(store: Any, hypervisor: Hyperviso
         assert start_high <= start_low
     finally:
         await s.stop()
+
+
+async def test_removing_a_running_job_keeps_its_slot_until_the_process_is_gone(
+    store: Any, hypervisor: Hypervisor
+) -> None:
+    s = make_scheduler(store, hypervisor, workers=1, grace=1.0)
+    assert isinstance(s, Scheduler)
+    await s.start()
+    try:
+        # Ignores SIGTERM (inherited by sleep): only the SIGKILL after the grace ends it.
+        stubborn = job_xml([{"name": "s", "bash": "trap '' TERM; sleep 600.123 & wait"}])
+        first = await submit(s, stubborn)
+
+        async def started() -> bool:
+            return bool((await tasks_by_name(s, first))["s"]["pid"])
+
+        await wait_for(started)
+        await s.remove_job(first)
+        probe = "pgrep -f 'sleep 600.123' >/dev/null && echo alive || echo gone"
+        second = await submit(s, job_xml([{"name": "p", "bash": probe}]))
+        assert await s.wait_job(second) == "FINISHED"
+        assert stdout(s, second, 0) == "gone\n"
+        assert s.max_running_seen == 1
+    finally:
+        await s.stop()

@@ -954,14 +954,9 @@ class Scheduler:
             self._end_job(job, J.KILLED)
             self._settle({job})
         await self.flush()
-        if job is not None:
-            # Executions still dying report to nobody: forget them now.
-            for task in job.tasks:
-                if task.status is T.RUNNING:
-                    key = execution_key(job.id, task.index, task.attempts)
-                    self._by_key.pop(key, None)
-                    self._running -= 1
-            self._jobs.pop(job_id, None)
+        # Executions still dying keep their worker slots until their exits arrive (the
+        # rows they would update are gone by then, harmlessly).
+        self._jobs.pop(job_id, None)
         await jobstore.delete_job(self.store, job_id)
         directory = self.process_directory / str(job_id)
         await asyncio.to_thread(shutil.rmtree, directory, True)
