@@ -82,6 +82,10 @@ class StateConflict(SchedulerError):
     """The action is not allowed in the job's or task's current state (HTTP 409)."""
 
 
+#: States whose log line does not repeat the task's last reason.
+_QUIET_REASON = frozenset({T.SUBMITTED, T.PENDING, T.RUNNING, T.PAUSED})
+
+
 def proactive_retry_delay(execution_number: int) -> float:
     """ProActive's growing delay (InternalJob.getNextWaitingTime), in seconds."""
     if execution_number <= 0:
@@ -468,10 +472,10 @@ class Scheduler:
         )
         live.recount()
         self._jobs[job_id] = live
+        log.info("job %d submitted by %s: %s (%d tasks)", job_id, owner, job.name, len(tasks))
         for t in tasks:
             if t.waiting_parents == 0:
                 self._make_eligible(live, t)
-        log.info("job %d submitted by %s: %s (%d tasks)", job_id, owner, job.name, len(tasks))
         self._settle({live})
         return job_id
 
@@ -481,8 +485,9 @@ class Scheduler:
         check_task(task.status, new)
         LiveJob._count(job.counters, task.status, -1)
         LiveJob._count(job.counters, new, 1)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("job %d task %s: %s -> %s", job.id, task.name, task.status, new)
+        if log.isEnabledFor(logging.INFO):  # one line per state change
+            why = f" ({task.reason})" if task.reason and new not in _QUIET_REASON else ""
+            log.info("job %d task %s: %s -> %s%s", job.id, task.name, task.status, new, why)
         task.status = new
         self._mark(job, task)
 
@@ -647,7 +652,6 @@ class Scheduler:
         ok = status is not None and status.ok
         task.reason = reason or self._describe(job, task, status)
         kill_reason, task.kill_reason = task.kill_reason, None
-        log.info("job %d task %s: ended (%s)", job.id, task.name, task.reason or "exit code 0")
         if kill_reason == "job" or job.status in JOB_TERMINAL:
             self._set(job, task, T.ABORTED)
         elif kill_reason == "task":
@@ -733,6 +737,7 @@ class Scheduler:
     def _end_job(self, job: LiveJob, final: JobStatus) -> None:
         """Kill, cancel: running tasks are killed (ABORTED on exit), the rest never run."""
         check_job(job.status, final)
+        log.info("job %d: %s -> %s", job.id, job.status, final)
         job.status = final
         job.finished_time = now_ms()
         self._dirty_jobs[job.id] = job
@@ -745,7 +750,6 @@ class Scheduler:
                 self._set(job, task, T.NOT_STARTED)
             elif task.status in (T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE, T.IN_ERROR):
                 self._set(job, task, T.NOT_RESTARTED)
-        log.info("job %d: %s", job.id, final)
 
     def _pause(self, job: LiveJob) -> None:
         job.paused = True
