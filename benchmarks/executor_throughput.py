@@ -53,6 +53,7 @@ class Runner:
         self.client = client
         self.root = root
         self.waiters: dict[str, asyncio.Future[None]] = {}
+        self.releases: set[asyncio.Task[None]] = set()
         self.pump = asyncio.create_task(self._pump())
 
     async def _pump(self) -> None:
@@ -71,7 +72,11 @@ class Runner:
         self.waiters[key] = fut
         await self.client.spawn(self.spec(key, argv))
         await fut
-        await self.client.release(key)
+        # Like the scheduler: the slot is free once the task ended; the release is
+        # bookkeeping that travels behind it (and is awaited before the clock stops).
+        release = asyncio.create_task(self.client.release(key))
+        self.releases.add(release)
+        release.add_done_callback(self.releases.discard)
 
     async def run_many(self, prefix: str, n: int, workers: int) -> float:
         queue = iter(range(n))
@@ -82,6 +87,7 @@ class Runner:
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(workers)))
+        await asyncio.gather(*self.releases)
         return time.perf_counter() - t0
 
 
