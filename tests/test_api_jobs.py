@@ -214,3 +214,60 @@ async def test_no_token_is_401_everywhere(api: Api) -> None:
         files={"file": FileStorage(io.BytesIO(DIAMOND), filename="j.xml")},
     )
     assert anonymous.status_code == 401
+
+
+async def error_of(response: object, status: int) -> str:
+    """Assert `response` is a JSON error with `status`; return its message."""
+    assert response.status_code == status, await response.get_data(as_text=True)  # type: ignore[attr-defined]
+    body = await response.get_json()  # type: ignore[attr-defined]
+    assert body["httpErrorCode"] == status
+    assert isinstance(body["errorMessage"], str) and body["errorMessage"]
+    return str(body["errorMessage"])
+
+
+async def test_unicode_digit_job_ids_are_404_not_500(api: Api) -> None:
+    # "²".isdigit() is True but int("²") raises: these were 500s.
+    for path in (
+        "/rest/scheduler/jobs/%C2%B2",
+        "/rest/scheduler/jobs/%C2%B9/result/log/all",
+        "/rest/scheduler/jobs/%C2%B2/taskstates/paginated",
+        "/rest/scheduler/jobs/%D9%A1/info",
+    ):
+        await error_of(await api.get(path), 404)
+    await error_of(await api.put("/rest/scheduler/jobs/%C2%B2/pause"), 404)
+    await error_of(await api.put("/rest/scheduler/jobs/kill?jobsid=%C2%B2"), 404)
+
+
+async def test_job_paging_rejects_huge_and_odd_numbers(api: Api) -> None:
+    huge = "9" * 23  # overflowed SQLite's INTEGER: was a 500
+    for query in (f"limit={huge}", f"index={huge}&limit=1", f"index=-{huge}"):
+        for listing in ("jobs", "jobsinfo"):
+            message = await error_of(await api.get(f"/rest/scheduler/{listing}?{query}"), 400)
+            assert "query parameter" in message
+    assert "at least -1" in await error_of(await api.get("/rest/scheduler/jobs?limit=-2"), 400)
+    for odd in ("%D9%A1", "1_0", "%C2%B2", "1.5", "+"):
+        message = await error_of(await api.get(f"/rest/scheduler/jobs?limit={odd}"), 400)
+        assert "limit" in message and "not an integer" in message
+    biggest = await api.get(f"/rest/scheduler/jobs?index={2**63 - 1}&limit=1")
+    assert biggest.status_code == 200
+    assert await biggest.get_json() == {"list": [], "size": 0}
+
+
+async def test_variables_part_must_be_strict_json(api: Api) -> None:
+    bad_parts: list[tuple[bytes, str]] = [
+        (b'{"WHO": NaN}', "NaN"),
+        (b'{"WHO": Infinity}', "Infinity"),
+        (b'{"WHO": 1e999}', "finite"),
+        (b"\xff\xfe{}", "UTF-8"),
+    ]
+    for raw, expected in bad_parts:
+        files = {
+            "file": FileStorage(io.BytesIO(DIAMOND), filename="job.xml"),
+            "variables": FileStorage(io.BytesIO(raw), filename="v.json"),
+        }
+        response = await api.client().post(
+            "/rest/scheduler/submit", headers=api.auth(), files=files
+        )
+        assert expected in await error_of(response, 400), raw
+    # Nothing was stored.
+    assert (await (await api.get("/rest/scheduler/jobs")).get_json())["size"] == 0

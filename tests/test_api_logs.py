@@ -93,3 +93,25 @@ async def test_seed_task_endpoint(api: Api) -> None:
     for bad in (f"{job_id}t9", "x", f"{job_id}", "999t0"):
         assert (await api.get(f"/rest/scheduler/tasks/{bad}")).status_code == 404, bad
     assert (await api.get(f"/rest/scheduler/tasks/{job_id}t1", user="bob")).status_code == 404
+
+
+async def test_bad_task_ids_and_log_offsets(api: Api) -> None:
+    job_id = await api.submit(job_xml([{"name": "A", "bash": "echo a"}]))
+    await api.wait_status(job_id)
+    # A task index too big for SQLite, or Unicode digits: were 500s.
+    for bad in (f"{job_id}t{'9' * 23}", "%C2%B2t0", f"{job_id}t%C2%B9"):
+        response = await api.get(f"/rest/scheduler/tasks/{bad}")
+        assert response.status_code == 404, bad
+        body = await response.get_json()
+        assert body["httpErrorCode"] == 404 and "does not exist" in body["errorMessage"]
+    for path in (f"tasks/A/result/log/out?offset={'9' * 23}", "result/log/all?offset=-1"):
+        response = await api.get(f"/rest/scheduler/jobs/{job_id}/{path}")
+        assert response.status_code == 400, path
+        body = await response.get_json()
+        assert body["httpErrorCode"] == 400 and "offset" in body["errorMessage"]
+    response = await api.get(f"/rest/scheduler/jobs/{job_id}/livelog?allLogs=%C3%B8")
+    assert response.status_code == 400
+    body = await response.get_json()
+    assert body["httpErrorCode"] == 400 and "allLogs" in body["errorMessage"]
+    again = await api.get(f"/rest/scheduler/jobs/{job_id}/livelog?allLogs=TRUE")
+    assert again.status_code == 200 and await text(again) == "a\n"

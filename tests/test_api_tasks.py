@@ -90,3 +90,16 @@ async def test_in_error_tasks(api: Api) -> None:
     assert await finished.get_json() is True
     await api.wait_task(job_id, "child", "FINISHED")
     assert (await api.wait_status(job_id))["status"] == "FINISHED"
+
+
+async def test_task_paging_rejects_huge_offsets(api: Api) -> None:
+    job_id = await api.submit(job_xml([{"name": "A", "bash": "true"}], name="one"))
+    huge = "9" * 23  # overflowed SQLite's INTEGER: was a 500
+    for listing in ("tasks/paginated", "taskstates/paginated"):
+        for query in (f"offset={huge}", f"limit={huge}", "offset=%C2%B2"):
+            response = await api.get(f"/rest/scheduler/jobs/{job_id}/{listing}?{query}")
+            assert response.status_code == 400, (listing, query)
+            body = await response.get_json()
+            assert body["httpErrorCode"] == 400
+            assert "query parameter" in body["errorMessage"]
+    await api.wait_status(job_id)

@@ -344,9 +344,13 @@ def test_live_journal_no_file_per_task_and_compacted_at_restart(hv: HV) -> None:
         await client.release("done")  # its reply goes out after the journal holds it
 
     hv.run(go)
-    assert not os.path.exists(os.path.join(hv.process_directory, ".live"))
-    assert [line.split()[:2] for line in journal_lines(hv)] == [
-        ["S", "done"], ["S", "keep"], ["R", "done"]]
+    # Each execution is journaled as prepared (P) before its monitor exists, then
+    # spawned (S) with the monitor's pid.
+    lines = [line.split()[:2] for line in journal_lines(hv)]
+    assert sorted(lines) == sorted(
+        [["P", "done"], ["P", "keep"], ["S", "done"], ["S", "keep"], ["R", "done"]]
+    )
+    assert lines.index(["P", "keep"]) < lines.index(["S", "keep"])
     hv.kill9()
     hv.start()
     [line] = journal_lines(hv)
@@ -378,39 +382,6 @@ def test_live_journal_replay(short_tmp: str) -> None:
         "k1": LiveEntry("k1", odd, 10, 11, None),
         "k2": LiveEntry("k2", "/t/2", 20, 21, "/ss-x-k2"),
     }
-
-
-def test_legacy_live_directory_is_recovered(hv: HV) -> None:
-    hv.stop()
-    gone = hv.spec("gone", []).task_dir
-    ended = hv.spec("ended", []).task_dir
-    for d in (gone, ended):
-        os.makedirs(d)
-    with open(os.path.join(ended, "status"), "w") as f:
-        json.dump({"exit_code": 3, "signal": None, "start_time": 1.0, "end_time": 2.0}, f)
-    live = os.path.join(hv.process_directory, ".live")
-    os.makedirs(live)
-    for key, d in (("gone", gone), ("ended", ended)):
-        with open(os.path.join(live, key), "w") as f:  # a dead pid 1 start time
-            json.dump({"task_dir": d, "monitor_pid": 1, "monitor_start": 1 << 40,
-                       "semaphore": None}, f)
-    hv.start()
-    assert not os.path.exists(live)
-    assert sorted(line.split()[1] for line in journal_lines(hv)) == ["ended", "gone"]
-
-    async def check(client: HypervisorClient) -> None:
-        records = {r.key: r for r in await client.list()}
-        assert records["gone"].state == "lost"
-        status = records["ended"].status
-        assert records["ended"].state == "exited" and status is not None
-        assert status.exit_code == 3
-        for key in records:
-            await client.release(key)
-
-    hv.run(check)
-
-
-# ---------------------------------------------------------------- protocol robustness
 
 
 def raw_connect(path: str) -> socket.socket:
@@ -464,3 +435,29 @@ def test_truncated_frame_then_eof(hv: HV) -> None:
     assert closed_by_peer(bad)
     assert ping(bystander)["executions"] == 0
     bystander.close()
+
+
+def test_prepared_execution_without_a_monitor_is_lost_after_the_grace(
+    short_tmp: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hypervisor that died between journaling and forking: nobody will report."""
+    import simple_scheduler.hypervisor as hvmod
+
+    task_dir = os.path.join(short_tmp, "pd", "1", "0", "1")
+    os.makedirs(task_dir)
+    j = LiveJournal(os.path.join(short_tmp, "pd"))
+    j.compact([Execution("1.0.1", task_dir)])  # monitor_pid 0: a P line
+    j.close()
+    with open(j.path) as f:
+        assert f.read().startswith("P 1.0.1 ")
+    monkeypatch.setattr(hvmod, "PREPARED_GRACE_S", 0.0)
+    hv = hvmod.Hypervisor(os.path.join(short_tmp, "h.sock"), os.path.join(short_tmp, "pd"))
+    try:
+        [ex] = hv.execs.values()
+        assert ex.state == "spawned" and ex in hv.unowned
+        time.sleep(0.01)
+        hv._check_liveness()
+        assert ex.state == "lost"
+        assert ex.reason is not None and "never reported" in ex.reason
+    finally:
+        hv.close()

@@ -6,6 +6,7 @@ status, and every task runs exactly once (each appends its name to a shared log)
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -201,3 +202,101 @@ def test_monitor_killed_is_lost_and_handled_by_policy(
         ),
         15,
     )
+
+
+def test_a_second_hypervisor_on_the_same_socket_refuses_to_start(hypervisor: Hypervisor) -> None:
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simple_scheduler",
+            "hypervisor",
+            "--socket",
+            hypervisor.socket_path,
+            "--process-directory",
+            str(hypervisor.process_directory),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 3
+    assert "another hypervisor already serves" in second.stderr
+    assert hypervisor.proc is not None and hypervisor.proc.poll() is None
+    import socket as socket_module
+
+    with socket_module.socket(socket_module.AF_UNIX) as s:
+        s.connect(hypervisor.socket_path)  # the first one still serves
+
+
+async def test_server_scheduler_relaunches_a_dead_hypervisor(
+    store: object, hypervisor: Hypervisor
+) -> None:
+    """Nobody restarts the hypervisor here: the scheduler (relaunch=True) must."""
+    from simple_scheduler import jobstore
+    from simple_scheduler.scheduler import Scheduler
+    from simple_scheduler.workflow import parse_workflow
+
+    s = Scheduler.with_hypervisor(
+        store,  # type: ignore[arg-type]
+        hypervisor.socket_path,
+        process_directory=hypervisor.process_directory,
+        nb_of_workers=2,
+        kill_grace=1.0,
+        base_env={"PATH": os.environ["PATH"], TOKEN_VAR: hypervisor.token},
+        relaunch=True,
+    )
+    await s.start()
+    try:
+        xml = write_workflow(hypervisor.root, n=4, seconds=1.0).read_bytes()
+        job_id = await s.submit(parse_workflow(xml), "alice", xml.decode())
+        deadline = time.monotonic() + 30
+        while s.running < 2 or any(
+            r["status"] == "RUNNING" and not r["pid"]
+            for r in await jobstore.list_tasks(s.store, job_id, 0, 10)
+        ):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        hypervisor.kill()
+        assert await s.wait_job(job_id, timeout=60) == "FINISHED"
+        rows = await jobstore.list_tasks(s.store, job_id, 0, 10)
+        outcome = {r["name"]: (r["status"], r["exit_code"], r["reason"]) for r in rows}
+        assert outcome == {r["name"]: ("FINISHED", 0, None) for r in rows}, outcome
+    finally:
+        await s.stop()
+    assert_ran_exactly_once(hypervisor.root, [f"t{i}" for i in range(4)] + ["last"])
+
+
+async def test_monitor_dead_while_hypervisor_down_is_lost_and_its_task_killed(
+    hypervisor: Hypervisor,
+) -> None:
+    from simple_scheduler.backend import TaskSpec
+    from simple_scheduler.hypervisor_client import HypervisorClient
+
+    client = await HypervisorClient.connect(hypervisor.socket_path)
+    task_dir = str(hypervisor.process_directory / "9" / "0" / "1")
+    spec = TaskSpec("9.0.1", 9, "orphan", ["sleep", "600"], {"PATH": os.environ["PATH"]}, task_dir)
+    await client.spawn(spec)
+    deadline = time.monotonic() + 15
+    while not (records := [r for r in await client.list() if r.pid]):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    task_pid = records[0].pid
+    monitor_pid = int(records[0].extra["monitor_pid"])
+    await client.close()
+    hypervisor.kill()
+    os.kill(monitor_pid, signal.SIGKILL)
+    hypervisor.start()
+    client = await HypervisorClient.connect(hypervisor.socket_path)
+    try:
+        (record,) = await client.list()
+        assert record.key == "9.0.1" and record.state == "lost"
+        assert record.reason is not None and "its task was killed" in record.reason
+        assert task_pid is not None
+        wait_until(
+            lambda: not psutil.pid_exists(task_pid)
+            or psutil.Process(task_pid).status() == psutil.STATUS_ZOMBIE,
+            10,
+        )
+    finally:
+        await client.close()

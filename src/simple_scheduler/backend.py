@@ -96,6 +96,14 @@ class BackendError(Exception):
     """A request the backend refused or could not carry out."""
 
 
+class Unreachable(BackendError):
+    """The backend could not be reached, or the connection to it was lost.
+
+    Unlike a refusal, this says nothing about the request: it may or may not have been
+    carried out. The caller finds out by listing after it reconnects.
+    """
+
+
 class ExecutionBackend(Protocol):
     """What the scheduler needs from an executor. All methods are coroutine-safe."""
 

@@ -55,7 +55,11 @@ def hypervisor(
     from simple_scheduler import hypervisor as hv
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s hypervisor %(message)s")
-    hv.run(socket, process_directory, fsync=fsync)
+    try:
+        hv.run(socket, process_directory, fsync=fsync)
+    except hv.AlreadyRunning as exc:
+        typer.echo(f"simple-scheduler hypervisor: {exc}", err=True)
+        raise typer.Exit(3) from None
 
 
 def _register_admin_commands() -> None:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import heapq
-import json
 import logging
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import stat
@@ -51,10 +50,12 @@ from simple_scheduler.backend import (
 
 log = logging.getLogger("simple_scheduler.hypervisor")
 
-LIVE_DIR = ".live"  #: the live index of older versions: one file per execution
 JOURNAL = ".live.journal"
 JOURNAL_COMPACT_BYTES = 1 << 20
 LIVENESS_INTERVAL = 1.0
+#: After a restart, how long an execution journaled as prepared (its monitor's pid never
+#: recorded) waits for its monitor to report (heartbeats come every 2 s) before it is lost.
+PREPARED_GRACE_S = 10.0
 REPORT_SUFFIX = ".report"
 _FS_HEADER = struct.Struct("=IIQIIII")
 _FS_REPLY = struct.Struct("=IIQiiQ")
@@ -172,6 +173,8 @@ class Execution:
     kill_grace: float | None = None  #: kill requested before the task pid was known
     owned: bool = True  #: a child of our fork server (it tells us when it dies)
     last_heartbeat: float = 0.0
+    #: recovered with no monitor pid: lost if nothing is heard of it by then (monotonic)
+    grace_until: float = 0.0
 
     def record(self) -> TaskRecord:
         extra = {"task_dir": self.task_dir, "monitor_pid": str(self.monitor_pid)}
@@ -217,9 +220,13 @@ class LiveJournal:
 
     One line per change, appended (O_APPEND) by the hypervisor:
 
+        P <key> <semaphore or -> <task_dir>                                 prepared
         S <key> <monitor_pid> <monitor_start> <semaphore or -> <task_dir>   spawned
         R <key>                                                             released
 
+    `P` is written to the file before the spawn request goes to the fork server: once a
+    monitor may exist, a restarted hypervisor knows of it (else the execution could run
+    twice: once unknown, once again when the scheduler re-sends it).
     (`task_dir` runs to the end of the line, `\\` and newline backslash-escaped.) Lines
     are buffered and written once per loop iteration, before any reply goes out, so
     a client never hears of a spawn or release that the file does not hold. No fsync:
@@ -239,10 +246,18 @@ class LiveJournal:
 
     @staticmethod
     def spawn_line(ex: Execution) -> bytes:
+        """`S` once the monitor's pid is known, `P` before."""
+        sem = os.fsencode(ex.semaphore) if ex.semaphore else b"-"
+        task_dir = _escape(os.fsencode(ex.task_dir))
+        if not ex.monitor_pid:
+            return b"P %s %s %s\n" % (ex.key.encode(), sem, task_dir)
         return b"S %s %d %d %s %s\n" % (
-            ex.key.encode(), ex.monitor_pid, ex.monitor_start,
-            os.fsencode(ex.semaphore) if ex.semaphore else b"-",
-            _escape(os.fsencode(ex.task_dir)))
+            ex.key.encode(), ex.monitor_pid, ex.monitor_start, sem, task_dir)
+
+    def prepared(self, ex: Execution) -> None:
+        """Journal an execution about to be forked, on file before this returns."""
+        self.pending += self.spawn_line(ex)
+        self.flush()
 
     def spawned(self, ex: Execution) -> None:
         self.pending += self.spawn_line(ex)
@@ -263,7 +278,12 @@ class LiveJournal:
             log.warning("ignoring a torn last line in %s", self.path)
         for line in lines:
             try:
-                if line.startswith(b"S "):
+                if line.startswith(b"P "):
+                    _, key, sem, tdir = line.split(b" ", 3)
+                    entries[key.decode()] = LiveEntry(
+                        key.decode(), os.fsdecode(_unescape(tdir)), 0, 0,
+                        None if sem == b"-" else os.fsdecode(sem))
+                elif line.startswith(b"S "):
                     _, key, mpid, mstart, sem, tdir = line.split(b" ", 5)
                     entries[key.decode()] = LiveEntry(
                         key.decode(), os.fsdecode(_unescape(tdir)), int(mpid), int(mstart),
@@ -328,6 +348,26 @@ class _Shutdown(Exception):
     pass
 
 
+class AlreadyRunning(RuntimeError):
+    """Another hypervisor serves this socket."""
+
+
+def _single_instance_lock(socket_path: str) -> int:
+    """Hold `<socket>.lock` for the process's life: one hypervisor per socket.
+
+    Two would steal each other's socket and journal. flock is released by the kernel
+    however the holder dies (SIGKILL included), so a stale lock cannot block a restart;
+    the descriptor is close-on-exec, so the fork server and monitors never hold it.
+    """
+    fd = os.open(socket_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(f"another hypervisor already serves {socket_path}") from None
+    return fd
+
+
 def _bind_unix(path: str, kind: socket.SocketKind) -> socket.socket:
     """Bind a Unix socket at `path` with mode 0600, replacing a stale socket (only)."""
     with contextlib.suppress(FileNotFoundError):
@@ -356,6 +396,7 @@ class Hypervisor:
             raise ValueError(f"socket path too long for AF_UNIX: {self.report_path}")
         self.process_directory = os.path.abspath(process_directory)
         os.makedirs(self.process_directory, exist_ok=True)
+        self.lock_fd = _single_instance_lock(self.socket_path)
         self.journal = LiveJournal(self.process_directory)
         self.namespace = self.process_directory
 
@@ -431,6 +472,7 @@ class Hypervisor:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         self.fork_server.close()
+        os.close(self.lock_fd)
 
     def _later(self, delay: float, fn: Callable[[], None]) -> None:
         self._seq += 1
@@ -604,6 +646,7 @@ class Hypervisor:
             raise BackendError(f"spec too large ({len(message)} bytes)")
         self.execs[key] = ex
         self.pending[spawn_id] = (conn, rid, ex)
+        self.journal.prepared(ex)
         self.fork_server.send(message)
         if self.fork_server.wants_write:
             self._fs_interest()
@@ -646,8 +689,7 @@ class Hypervisor:
         if self.by_monitor.get(ex.monitor_pid) is ex:
             del self.by_monitor[ex.monitor_pid]
         self.unowned.discard(ex)
-        if ex.monitor_pid:  # else its spawn is in flight, or failed: never journaled
-            self.journal.released(ex.key)
+        self.journal.released(ex.key)
         return {}
 
     def op_subscribe(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -723,6 +765,7 @@ class Hypervisor:
             else:
                 if self.execs.get(ex.key) is ex:
                     del self.execs[ex.key]
+                    self.journal.released(ex.key)  # it was journaled as prepared
                 self._forget_semaphore(ex)
                 msg = f"fork server could not spawn the monitor: {os.strerror(value)}"
                 self._send(conn, protocol.ERROR, rid, {"type": "BackendError", "message": msg})
@@ -774,6 +817,8 @@ class Hypervisor:
             ex = self.execs.get(raw_key.split(b"\0", 1)[0].decode(errors="replace"))
             if ex is None or (ex.monitor_pid and ex.monitor_pid != monitor_pid):
                 continue
+            if not ex.monitor_pid:
+                self._adopt_monitor(ex, monitor_pid)
             if kind == _core.REPORT_HEARTBEAT:
                 ex.last_heartbeat = time.time()
             elif kind == _core.REPORT_STARTED:
@@ -812,7 +857,12 @@ class Hypervisor:
         if status is not None:
             self._exited(ex, status)
             return
-        # Nobody watches the task any more: end it, or a retry would run it twice.
+        ex.state, ex.reason = "lost", self._end_orphan(ex, reason)
+        self.unowned.discard(ex)
+        self._emit(Lost(ex.key, reason))
+
+    def _end_orphan(self, ex: Execution, reason: str) -> str:
+        """Nobody watches the task any more: end it, or a retry would run it twice."""
         pid, ticks = ex.pid, ex.pid_start
         if pid is None:
             info = taskdir.read_pid(ex.task_dir)
@@ -820,16 +870,33 @@ class Hypervisor:
                 pid, ticks = info.pid, info.pid_start_time
         if pid is not None and ticks is not None and posix.process_alive(pid, ticks):
             posix.killpg(pid, signal.SIGKILL)
-            reason += "; its task was killed"
-        ex.state, ex.reason = "lost", reason
-        self.unowned.discard(ex)
-        self._emit(Lost(ex.key, reason))
+            return reason + "; its task was killed"
+        return reason
+
+    def _adopt_monitor(self, ex: Execution, monitor_pid: int) -> None:
+        """A recovered prepared execution's monitor spoke: now we know who it is.
+
+        It is alive (it just sent a datagram), so its pid cannot have been reused yet and
+        its start time read now identifies it.
+        """
+        with contextlib.suppress(OSError):
+            ex.monitor_pid = monitor_pid
+            ex.monitor_start = posix.proc_start_ticks(monitor_pid)
+            self.journal.spawned(ex)
 
     def _check_liveness(self) -> None:
         self._later(LIVENESS_INTERVAL, self._check_liveness)
         for ex in list(self.unowned):
             if ex.state not in ("spawned", "running"):
                 self.unowned.discard(ex)
+            elif not ex.monitor_pid:
+                # Prepared when the last hypervisor died: wait for a report, a status file,
+                # or the end of the grace period.
+                status = taskdir.read_status(ex.task_dir)
+                if status is not None:
+                    self._exited(ex, status)
+                elif time.monotonic() > ex.grace_until:
+                    self._settle(ex, "its monitor never reported after a hypervisor restart")
             elif not posix.process_alive(ex.monitor_pid, ex.monitor_start):
                 self._drain_reports()
                 if ex.state in ("spawned", "running"):
@@ -838,35 +905,11 @@ class Hypervisor:
     # ------------------------------------------------------------ live index / restart
 
     def _compact_journal(self) -> None:
-        self.journal.compact([ex for ex in self.execs.values() if ex.monitor_pid])
-
-    def _legacy_live_entries(self) -> list[LiveEntry]:
-        """Entries of an older version's live index (`.live/<key>` files), if any."""
-        live_dir = os.path.join(self.process_directory, LIVE_DIR)
-        try:
-            names = os.listdir(live_dir)
-        except FileNotFoundError:
-            return []
-        out = []
-        for name in names:
-            if name.startswith("."):
-                continue
-            path = os.path.join(live_dir, name)
-            try:
-                with open(path) as f:
-                    data = json.load(f)
-                out.append(LiveEntry(name, str(data["task_dir"]), int(data["monitor_pid"]),
-                                     int(data["monitor_start"]), data.get("semaphore")))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("ignoring unreadable live entry %s: %s", path, exc)
-        return out
+        self.journal.compact(list(self.execs.values()))
 
     def _recover(self) -> None:
         """Rebuild the view of unreleased executions left by a previous hypervisor."""
-        legacy = self._legacy_live_entries()
-        entries = {e.key: e for e in legacy}
-        entries.update(self.journal.replay())
-        for e in entries.values():
+        for e in self.journal.replay().values():
             ex = Execution(e.key, e.task_dir, monitor_pid=e.monitor_pid,
                            monitor_start=e.monitor_start, owned=False, semaphore=e.semaphore)
             self.execs[e.key] = ex
@@ -876,20 +919,23 @@ class Hypervisor:
                 ex.pid, ex.pid_start, ex.state = pid.pid, pid.pid_start_time, "running"
             if status is not None:
                 ex.state, ex.status = "exited", status
+            elif not ex.monitor_pid:  # prepared: its monitor may still speak up
+                ex.grace_until = time.monotonic() + PREPARED_GRACE_S
+                self.unowned.add(ex)
             elif posix.process_alive(ex.monitor_pid, ex.monitor_start):
                 self.unowned.add(ex)
             else:
                 ex.state = "lost"
-                ex.reason = "monitor vanished while the hypervisor was down"
+                ex.reason = self._end_orphan(ex, "monitor vanished while the hypervisor was down")
         self._compact_journal()
-        if legacy or os.path.isdir(os.path.join(self.process_directory, LIVE_DIR)):
-            shutil.rmtree(os.path.join(self.process_directory, LIVE_DIR), ignore_errors=True)
         log.info("recovered %d executions", len(self.execs))
 
 
 def run(socket_path: str, process_directory: str, *, fsync: bool = True) -> None:
     """The `simple-scheduler hypervisor` process: serve until SIGTERM or SIGINT."""
     hv = Hypervisor(socket_path, process_directory, fsync=fsync)
+    # Monitors inherit this working directory: keep them where their tasks live.
+    os.chdir(hv.process_directory)
     with contextlib.suppress(OSError):
         posix.set_proc_title("simple-scheduler: hypervisor", "ss-hypervisor")
 
@@ -950,6 +996,21 @@ def spawn_hypervisor(
             raise RuntimeError(f"the hypervisor did not accept on {socket_path} in {timeout}s")
         time.sleep(0.01)
     return proc
+
+
+def launch_hypervisor(socket_path: str, process_directory: str) -> int:
+    """Start a hypervisor from a process that may have threads (the web process).
+
+    posix_spawn, not fork: glibc implements it with clone(CLONE_VFORK) and runs no Python
+    in the child, so aiosqlite's threads cannot leave it a half-held lock. It does not
+    wait: the caller retries its connection. Returns the pid (the caller reaps it).
+    """
+    cmd = [sys.executable, "-m", "simple_scheduler", "hypervisor",
+           "--socket", os.path.abspath(socket_path),
+           "--process-directory", os.path.abspath(process_directory)]
+    devnull = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+    return os.posix_spawn(sys.executable, cmd, os.environ, file_actions=devnull, setsid=True)
 
 
 def ensure_hypervisor(

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from simple_scheduler import protocol
-from simple_scheduler.backend import BackendError, Event, TaskRecord, TaskSpec
+from simple_scheduler.backend import BackendError, Event, TaskRecord, TaskSpec, Unreachable
 
 
 class _Protocol(asyncio.Protocol):
@@ -27,13 +27,13 @@ class _Protocol(asyncio.Protocol):
         try:
             frames = self.decoder.feed(data)
         except protocol.ProtocolError as exc:
-            self.client._lost(BackendError(f"hypervisor sent a bad frame: {exc}"))
+            self.client._lost(Unreachable(f"hypervisor sent a bad frame: {exc}"))
             return
         for frame in frames:
             self.client._dispatch(frame)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.client._lost(BackendError(f"connection to the hypervisor lost: {exc or 'EOF'}"))
+        self.client._lost(Unreachable(f"connection to the hypervisor lost: {exc or 'EOF'}"))
 
     def pause_writing(self) -> None:
         self.can_write.clear()
@@ -64,7 +64,7 @@ class HypervisorClient:
                 lambda: _Protocol(self), os.fspath(socket_path)
             )
         except OSError as exc:
-            raise BackendError(f"cannot connect to the hypervisor at {socket_path}: {exc}") from exc
+            raise Unreachable(f"cannot connect to the hypervisor at {socket_path}: {exc}") from exc
         self._transport, self._proto = transport, proto
         if subscribe:
             await self._request({"op": "subscribe"})
@@ -77,7 +77,7 @@ class HypervisorClient:
             try:
                 self._events.put_nowait(protocol.event_from_dict(frame.body))
             except (protocol.ProtocolError, KeyError, TypeError, ValueError) as exc:
-                self._lost(BackendError(f"hypervisor sent a bad event: {exc}"))
+                self._lost(Unreachable(f"hypervisor sent a bad event: {exc}"))
             return
         fut = self._pending.pop(frame.request_id, None)
         if fut is None or fut.done():
@@ -144,5 +144,5 @@ class HypervisorClient:
     async def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
-        self._lost(BackendError("client closed"))
+        self._lost(Unreachable("client closed"))
         await asyncio.sleep(0)

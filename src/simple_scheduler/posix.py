@@ -77,11 +77,19 @@ def proc_start_ticks(pid: int) -> int:
 
 
 def process_alive(pid: int, start_ticks: int) -> bool:
-    """True when `pid` exists and is the same process (same start time)."""
+    """True when `pid` is the same process (same start time) and has not died.
+
+    A zombie has died: its parent just has not reaped it yet (an orphaned monitor's new
+    parent may be a PID 1 that reaps late), so it counts as gone.
+    """
     try:
-        return proc_start_ticks(pid) == start_ticks
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
     except OSError:
         return False
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    # fields[0] is field 3 of proc(5) (the state), fields[19] field 22 (the start time).
+    return len(fields) > 19 and fields[0] not in (b"Z", b"X") and int(fields[19]) == start_ticks
 
 
 def set_proc_title(title: str, comm: str = "") -> None:

@@ -22,6 +22,7 @@ import contextlib
 import heapq
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,6 +40,7 @@ from simple_scheduler.backend import (
     Lost,
     Started,
     TaskRecord,
+    Unreachable,
     execution_key,
 )
 from simple_scheduler.db import Row, Store
@@ -253,12 +255,30 @@ class Scheduler:
         nb_of_workers: int,
         kill_grace: float = 5.0,
         base_env: Mapping[str, str] | None = None,
+        relaunch: bool = False,
     ) -> Scheduler:
-        """The usual set-up: the local hypervisor on its socket as the backend."""
+        """The usual set-up: the local hypervisor on its socket as the backend.
+
+        With `relaunch`, a hypervisor found dead is started again (the server's choice:
+        nothing else would restart it). At most one launched child is alive at a time,
+        and a second hypervisor on the same socket refuses to start anyway.
+        """
+        from simple_scheduler.hypervisor import launch_hypervisor
         from simple_scheduler.hypervisor_client import HypervisorClient
 
+        launched: list[int] = []
+
         async def connect() -> ExecutionBackend:
-            return await HypervisorClient.connect(socket_path)
+            try:
+                return await HypervisorClient.connect(socket_path)
+            except Unreachable:
+                if not relaunch:
+                    raise
+                if launched and _child_alive(launched[0]):
+                    raise  # the one we started is still starting: retry later
+                launched[:] = [launch_hypervisor(socket_path, str(process_directory))]
+                log.warning("no hypervisor on %s: started one (pid %d)", socket_path, launched[0])
+                raise
 
         return cls(
             store,
@@ -564,11 +584,11 @@ class Scheduler:
         async def spawn() -> None:
             try:
                 await backend.spawn(spec, start=True)
-            except BackendError as exc:
+            except (Unreachable, OSError, EOFError):
+                pass  # it may have started: reconciliation after reconnecting decides
+            except BackendError as exc:  # refused: it never ran
                 self._execution_ended(key, None, f"could not start: {exc}")
                 self._settle({job})
-            except (OSError, EOFError, ConnectionError):
-                pass  # the backend is down: reconciliation after reconnect decides
 
         self._spawn_task(spawn())
 
@@ -986,6 +1006,14 @@ class Scheduler:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {row and row['status']}")
             await asyncio.sleep(0.02)
+
+
+def _child_alive(pid: int) -> bool:
+    """True while our child `pid` runs; reaps it once it has exited."""
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return False
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

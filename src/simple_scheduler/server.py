@@ -108,6 +108,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         scheduler = Scheduler.with_hypervisor(
             store,
             str(config.hypervisor_socket_path),
+            relaunch=True,
             process_directory=config.process_directory,
             nb_of_workers=config.nb_of_workers,
             kill_grace=config.kill_grace_s,

@@ -48,9 +48,14 @@ async def authenticate() -> Principal:
     return principal
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits only: `str.isdigit()` also accepts `²` or `١`, which `int()` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_job_id(text: str) -> int:
     """Job ids are numbers; anything else names no job (404, not 400, as ProActive)."""
-    if not text.isdigit() or len(text) > 18:
+    if not is_number(text) or len(text) > 18:
         raise ApiError(404, f"job {text!r} does not exist")
     return int(text)
 
@@ -86,15 +91,34 @@ async def visible_task(job: Row, name: str) -> Row:
     return row
 
 
+#: The largest integer SQLite stores (a bigger one in a query is an OverflowError).
+MAX_INT = 2**63 - 1
+
+
 def int_arg(name: str, default: int, *, minimum: int | None = None) -> int:
-    """An integer query parameter, 400 when it is not one."""
+    """An integer query parameter (ASCII digits, optional minus), 400 when it is not one."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"query parameter {name}={raw!r} is not an integer") from None
+    digits = raw[1:] if raw.startswith("-") else raw
+    if not is_number(digits):
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise ApiError(400, f"query parameter {name}={shown!r} is not an integer")
+    if len(digits) > 19 or int(digits) > MAX_INT:
+        raise ApiError(400, f"query parameter {name} is too large (at most {MAX_INT})")
+    value = int(raw)
     if minimum is not None and value < minimum:
         raise ApiError(400, f"query parameter {name}={value} must be at least {minimum}")
     return value
+
+
+def bool_arg(name: str, default: bool) -> bool:
+    """A `true`/`false` query parameter (any case), 400 for anything else."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.lower()
+    if lowered not in ("true", "false"):
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise ApiError(400, f"query parameter {name}={shown!r} must be true or false")
+    return lowered == "true"

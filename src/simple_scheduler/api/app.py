@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from quart import Quart
 
-from simple_scheduler.api import jobs, logs, openapi, session, status, tasks
+from simple_scheduler.api import jobs, logs, openapi, results, session, status, tasks
 from simple_scheduler.api.errors import register_error_handlers
 from simple_scheduler.api.fastread import FastReader
 from simple_scheduler.api.matrix import MatrixConverter
@@ -93,6 +93,7 @@ def create_app(services: Services) -> SchedulerApp:
         jobs.blueprint,
         tasks.blueprint,
         logs.blueprint,
+        results.blueprint,
         status.blueprint,
         openapi.blueprint,
     ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 
 from quart import Blueprint, Response, jsonify, request
 
@@ -37,10 +38,14 @@ blueprint = Blueprint("jobs", __name__)
 XML_TYPES = ("application/xml", "text/xml", "application/zip", "application/octet-stream")
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _variables_from_json(text: str) -> dict[str, str]:
     try:
-        document = json.loads(text) if text.strip() else {}
-    except json.JSONDecodeError as exc:
+        document = json.loads(text, parse_constant=_no_constant) if text.strip() else {}
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity
         raise ApiError(400, f"the variables part is not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ApiError(400, "the variables part must be a JSON object of name -> value")
@@ -48,6 +53,8 @@ def _variables_from_json(text: str) -> dict[str, str]:
     for name, value in document.items():
         if isinstance(value, dict | list):
             raise ApiError(400, f"variable {name!r}: value must be a string, number or boolean")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ApiError(400, f"variable {name!r}: {value} is not a finite number")
         out[str(name)] = "" if value is None else _scalar(value)
     return out
 
@@ -67,7 +74,12 @@ async def _submission(matrix: dict[str, str]) -> tuple[bytes, dict[str, str]]:
         files = await request.files
         form = await request.form
         if "variables" in files:
-            raw = files["variables"].read().decode("utf-8", "replace")
+            try:
+                raw = files["variables"].read().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ApiError(
+                    400, f"the variables part is not UTF-8 text (byte {exc.start})"
+                ) from None
             variables = _variables_from_json(raw)
         elif "variables" in form:
             variables = _variables_from_json(form["variables"])
@@ -169,8 +181,8 @@ async def list_jobs_info() -> Response:
 
 
 async def _page(is_admin: bool, name: str) -> tuple[list[Row], int]:
-    index = int_arg("index", -1)
-    limit = int_arg("limit", -1)
+    index = int_arg("index", -1, minimum=-1)
+    limit = int_arg("limit", -1, minimum=-1)
     return await jobstore.list_jobs(services().store, None if is_admin else name, index, limit)
 
 

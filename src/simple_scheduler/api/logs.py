@@ -17,12 +17,14 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, jsonify
 
 from simple_scheduler import jobstore
 from simple_scheduler.api.access import (
     authenticate,
+    bool_arg,
     int_arg,
+    is_number,
     services,
     visible_job,
     visible_task,
@@ -167,7 +169,7 @@ async def livelog(job_id: str) -> Response:
     principal = await authenticate()
     job = await visible_job(job_id, principal)
     cursor = _cursor(job, principal.jti)
-    if request.args.get("allLogs", "").lower() == "true":
+    if bool_arg("allLogs", False):
         cursor.clear()
     segments = _new_segments(await _job_paths(job, STREAMS["all"]), cursor)
     for segment in segments:
@@ -196,7 +198,8 @@ async def livelog_reset(job_id: str) -> Response:
 
 def _parse_task_id(text: str) -> tuple[int, int]:
     job_text, sep, index_text = text.partition("t")
-    if not sep or not job_text.isdigit() or not index_text.isdigit():
+    numbers = (job_text, index_text)
+    if not sep or not all(is_number(n) and len(n) <= 18 for n in numbers):
         raise ApiError(404, f"task {text!r} does not exist (task ids look like 42t0)")
     return int(job_text), int(index_text)
 

@@ -28,6 +28,130 @@ _PUBLIC = {
 _ERROR = {"$ref": "#/components/responses/Error"}
 
 
+def _query(name: str, schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
+    # An empty value means "not given" (the default), as for the Java server.
+    return {
+        "name": name,
+        "in": "query",
+        "schema": schema,
+        "description": description,
+        "allowEmptyValue": True,
+        **extra,
+    }
+
+
+def _int(minimum: int) -> dict[str, Any]:
+    return {"type": "integer", "format": "int64", "minimum": minimum}
+
+
+_JOB_PAGE = [
+    _query("index", _int(-1), "first job of the page (newest first); -1: from the start"),
+    _query("limit", _int(-1), "jobs in the page; -1: all of them"),
+]
+_TASK_PAGE = [
+    _query("offset", _int(0), "first task of the page"),
+    _query("limit", _int(0), "tasks in the page (at most 256)"),
+]
+_LOG_OFFSET = [_query("offset", _int(0), "first byte to send (the X-Next-Offset of the last call)")]
+_JOB_IDS = [
+    _query(
+        "jobsid",
+        {"type": "array", "items": _int(0), "minItems": 1},
+        "the job ids (repeat the parameter, or separate them with commas)",
+        required=True,
+        allowEmptyValue=False,
+        style="form",
+        explode=True,
+    )
+]
+
+
+def _workflow_body(required: bool) -> dict[str, Any]:
+    return {
+        "required": required,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "variables": {
+                            "type": "string",
+                            "description": "a JSON object of variable name -> value",
+                        },
+                    },
+                    "required": ["file"],
+                }
+            },
+            "application/xml": {"schema": {"type": "string"}},
+        },
+    }
+
+
+_PASSWORD_FIELDS = {
+    "username": {"type": "string", "minLength": 1},
+    "password": {"type": "string"},
+}
+
+
+def _login_body(required: bool) -> dict[str, Any]:
+    """username + password, or (multipart only) a credential file part."""
+    form: dict[str, Any] = {"type": "object", "properties": _PASSWORD_FIELDS}
+    multipart: dict[str, Any] = {
+        "type": "object",
+        "properties": {**_PASSWORD_FIELDS, "credential": {"type": "string", "format": "binary"}},
+    }
+    if required:
+        form["required"] = ["username", "password"]
+        multipart["anyOf"] = [{"required": ["username", "password"]}, {"required": ["credential"]}]
+    return {
+        "required": required,
+        "content": {
+            "application/x-www-form-urlencoded": {"schema": form},
+            "multipart/form-data": {"schema": multipart},
+        },
+    }
+
+
+#: What the URL map cannot say: query parameters and bodies, by endpoint.
+_EXTRA: dict[str, dict[str, Any]] = {
+    "session.login": {"requestBody": _login_body(True)},
+    "session.renew": {"requestBody": _login_body(False)},
+    "jobs.submit": {"requestBody": _workflow_body(True)},
+    # Always 200: a missing or bad workflow is reported in the JobValidationData.
+    "jobs.validate": {"requestBody": _workflow_body(False)},
+    "jobs.list_job_ids": {"parameters": _JOB_PAGE},
+    "jobs.list_jobs_info": {"parameters": _JOB_PAGE},
+    "jobs.kill_jobs": {"parameters": _JOB_IDS},
+    "jobs.remove_jobs": {"parameters": _JOB_IDS},
+    "tasks.task_names_paginated": {"parameters": _TASK_PAGE},
+    "tasks.task_states_paginated": {"parameters": _TASK_PAGE},
+    "logs.task_log": {"parameters": _LOG_OFFSET},
+    "logs.job_log": {"parameters": _LOG_OFFSET},
+    "logs.livelog": {
+        "parameters": [_query("allLogs", {"type": "boolean"}, "true: all the output again")]
+    },
+}
+#: Path parameters that are not free strings.
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "job_id": {"type": "string", "pattern": "^[0-9]+$"},
+    "task_id": {"type": "string", "pattern": "^[0-9]+t[0-9]+$"},
+    "stream": {"type": "string", "enum": ["out", "err", "all"]},
+}
+#: Success statuses other than 200.
+_SUCCESS = {"session.logout": "204"}
+
+
+def _responses(endpoint: str, public: bool, has_input: bool) -> dict[str, Any]:
+    responses: dict[str, Any] = {_SUCCESS.get(endpoint, "200"): {"description": "OK"}}
+    if has_input:
+        responses["400"] = _ERROR
+    if not public:
+        responses["401"] = _ERROR
+    responses["default"] = _ERROR
+    return responses
+
+
 def _path(rule: str) -> tuple[str, list[str]]:
     names: list[str] = []
 
@@ -55,11 +179,21 @@ def build_spec() -> dict[str, Any]:
                 "summary": doc.splitlines()[0] if doc else rule.endpoint,
                 "tags": [rule.endpoint.split(".", 1)[0]],
                 "parameters": [
-                    {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                    {
+                        "name": n,
+                        "in": "path",
+                        "required": True,
+                        "schema": _PATH_SCHEMAS.get(n, {"type": "string"}),
+                    }
                     for n in names
                 ],
-                "responses": {"200": {"description": "OK"}, "default": _ERROR},
             }
+            extra = _EXTRA.get(rule.endpoint, {})
+            operation["parameters"] += extra.get("parameters", [])
+            if "requestBody" in extra:
+                operation["requestBody"] = extra["requestBody"]
+            has_input = bool(extra)
+            operation["responses"] = _responses(rule.endpoint, path in _PUBLIC, has_input)
             if "<matrix:" in rule.rule:
                 operation["description"] = (
                     "Matrix parameters `;NAME=value` after the path set workflow variables."

@@ -1,0 +1,251 @@
+"""Task and job results (ProActive's `TaskResultData` / `JobResultData`), full logs, and
+`restartAllInErrorTasks`.
+
+A native or bash task's result value is its exit code as text, as with ProActive's
+native engine; a task that failed has no value and its reason (`"exit code 3"`,
+`"walltime of 5 s exceeded"`, `"could not start: ..."`) as `exceptionMessage`. A task
+that ended FINISHED through `finishInErrorTask` keeps its failure as its exception.
+
+Results exist once something is final: a task result once the task has ended after
+running at least once, a job result once the job has ended; before that the answer is
+409 with the status in the message (ProActive raised or returned a raw mapping error
+here, issue #2409); a killed job's result also waits, briefly, for its running tasks to
+be reaped (ABORTED). Tasks that never ran (NOT_STARTED, SKIPPED) have no result and are
+left out of the job's `allResults`, as in ProActive.
+
+`output` carries the task's stdout and stderr over all attempts, complete up to
+`MAX_OUTPUT_BYTES` per stream (beyond that the end, after a marker line; the `log/out`
+and `log/err` endpoints always give everything). `serializedValue` and
+`serializedException` are Java serializations in ProActive: they are null here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from quart import Blueprint, Response, g, jsonify, request
+
+from simple_scheduler import auth, jobstore
+from simple_scheduler.api import logs, views
+from simple_scheduler.api.access import (
+    authenticate,
+    request_token,
+    services,
+    visible_job,
+    visible_task,
+)
+from simple_scheduler.api.errors import ApiError
+from simple_scheduler.auth import Principal
+from simple_scheduler.db import Row
+from simple_scheduler.scheduler import StateConflict
+from simple_scheduler.states import JOB_TERMINAL, TASK_TERMINAL, TaskStatus
+
+blueprint = Blueprint("results", __name__)
+
+JsonDict = dict[str, Any]
+
+#: Per stream and task in a result's `output` (ProActive caps its full logs at 10 MB).
+MAX_OUTPUT_BYTES = 10 * 1024 * 1024
+_FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+# -- building the DTOs -----------------------------------------------------------------------
+
+
+def has_result(task: Row) -> bool:
+    """Ended after running at least once: NOT_STARTED and SKIPPED tasks have no result."""
+    return task["status"] in TASK_TERMINAL and int(task["attempts"]) > 0
+
+
+def succeeded(task: Row) -> bool:
+    """FINISHED with no failure recorded (a finished In-Error task keeps its reason)."""
+    return task["status"] == TaskStatus.FINISHED and task["reason"] is None
+
+
+def exception_message(task: Row) -> str | None:
+    if succeeded(task):
+        return None
+    return str(task["reason"] or f"task {task['name']} ended {task['status']}")
+
+
+def value(task: Row) -> str | None:
+    """The exit code as text on success (ProActive's native engine), else None."""
+    if not succeeded(task) or task["exit_code"] is None:
+        return None
+    return str(task["exit_code"])
+
+
+def value_text(task: Row) -> str:
+    """ProActive's `result/value`: the value, or the failure's message."""
+    return value(task) or exception_message(task) or ""
+
+
+async def _output(job: Row, task: Row, kind: str) -> str:
+    """One stream over all attempts; its last MAX_OUTPUT_BYTES when longer."""
+    paths = logs._files(services().config.process_directory, int(job["id"]), task, (kind,))
+    total = sum(logs._size(p) for p in paths)
+    start = max(0, total - MAX_OUTPUT_BYTES)
+    segments, _ = logs._from_offset(paths, start)
+    data = b"".join([chunk async for chunk in logs._chunks(segments)])
+    text = data.decode("utf-8", "replace")
+    if start:
+        endpoint = "out" if kind == "stdout" else "err"
+        text = f"[first {start} bytes omitted: result/log/{endpoint} has them all]\n" + text
+    return text
+
+
+async def task_result(job: Row, task: Row) -> JsonDict:
+    """TaskResultData."""
+    return {
+        "id": {"id": int(task["task_index"]), "readableName": task["name"]},
+        "value": value(task),
+        "serializedValue": None,
+        "exceptionMessage": exception_message(task),
+        "serializedException": None,
+        "metadata": {},
+        "propagatedVariables": {},
+        "output": {
+            "stdoutLogs": await _output(job, task, "stdout"),
+            "stderrLogs": await _output(job, task, "stderr"),
+        },
+        "raw": False,
+    }
+
+
+def _precious(task: Row) -> bool:
+    return bool(jobstore.json_field(task["spec"]).get("precious_result"))
+
+
+async def job_result(job: Row, tasks: Sequence[Row]) -> JsonDict:
+    """JobResultData: results by task name (task order)."""
+    ended = [t for t in tasks if has_result(t)]
+    results = {str(t["name"]): await task_result(job, t) for t in ended}
+    return {
+        "id": views.job_id_data(job),
+        "jobInfo": views.job_info(job),
+        "allResults": results,
+        "preciousResults": {str(t["name"]): results[t["name"]] for t in ended if _precious(t)},
+        "resultMap": {},
+        "exceptionResults": {str(t["name"]): results[t["name"]] for t in ended if not succeeded(t)},
+    }
+
+
+# -- lookups -------------------------------------------------------------------------------
+
+
+async def _ended_job(job_id: str) -> tuple[Row, list[Row]]:
+    job = await visible_job(job_id, await authenticate())
+    if job["status"] not in JOB_TERMINAL:
+        raise ApiError(409, f"job {job['id']} is {job['status']}: no result yet")
+    tasks = await jobstore.list_tasks(services().store, int(job["id"]), 0, int(job["total_tasks"]))
+    for task in tasks:
+        if task["status"] not in TASK_TERMINAL:  # killed, its process not yet gone
+            raise ApiError(
+                409,
+                f"job {job['id']} is {job['status']} but task {task['name']} is still"
+                f" {task['status']}: no result yet",
+            )
+    return job, tasks
+
+
+async def _ended_task(job_id: str, task_name: str) -> tuple[Row, Row]:
+    job = await visible_job(job_id, await authenticate())
+    task = await visible_task(job, task_name)
+    if task["status"] not in TASK_TERMINAL:
+        raise ApiError(409, f"task {task['name']} is {task['status']}: no result yet")
+    if not has_result(task):
+        raise ApiError(409, f"task {task['name']} is {task['status']}: it never ran, no result")
+    return job, task
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+@blueprint.get("/scheduler/jobs/<job_id>/tasks/<task_name>/result")
+async def get_task_result(job_id: str, task_name: str) -> Response:
+    """A task's result: TaskResultData (409 until the task has ended)."""
+    job, task = await _ended_task(job_id, task_name)
+    return jsonify(await task_result(job, task))
+
+
+@blueprint.get("/scheduler/jobs/<job_id>/tasks/<task_name>/result/value")
+async def get_task_result_value(job_id: str, task_name: str) -> Response:
+    """A task's result value as text: the exit code, or why it failed (409 until ended)."""
+    _, task = await _ended_task(job_id, task_name)
+    return Response(value_text(task), content_type=logs.TEXT)
+
+
+@blueprint.get("/scheduler/jobs/<job_id>/result")
+async def get_job_result(job_id: str) -> Response:
+    """The job's results: JobResultData (409 while the job is alive)."""
+    job, tasks = await _ended_job(job_id)
+    return jsonify(await job_result(job, tasks))
+
+
+@blueprint.get("/scheduler/jobs/<job_id>/result/value")
+async def get_job_result_value(job_id: str) -> Response:
+    """Task name -> result value text (failure message for failed tasks); 409 while alive."""
+    _, tasks = await _ended_job(job_id)
+    return jsonify({str(t["name"]): value_text(t) for t in tasks if has_result(t)})
+
+
+# -- In-Error ------------------------------------------------------------------------------
+
+
+@blueprint.put("/scheduler/jobs/<job_id>/restartAllInErrorTasks")
+async def restart_all_in_error_tasks(job_id: str) -> Response:
+    """Restart every IN_ERROR task of the job; false when there was none (409 if ended)."""
+    job = await visible_job(job_id, await authenticate())
+    if job["status"] in JOB_TERMINAL:
+        raise ApiError(409, f"job {job['id']} is {job['status']}: no In-Error task to restart")
+    tasks = await jobstore.list_tasks(services().store, int(job["id"]), 0, int(job["total_tasks"]))
+    restarted = False
+    for task in tasks:
+        if task["status"] != TaskStatus.IN_ERROR:
+            continue
+        try:
+            restarted |= await services().scheduler.restart_in_error_task(
+                int(job["id"]), str(task["name"])
+            )
+        except StateConflict:
+            continue  # restarted or finished by someone else meanwhile
+    return jsonify(restarted)
+
+
+# -- full logs -----------------------------------------------------------------------------
+
+
+async def _authenticate_query() -> Principal:
+    """As `authenticate`, also accepting `?sessionid=` (ProActive's `log/full` downloads)."""
+    token = request.args.get(auth.SESSION_HEADER)
+    if token and request_token() is None and g.get("principal") is None:
+        svc = services()
+        principal = svc.tokens.get(token)
+        if principal is None:
+            principal = await auth.verify_token(svc.store, svc.keys, token)
+            svc.tokens.put(token, principal)
+        g.principal = principal
+    return await authenticate()
+
+
+def _download(response: Response, filename: str) -> Response:
+    if request.args.get("destination") == "file":
+        response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@blueprint.get("/scheduler/jobs/<job_id>/log/full")
+async def job_log_full(job_id: str) -> Response:
+    """The job's complete output, as `result/log/all` (`?sessionid=`, `destination=file`)."""
+    await _authenticate_query()
+    return _download(await logs.job_log(job_id), f"job_{job_id}.log")
+
+
+@blueprint.get("/scheduler/jobs/<job_id>/tasks/<task_name>/result/log/full")
+async def task_log_full(job_id: str, task_name: str) -> Response:
+    """A task's complete output, as `result/log/all` (`?sessionid=`, `destination=file`)."""
+    await _authenticate_query()
+    response = await logs.task_log(job_id, task_name, "all")
+    return _download(response, f"job_{job_id}_{_FILENAME_UNSAFE.sub('_', task_name)}.log")
