@@ -31,12 +31,18 @@ def request_token() -> str | None:
     return auth.extract_token(headers, request.cookies)
 
 
-async def authenticate() -> Principal:
-    """The verified principal of this request, or 401."""
+async def authenticate(*, query_token: bool = False) -> Principal:
+    """The verified principal of this request, or 401.
+
+    `query_token`: also accept `?sessionid=` (ProActive's `log/full` downloads, which a
+    browser opens without headers); nowhere else, so tokens stay out of access logs.
+    """
     cached: Principal | None = g.get("principal")
     if cached is not None:
         return cached
     token = request_token()
+    if not token and query_token:
+        token = request.args.get(auth.SESSION_HEADER)
     if not token:
         raise AuthError(NOT_CONNECTED)
     svc = services()

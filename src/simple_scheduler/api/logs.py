@@ -49,7 +49,9 @@ class Segment:
     end: int  # size when the request was made
 
 
-def _files(process_directory: Path, job_id: int, task: Row, kinds: Sequence[str]) -> list[Path]:
+def task_output_files(
+    process_directory: Path, job_id: int, task: Row, kinds: Sequence[str]
+) -> list[Path]:
     paths: list[Path] = []
     for attempt in range(1, int(task["attempts"]) + 1):
         directory = task_dir(process_directory, job_id, int(task["task_index"]), attempt)
@@ -57,26 +59,26 @@ def _files(process_directory: Path, job_id: int, task: Row, kinds: Sequence[str]
     return paths
 
 
-def _size(path: Path) -> int:
+def file_size(path: Path) -> int:
     try:
         return path.stat().st_size
     except OSError:
         return 0
 
 
-def _from_offset(paths: Iterable[Path], offset: int) -> tuple[list[Segment], int]:
+def from_offset(paths: Iterable[Path], offset: int) -> tuple[list[Segment], int]:
     """Segments for the bytes after `offset` of the concatenation, and its total size."""
     segments: list[Segment] = []
     position = 0
     for path in paths:
-        size = _size(path)
+        size = file_size(path)
         if size and position + size > offset:
             segments.append(Segment(path, max(0, offset - position), size))
         position += size
     return segments, position
 
 
-async def _chunks(segments: Sequence[Segment]) -> AsyncIterator[bytes]:
+async def chunks(segments: Sequence[Segment]) -> AsyncIterator[bytes]:
     for segment in segments:
         try:
             with segment.path.open("rb") as f:
@@ -93,7 +95,7 @@ async def _chunks(segments: Sequence[Segment]) -> AsyncIterator[bytes]:
 
 
 def _stream(segments: Sequence[Segment], next_offset: int) -> Response:
-    response = Response(_chunks(segments), content_type=TEXT)
+    response = Response(chunks(segments), content_type=TEXT)
     response.headers["X-Next-Offset"] = str(next_offset)
     return response
 
@@ -119,8 +121,8 @@ async def task_log(job_id: str, task_name: str, stream: str) -> Response:
     job = await visible_job(job_id, principal)
     task = await visible_task(job, task_name)
     offset = int_arg("offset", 0, minimum=0)
-    paths = _files(services().config.process_directory, int(job["id"]), task, kinds)
-    segments, total = _from_offset(paths, offset)
+    paths = task_output_files(services().config.process_directory, int(job["id"]), task, kinds)
+    segments, total = from_offset(paths, offset)
     return _stream(segments, max(offset, total))
 
 
@@ -128,7 +130,7 @@ async def _job_paths(job: Row, kinds: Sequence[str]) -> list[Path]:
     job_id = int(job["id"])
     tasks = await jobstore.list_tasks(services().store, job_id, 0, int(job["total_tasks"]))
     directory = services().config.process_directory
-    return [p for t in tasks for p in _files(directory, job_id, t, kinds)]
+    return [p for t in tasks for p in task_output_files(directory, job_id, t, kinds)]
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/result/log/all")
@@ -137,7 +139,7 @@ async def job_log(job_id: str) -> Response:
     principal = await authenticate()
     job = await visible_job(job_id, principal)
     offset = int_arg("offset", 0, minimum=0)
-    segments, total = _from_offset(await _job_paths(job, STREAMS["all"]), offset)
+    segments, total = from_offset(await _job_paths(job, STREAMS["all"]), offset)
     return _stream(segments, max(offset, total))
 
 
@@ -156,7 +158,7 @@ def _cursor(job: Row, jti: str) -> dict[str, int]:
 def _new_segments(paths: Iterable[Path], cursor: dict[str, int]) -> list[Segment]:
     segments = []
     for path in paths:
-        size = _size(path)
+        size = file_size(path)
         seen = cursor.get(str(path), 0)
         if size > seen:
             segments.append(Segment(path, seen, size))
@@ -217,7 +219,7 @@ async def seed_task(task_id: str) -> Response:
     return jsonify(
         {
             "status": task["status"],
-            "stdout": _read_all(_files(directory, int(job["id"]), task, ("stdout",))),
-            "stderr": _read_all(_files(directory, int(job["id"]), task, ("stderr",))),
+            "stdout": _read_all(task_output_files(directory, int(job["id"]), task, ("stdout",))),
+            "stderr": _read_all(task_output_files(directory, int(job["id"]), task, ("stderr",))),
         }
     )

@@ -25,19 +25,17 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from quart import Blueprint, Response, g, jsonify, request
+from quart import Blueprint, Response, jsonify, request
 
-from simple_scheduler import auth, jobstore
+from simple_scheduler import jobstore
 from simple_scheduler.api import logs, views
 from simple_scheduler.api.access import (
     authenticate,
-    request_token,
     services,
     visible_job,
     visible_task,
 )
 from simple_scheduler.api.errors import ApiError
-from simple_scheduler.auth import Principal
 from simple_scheduler.db import Row
 from simple_scheduler.scheduler import StateConflict
 from simple_scheduler.states import JOB_TERMINAL, TASK_TERMINAL, TaskStatus
@@ -84,11 +82,13 @@ def value_text(task: Row) -> str:
 
 async def _output(job: Row, task: Row, kind: str) -> str:
     """One stream over all attempts; its last MAX_OUTPUT_BYTES when longer."""
-    paths = logs._files(services().config.process_directory, int(job["id"]), task, (kind,))
-    total = sum(logs._size(p) for p in paths)
+    paths = logs.task_output_files(
+        services().config.process_directory, int(job["id"]), task, (kind,)
+    )
+    total = sum(logs.file_size(p) for p in paths)
     start = max(0, total - MAX_OUTPUT_BYTES)
-    segments, _ = logs._from_offset(paths, start)
-    data = b"".join([chunk async for chunk in logs._chunks(segments)])
+    segments, _ = logs.from_offset(paths, start)
+    data = b"".join([chunk async for chunk in logs.chunks(segments)])
     text = data.decode("utf-8", "replace")
     if start:
         endpoint = "out" if kind == "stdout" else "err"
@@ -217,19 +217,6 @@ async def restart_all_in_error_tasks(job_id: str) -> Response:
 # -- full logs -----------------------------------------------------------------------------
 
 
-async def _authenticate_query() -> Principal:
-    """As `authenticate`, also accepting `?sessionid=` (ProActive's `log/full` downloads)."""
-    token = request.args.get(auth.SESSION_HEADER)
-    if token and request_token() is None and g.get("principal") is None:
-        svc = services()
-        principal = svc.tokens.get(token)
-        if principal is None:
-            principal = await auth.verify_token(svc.store, svc.keys, token)
-            svc.tokens.put(token, principal)
-        g.principal = principal
-    return await authenticate()
-
-
 def _download(response: Response, filename: str) -> Response:
     if request.args.get("destination") == "file":
         response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -239,13 +226,13 @@ def _download(response: Response, filename: str) -> Response:
 @blueprint.get("/scheduler/jobs/<job_id>/log/full")
 async def job_log_full(job_id: str) -> Response:
     """The job's complete output, as `result/log/all` (`?sessionid=`, `destination=file`)."""
-    await _authenticate_query()
+    await authenticate(query_token=True)
     return _download(await logs.job_log(job_id), f"job_{job_id}.log")
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/tasks/<task_name>/result/log/full")
 async def task_log_full(job_id: str, task_name: str) -> Response:
     """A task's complete output, as `result/log/all` (`?sessionid=`, `destination=file`)."""
-    await _authenticate_query()
+    await authenticate(query_token=True)
     response = await logs.task_log(job_id, task_name, "all")
     return _download(response, f"job_{job_id}_{_FILENAME_UNSAFE.sub('_', task_name)}.log")
