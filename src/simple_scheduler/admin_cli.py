@@ -27,6 +27,11 @@ from simple_scheduler.migrate import MigrationError, migrate, schema_version
 
 T = TypeVar("T")
 
+NameArg = Annotated[str, typer.Argument(help="Login name.")]
+PasswordArg = Annotated[
+    str | None,
+    typer.Argument(help="Password; asked for (hidden, twice) when omitted.", show_default=False),
+]
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -82,13 +87,8 @@ def _prompt_password() -> str:
 
 
 def create_user_command(
-    name: Annotated[str, typer.Argument(help="Login name.")],
-    password: Annotated[
-        str | None,
-        typer.Argument(
-            help="Password; asked for (hidden, twice) when omitted.", show_default=False
-        ),
-    ] = None,
+    name: NameArg,
+    password: PasswordArg = None,
     admin: Annotated[
         bool, typer.Option("--admin", help="Let the user see and act on every job.")
     ] = False,
@@ -160,13 +160,8 @@ def gen_keys_command(
 
 
 def create_credential_token_command(
-    name: Annotated[str, typer.Argument(help="Login name.")],
-    password: Annotated[
-        str | None,
-        typer.Argument(
-            help="Password; asked for (hidden, twice) when omitted.", show_default=False
-        ),
-    ] = None,
+    name: NameArg,
+    password: PasswordArg = None,
     output: Annotated[
         Path | None,
         typer.Option(
