@@ -271,3 +271,16 @@ async def test_variables_part_must_be_strict_json(api: Api) -> None:
         assert expected in await error_of(response, 400), raw
     # Nothing was stored.
     assert (await (await api.get("/rest/scheduler/jobs")).get_json())["size"] == 0
+
+
+async def test_query_parameters_become_generic_information(api: Api) -> None:
+    """ProActive: `?KEY=value` on submit is generic information; tasks see it."""
+    xml = job_xml([{"name": "A", "bash": 'echo "$genericInformation_bucketName"'}])
+    job_id = await api.submit(xml, path="/rest/scheduler/submit?bucketName=b1")
+    info = await api.wait_status(job_id)
+    assert info["status"] == "FINISHED"
+    assert info["genericInformation"]["bucketName"] == "b1"
+    assert info["genericInformation"]["submission.mode"] == "rest-api"
+    assert info["bucketName"] == "b1" and info["submissionMode"] == "rest-api"
+    out = await api.get(f"/rest/scheduler/jobs/{job_id}/tasks/A/result/log/out")
+    assert (await out.get_data(as_text=True)) == "b1\n"

@@ -9,6 +9,7 @@ in a worker thread: a 10,000-task workflow must not stall every other request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 
@@ -109,6 +110,14 @@ async def _submission(matrix: dict[str, str]) -> tuple[bytes, dict[str, str]]:
     return workflow, variables
 
 
+def _with_query_generic_information(job: Job) -> Job:
+    """ProActive: query parameters of a submission become generic information, and
+    `submission.mode=rest-api` is added when the client did not say."""
+    extra = {name: value for name, value in request.args.items() if name}
+    extra.setdefault("submission.mode", "rest-api")
+    return dataclasses.replace(job, generic_information={**job.generic_information, **extra})
+
+
 async def _parse(data: bytes, variables: dict[str, str]) -> tuple[Job, bytes]:
     limits = services().limits
 
@@ -126,6 +135,7 @@ async def submit(matrix: dict[str, str]) -> Response:
     data, variables = await _submission(matrix)
     job, document = await _parse(data, variables)
     xml = document.decode("utf-8", "replace")
+    job = _with_query_generic_information(job)
     job_id = await services().scheduler.submit(job, principal.name, xml)
     return jsonify({"id": job_id, "readableName": job.name})
 
