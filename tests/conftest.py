@@ -22,22 +22,22 @@ from pathlib import Path
 
 import psutil
 import pytest
+from exec_fixtures import kill_under
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TOKEN_VAR = "SIMPLE_SCHEDULER_TEST_RUN"
 
 
 def kill_everything_under(root: Path, token: str) -> None:
-    """SIGKILL every process of this test: cwd under `root`, or the token in its env."""
+    """SIGKILL every process of this test: cwd under `root`, or the token in its env
+    (a task run in a working directory elsewhere)."""
+    kill_under(os.path.realpath(root))
     me = os.getpid()
     for proc in psutil.process_iter(["pid"]):
         if proc.pid == me:
             continue
         try:
-            cwd = proc.cwd()
-            mine = cwd.startswith(str(root))
-            if not mine:
-                mine = proc.environ().get(TOKEN_VAR) == token
+            mine = proc.environ().get(TOKEN_VAR) == token
         except (psutil.Error, OSError):
             continue
         if mine:
