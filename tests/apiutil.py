@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import dataclasses
 import functools
 import io
@@ -165,13 +166,19 @@ def keys_dir() -> Path:
     return path
 
 
-@pytest.fixture(name="api")
-async def api_fixture(store: Store, hypervisor: Hypervisor, short_tmp: Path) -> AsyncIterator[Api]:
+@contextlib.asynccontextmanager
+async def running_api(
+    store: Store, hypervisor: Hypervisor, short_tmp: Path, *, workers: int = 4
+) -> AsyncIterator[Api]:
     """The app over a started scheduler, with users alice, bob and root (admin) logged in."""
     config = make_config(
-        short_tmp, hypervisor.process_directory, hypervisor.socket_path, keys_dir()
+        short_tmp,
+        hypervisor.process_directory,
+        hypervisor.socket_path,
+        keys_dir(),
+        nb_of_workers=workers,
     )
-    scheduler = make_scheduler(store, hypervisor, workers=4, grace=1.0)
+    scheduler = make_scheduler(store, hypervisor, workers=workers, grace=1.0)
     assert isinstance(scheduler, Scheduler)
     await scheduler.start()
     try:
@@ -187,6 +194,13 @@ async def api_fixture(store: Store, hypervisor: Hypervisor, short_tmp: Path) -> 
             services.close()
     finally:
         await scheduler.stop()
+
+
+@pytest.fixture(name="api")
+async def api_fixture(store: Store, hypervisor: Hypervisor, short_tmp: Path) -> AsyncIterator[Api]:
+    """The app over a started scheduler (4 workers), users alice, bob and root (admin)."""
+    async with running_api(store, hypervisor, short_tmp) as api:
+        yield api
 
 
 def with_config(api: Api, **overrides: Any) -> Api:

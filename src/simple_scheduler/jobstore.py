@@ -38,7 +38,14 @@ JOB_COUNTERS = (
     "failed_tasks",
     "in_error_tasks",
 )
-JOB_COLUMNS = ("status", "start_time", "finished_time", "in_error_time", *JOB_COUNTERS)
+JOB_COLUMNS = (
+    "status",
+    "priority",
+    "start_time",
+    "finished_time",
+    "in_error_time",
+    *JOB_COUNTERS,
+)
 
 _UPDATE_TASK = (
     "UPDATE tasks SET "

@@ -202,6 +202,7 @@ class LiveJob:
         return {
             "id": self.id,
             "status": self.status.value,
+            "priority": self.priority,
             "start_time": self.start_time,
             "finished_time": self.finished_time,
             "in_error_time": self.in_error_time,
@@ -529,13 +530,13 @@ class Scheduler:
             return
         touched: set[LiveJob] = set()
         while self._running < self.nb_of_workers and self._ready:
-            _, job_id, index = heapq.heappop(self._ready)
+            rank, job_id, index = heapq.heappop(self._ready)
             job = self._jobs.get(job_id)
             if job is None:
                 continue
             task = job.tasks[index]
-            if task.status is not T.PENDING:
-                continue  # stale entry
+            if task.status is not T.PENDING or rank != job.rank:
+                continue  # stale entry (see change_priority)
             if job.paused:
                 self._set(job, task, T.PAUSED)
                 continue
@@ -925,6 +926,39 @@ class Scheduler:
         self._settle({job})
         await self.flush()
         return True
+
+    async def change_priority(self, job_id: int, priority: str) -> None:
+        """Give a live job another priority (ProActive's names, any case).
+
+        Its PENDING tasks are pushed again with the new rank; the entries pushed before
+        stay in the heap and are skipped by `_dispatch` when popped:
+        - a task dispatched through its new entry is RUNNING (or later terminal) by the
+          time the old one pops, so the status check skips it;
+        - an old entry whose rank is no longer the job's is skipped by the rank check
+          even while the task is still PENDING. Without it, lowering a priority would not
+          work: the old, better-ranked entry would pop first and start the task early.
+          Every PENDING task has an entry at the job's current rank (pushed here, or by
+          `_make_eligible`/`resume_job`/`restart_in_error_task` after the change), so
+          skipping the others loses nothing.
+        If the rank goes A -> B -> A, two entries at rank A exist: the first starts the
+        task, the second finds it no longer PENDING (or, after a retry, starts it at the
+        same rank the fresh entry would have).
+        """
+        name = priority.lower()
+        if name not in PRIORITY_RANK:
+            raise ValueError(f"unknown priority {priority!r}")
+        job = self._live(job_id)
+        if name == job.priority:
+            return
+        log.info("job %d: priority %s -> %s", job.id, job.priority, name)
+        job.priority = name
+        self._dirty_jobs[job.id] = job
+        self._flush_needed.set()
+        for task in job.tasks:
+            if task.status is T.PENDING:
+                heapq.heappush(self._ready, (job.rank, job.id, task.index))
+        self._settle({job})
+        await self.flush()
 
     async def kill_task(self, job_id: int, name: str) -> bool:
         job = self._live(job_id)

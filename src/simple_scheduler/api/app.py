@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 
 from quart import Quart
 
-from simple_scheduler.api import jobs, logs, openapi, results, session, status, tasks
+from simple_scheduler.api import (
+    jobs,
+    logs,
+    openapi,
+    results,
+    session,
+    status,
+    submission,
+    tasks,
+)
 from simple_scheduler.api.errors import register_error_handlers
 from simple_scheduler.api.fastread import FastReader
 from simple_scheduler.api.matrix import MatrixConverter
@@ -91,6 +100,7 @@ def create_app(services: Services) -> SchedulerApp:
     for blueprint in (
         session.blueprint,
         jobs.blueprint,
+        submission.blueprint,
         tasks.blueprint,
         logs.blueprint,
         results.blueprint,

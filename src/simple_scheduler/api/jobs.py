@@ -110,15 +110,17 @@ async def _submission(matrix: dict[str, str]) -> tuple[bytes, dict[str, str]]:
     return workflow, variables
 
 
-def _with_query_generic_information(job: Job) -> Job:
+def with_query_generic_information(job: Job, *, exclude: tuple[str, ...] = ()) -> Job:
     """ProActive: query parameters of a submission become generic information, and
-    `submission.mode=rest-api` is added when the client did not say."""
-    extra = {name: value for name, value in request.args.items() if name}
+    `submission.mode=rest-api` is added when the client did not say. `exclude`: query
+    parameters that are arguments of the endpoint (e.g. `jobsid`), not information."""
+    extra = {name: value for name, value in request.args.items() if name and name not in exclude}
     extra.setdefault("submission.mode", "rest-api")
     return dataclasses.replace(job, generic_information={**job.generic_information, **extra})
 
 
-async def _parse(data: bytes, variables: dict[str, str]) -> tuple[Job, bytes]:
+async def parse_document(data: bytes, variables: dict[str, str]) -> tuple[Job, bytes]:
+    """Parse and validate in a worker thread: the job, and the (unzipped) XML document."""
     limits = services().limits
 
     def work() -> tuple[Job, bytes]:
@@ -133,9 +135,9 @@ async def submit(matrix: dict[str, str]) -> Response:
     """Submit a workflow (multipart: the workflow part, optional `variables` JSON part)."""
     principal = await authenticate()
     data, variables = await _submission(matrix)
-    job, document = await _parse(data, variables)
+    job, document = await parse_document(data, variables)
     xml = document.decode("utf-8", "replace")
-    job = _with_query_generic_information(job)
+    job = with_query_generic_information(job)
     job_id = await services().scheduler.submit(job, principal.name, xml)
     return jsonify({"id": job_id, "readableName": job.name})
 
@@ -158,7 +160,7 @@ async def validate(matrix: dict[str, str]) -> Response:
     }
     try:
         data, variables = await _submission(matrix)
-        job, _ = await _parse(data, variables)
+        job, _ = await parse_document(data, variables)
     except WorkflowTooLarge as exc:
         result["errorMessage"] = f"workflow too large: {exc}"
     except WorkflowError as exc:
@@ -232,13 +234,13 @@ async def kill_job(job_id: str) -> Response:
 async def kill_jobs() -> Response:
     """Kill several jobs (`?jobsid=1&jobsid=2`): true when every one was alive."""
     principal = await authenticate()
-    ids = _job_ids_arg()
+    ids = job_ids_arg()
     jobs = [await visible_job(str(i), principal) for i in ids]
     results = [await services().scheduler.kill_job(int(j["id"])) for j in jobs]
     return jsonify(all(results))
 
 
-def _job_ids_arg() -> list[int]:
+def job_ids_arg() -> list[int]:
     raw = [part for value in request.args.getlist("jobsid") for part in value.split(",")]
     ids = [parse_job_id(v.strip()) for v in raw if v.strip()]
     if not ids:
@@ -274,7 +276,7 @@ async def remove_job(job_id: str) -> Response:
 async def remove_jobs() -> Response:
     """Remove several jobs (`?jobsid=1&jobsid=2`)."""
     principal = await authenticate()
-    jobs = [await visible_job(str(i), principal) for i in _job_ids_arg()]
+    jobs = [await visible_job(str(i), principal) for i in job_ids_arg()]
     for job in jobs:
         await services().scheduler.remove_job(int(job["id"]))
     return jsonify(True)

@@ -88,6 +88,27 @@ def _workflow_body(required: bool) -> dict[str, Any]:
     }
 
 
+_FLAT_FORM = {
+    "type": "object",
+    "properties": {
+        "commandFileContent": {
+            "type": "string",
+            "description": "one command per line (argv, no shell); blank and # lines skipped",
+        },
+        "jobName": {"type": "string", "minLength": 1},
+        "selectionScriptContent": {"type": "string", "description": "ignored"},
+        "selectionScriptExtension": {"type": "string", "description": "ignored"},
+    },
+    "required": ["commandFileContent", "jobName"],
+}
+_FLAT_BODY = {
+    "required": True,
+    "content": {
+        "application/x-www-form-urlencoded": {"schema": _FLAT_FORM},
+        "multipart/form-data": {"schema": _FLAT_FORM},
+    },
+}
+
 _PASSWORD_FIELDS = {
     "username": {"type": "string", "minLength": 1},
     "password": {"type": "string"},
@@ -124,6 +145,8 @@ _EXTRA: dict[str, dict[str, Any]] = {
     "jobs.list_jobs_info": {"parameters": _JOB_PAGE},
     "jobs.kill_jobs": {"parameters": _JOB_IDS},
     "jobs.remove_jobs": {"parameters": _JOB_IDS},
+    "submission.submit_flat": {"requestBody": _FLAT_BODY},
+    "submission.resubmit_jobs": {"parameters": _JOB_IDS},
     "tasks.task_names_paginated": {"parameters": _TASK_PAGE},
     "tasks.task_states_paginated": {"parameters": _TASK_PAGE},
     "logs.task_log": {"parameters": _LOG_OFFSET},
@@ -137,9 +160,13 @@ _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "job_id": {"type": "string", "pattern": "^[0-9]+$"},
     "task_id": {"type": "string", "pattern": "^[0-9]+t[0-9]+$"},
     "stream": {"type": "string", "enum": ["out", "err", "all"]},
+    "priority_name": {
+        "type": "string",
+        "enum": ["IDLE", "LOWEST", "LOW", "NORMAL", "HIGH", "HIGHEST"],
+    },
 }
 #: Success statuses other than 200.
-_SUCCESS = {"session.logout": "204"}
+_SUCCESS = {"session.logout": "204", "submission.change_priority": "204"}
 
 
 def _responses(endpoint: str, public: bool, has_input: bool) -> dict[str, Any]:
