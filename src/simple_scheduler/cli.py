@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -54,12 +53,10 @@ def hypervisor(
     """
     from simple_scheduler import hypervisor as hv
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s hypervisor %(message)s")
-    try:
-        hv.run(socket, process_directory, fsync=fsync)
-    except hv.AlreadyRunning as exc:
-        typer.echo(f"simple-scheduler hypervisor: {exc}", err=True)
-        raise typer.Exit(3) from None
+    argv = ["--socket", socket, "--process-directory", process_directory]
+    code = hv.main([*argv, "--fsync" if fsync else "--no-fsync"])
+    if code:
+        raise typer.Exit(code)
 
 
 def _register_admin_commands() -> None:

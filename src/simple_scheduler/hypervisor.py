@@ -91,8 +91,15 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(_core.__file__)))
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _FORK_SERVER_CODE, package_parent,
-             str(theirs.fileno())],
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                _FORK_SERVER_CODE,
+                package_parent,
+                str(theirs.fileno()),
+            ],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -252,7 +259,12 @@ class LiveJournal:
         if not ex.monitor_pid:
             return b"P %s %s %s\n" % (ex.key.encode(), sem, task_dir)
         return b"S %s %d %d %s %s\n" % (
-            ex.key.encode(), ex.monitor_pid, ex.monitor_start, sem, task_dir)
+            ex.key.encode(),
+            ex.monitor_pid,
+            ex.monitor_start,
+            sem,
+            task_dir,
+        )
 
     def prepared(self, ex: Execution) -> None:
         """Journal an execution about to be forked, on file before this returns."""
@@ -281,13 +293,21 @@ class LiveJournal:
                 if line.startswith(b"P "):
                     _, key, sem, tdir = line.split(b" ", 3)
                     entries[key.decode()] = LiveEntry(
-                        key.decode(), os.fsdecode(_unescape(tdir)), 0, 0,
-                        None if sem == b"-" else os.fsdecode(sem))
+                        key.decode(),
+                        os.fsdecode(_unescape(tdir)),
+                        0,
+                        0,
+                        None if sem == b"-" else os.fsdecode(sem),
+                    )
                 elif line.startswith(b"S "):
                     _, key, mpid, mstart, sem, tdir = line.split(b" ", 5)
                     entries[key.decode()] = LiveEntry(
-                        key.decode(), os.fsdecode(_unescape(tdir)), int(mpid), int(mstart),
-                        None if sem == b"-" else os.fsdecode(sem))
+                        key.decode(),
+                        os.fsdecode(_unescape(tdir)),
+                        int(mpid),
+                        int(mstart),
+                        None if sem == b"-" else os.fsdecode(sem),
+                    )
                 elif line.startswith(b"R "):
                     entries.pop(line[2:].decode(), None)
                 elif line:
@@ -304,7 +324,7 @@ class LiveJournal:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
         os.rename(tmp, self.path)
@@ -593,8 +613,9 @@ class Hypervisor:
         cwd = spec.get("cwd") or ""
         if not argv or not all(isinstance(a, str) for a in argv):
             raise BackendError("argv must be a non-empty list of strings")
-        if not all(isinstance(k, str) and isinstance(v, str) and "=" not in k
-                   for k, v in env.items()):
+        if not all(
+            isinstance(k, str) and isinstance(v, str) and "=" not in k for k, v in env.items()
+        ):
             raise BackendError("env must map names without '=' to strings")
         task_dir = os.path.abspath(spec["task_dir"])
         start = bool(body.get("start", True))
@@ -623,8 +644,16 @@ class Hypervisor:
             sem_path = posix.semaphore_path(ex.semaphore)
         job, task = spec.get("job_id", "?"), spec.get("task_name", key)
         title = f"simple-scheduler: monitor job {job} task {task}"
-        strings = [key, title, task_dir, cwd, self.report_path, sem_path,
-                   env.get("PATH", os.defpath), *argv]
+        strings = [
+            key,
+            title,
+            task_dir,
+            cwd,
+            self.report_path,
+            sem_path,
+            env.get("PATH", os.defpath),
+            *argv,
+        ]
         strings += [f"{k}={v}" for k, v in env.items()]
         try:
             data = os.fsencode("\0".join(strings)) + b"\0"
@@ -637,9 +666,11 @@ class Hypervisor:
         spawn_id = self._next_spawn_id
         self._next_spawn_id += 1
         flags = (0 if start else _core.FS_FLAG_SEMAPHORE) | (
-            0 if self.fsync else _core.FS_FLAG_NO_FSYNC)
-        header = _FS_HEADER.pack(_core.FS_REQUEST_MAGIC, flags, spawn_id, _core.FS_NFIXED,
-                                 len(argv), len(env), len(data))
+            0 if self.fsync else _core.FS_FLAG_NO_FSYNC
+        )
+        header = _FS_HEADER.pack(
+            _core.FS_REQUEST_MAGIC, flags, spawn_id, _core.FS_NFIXED, len(argv), len(env), len(data)
+        )
         message = header + data
         if len(message) > _core.FS_REQUEST_MAX or len(strings) + 2 > _core.FS_MAX_STRINGS:
             self._forget_semaphore(ex)
@@ -779,8 +810,12 @@ class Hypervisor:
             if self.execs.get(ex.key) is ex:
                 del self.execs[ex.key]
             self._forget_semaphore(ex)
-            self._send(conn, protocol.ERROR, rid,
-                       {"type": "BackendError", "message": "the fork server died"})
+            self._send(
+                conn,
+                protocol.ERROR,
+                rid,
+                {"type": "BackendError", "message": "the fork server died"},
+            )
         self.pending.clear()
         for ex in self.by_monitor.values():
             ex.owned = False
@@ -810,8 +845,22 @@ class Hypervisor:
                 return
             if len(data) != size:
                 continue
-            (magic, version, kind, monitor_pid, pid, ticks, exit_code, sig, core, has_error,
-             start_ms, end_ms, raw_key, raw_error) = _REPORT.unpack(data)
+            (
+                magic,
+                version,
+                kind,
+                monitor_pid,
+                pid,
+                ticks,
+                exit_code,
+                sig,
+                core,
+                has_error,
+                start_ms,
+                end_ms,
+                raw_key,
+                raw_error,
+            ) = _REPORT.unpack(data)
             if magic != _core.REPORT_MAGIC or version != 1:
                 continue
             ex = self.execs.get(raw_key.split(b"\0", 1)[0].decode(errors="replace"))
@@ -910,8 +959,14 @@ class Hypervisor:
     def _recover(self) -> None:
         """Rebuild the view of unreleased executions left by a previous hypervisor."""
         for e in self.journal.replay().values():
-            ex = Execution(e.key, e.task_dir, monitor_pid=e.monitor_pid,
-                           monitor_start=e.monitor_start, owned=False, semaphore=e.semaphore)
+            ex = Execution(
+                e.key,
+                e.task_dir,
+                monitor_pid=e.monitor_pid,
+                monitor_start=e.monitor_start,
+                owned=False,
+                semaphore=e.semaphore,
+            )
             self.execs[e.key] = ex
             status = taskdir.read_status(ex.task_dir)
             pid = taskdir.read_pid(ex.task_dir)
@@ -952,6 +1007,32 @@ def run(socket_path: str, process_directory: str, *, fsync: bool = True) -> None
         hv.close()
 
 
+def main(argv: list[str]) -> int:
+    """`simple-scheduler hypervisor ...` without the CLI stack; returns the exit code."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="simple-scheduler hypervisor",
+        description="Run the hypervisor: the process that starts and tracks tasks.",
+    )
+    parser.add_argument("--socket", required=True, help="Unix socket to listen on")
+    parser.add_argument("--process-directory", required=True, help="Root of the task directories")
+    parser.add_argument(
+        "--fsync",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fsync each task's status file (durability)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s hypervisor %(message)s")
+    try:
+        run(args.socket, args.process_directory, fsync=args.fsync)
+    except AlreadyRunning as exc:
+        print(f"simple-scheduler hypervisor: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
 # ---------------------------------------------------------------- starting one
 
 
@@ -979,13 +1060,27 @@ def spawn_hypervisor(
     """
     socket_path = os.path.abspath(socket_path)
     process_directory = os.path.abspath(process_directory)
-    cmd = [sys.executable, "-m", "simple_scheduler", "hypervisor",
-           "--socket", socket_path, "--process-directory", process_directory]
+    cmd = [
+        sys.executable,
+        "-m",
+        "simple_scheduler",
+        "hypervisor",
+        "--socket",
+        socket_path,
+        "--process-directory",
+        process_directory,
+    ]
     if not fsync:
         cmd.append("--no-fsync")
     os.makedirs(process_directory, exist_ok=True)
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=stderr, start_new_session=True, cwd=process_directory)
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        start_new_session=True,
+        cwd=process_directory,
+    )
     deadline = time.monotonic() + timeout
     while not _accepts(socket_path):
         if proc.poll() is not None:
@@ -1005,11 +1100,20 @@ def launch_hypervisor(socket_path: str, process_directory: str) -> int:
     in the child, so aiosqlite's threads cannot leave it a half-held lock. It does not
     wait: the caller retries its connection. Returns the pid (the caller reaps it).
     """
-    cmd = [sys.executable, "-m", "simple_scheduler", "hypervisor",
-           "--socket", os.path.abspath(socket_path),
-           "--process-directory", os.path.abspath(process_directory)]
-    devnull = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-               (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "simple_scheduler",
+        "hypervisor",
+        "--socket",
+        os.path.abspath(socket_path),
+        "--process-directory",
+        os.path.abspath(process_directory),
+    ]
+    devnull = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+    ]
     return os.posix_spawn(sys.executable, cmd, os.environ, file_actions=devnull, setsid=True)
 
 
