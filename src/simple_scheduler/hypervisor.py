@@ -1045,6 +1045,13 @@ def _accepts(socket_path: str) -> bool:
     return True
 
 
+def _command(socket_path: str, process_directory: str, *, fsync: bool = True) -> list[str]:
+    """The hypervisor's command line: `python -m`, which takes the lean entry point."""
+    cmd = [sys.executable, "-m", "simple_scheduler", "hypervisor", "--socket", socket_path]
+    cmd += ["--process-directory", process_directory, "--fsync" if fsync else "--no-fsync"]
+    return cmd
+
+
 def spawn_hypervisor(
     socket_path: str,
     process_directory: str,
@@ -1060,18 +1067,7 @@ def spawn_hypervisor(
     """
     socket_path = os.path.abspath(socket_path)
     process_directory = os.path.abspath(process_directory)
-    cmd = [
-        sys.executable,
-        "-m",
-        "simple_scheduler",
-        "hypervisor",
-        "--socket",
-        socket_path,
-        "--process-directory",
-        process_directory,
-    ]
-    if not fsync:
-        cmd.append("--no-fsync")
+    cmd = _command(socket_path, process_directory, fsync=fsync)
     os.makedirs(process_directory, exist_ok=True)
     proc = subprocess.Popen(
         cmd,
@@ -1100,16 +1096,7 @@ def launch_hypervisor(socket_path: str, process_directory: str) -> int:
     in the child, so aiosqlite's threads cannot leave it a half-held lock. It does not
     wait: the caller retries its connection. Returns the pid (the caller reaps it).
     """
-    cmd = [
-        sys.executable,
-        "-m",
-        "simple_scheduler",
-        "hypervisor",
-        "--socket",
-        os.path.abspath(socket_path),
-        "--process-directory",
-        os.path.abspath(process_directory),
-    ]
+    cmd = _command(os.path.abspath(socket_path), os.path.abspath(process_directory))
     devnull = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
