@@ -14,6 +14,9 @@ extensions = [
         define_macros=[("_GNU_SOURCE", "1")],
         extra_compile_args=["-O2", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"],
         libraries=["pthread"],
+        # Bind every symbol at load: a monitor must not need the loader's lazy-binding
+        # state, which lives in memory the fork server keeps out of forks.
+        extra_link_args=["-Wl,-z,now"],
     )
 ]
 

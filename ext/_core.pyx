@@ -806,6 +806,145 @@ cdef int fs_parse(char *buf, ssize_t n, char **s, ss_fs_request_t *hdr) noexcept
     return 0
 
 
+DEF _MAPS_CAP = 262144
+DEF _MAX_KEEP_PATHS = 8
+
+
+cdef uint64_t parse_hex(const char **pp, const char *end) noexcept nogil:
+    cdef const char *p = pp[0]
+    cdef uint64_t v = 0
+    cdef char c
+    while p < end:
+        c = p[0]
+        if c >= c'0' and c <= c'9':
+            v = v * 16 + <uint64_t>(c - c'0')
+        elif c >= c'a' and c <= c'f':
+            v = v * 16 + <uint64_t>(c - c'a' + 10)
+        else:
+            break
+        p += 1
+    pp[0] = p
+    return v
+
+
+cdef struct MapLine:
+    uint64_t lo
+    uint64_t hi
+    bint private_writable
+    const char *path  # NULL when anonymous ([heap], [stack] and the like count as paths)
+    size_t path_len
+    const char *next
+
+
+cdef bint parse_map_line(const char *p, const char *end, MapLine *m) noexcept nogil:
+    """One /proc/self/maps line: `lo-hi perms offset dev inode   path`."""
+    cdef int field = 0
+    m.lo = parse_hex(&p, end)
+    if p >= end or p[0] != c'-':
+        return False
+    p += 1
+    m.hi = parse_hex(&p, end)
+    if p + 5 > end:
+        return False
+    m.private_writable = p[2] == c'w' and p[4] == c'p'
+    while p < end and p[0] != c'\n' and field < 4:  # perms, offset, dev, inode
+        while p < end and p[0] == c' ':
+            p += 1
+        while p < end and p[0] != c' ' and p[0] != c'\n':
+            p += 1
+        field += 1
+    while p < end and p[0] == c' ':
+        p += 1
+    m.path = NULL
+    m.path_len = 0
+    if p < end and p[0] != c'\n':
+        m.path = p
+        while p < end and p[0] != c'\n':
+            p += 1
+        m.path_len = <size_t>(p - m.path)
+    m.next = p + 1 if p < end else end
+    return True
+
+
+cdef bint holds_any(MapLine *m, uint64_t *addrs, int n) noexcept nogil:
+    cdef int i
+    for i in range(n):
+        if m.lo <= addrs[i] < m.hi:
+            return True
+    return False
+
+
+cdef size_t fs_shrink_forks(uint64_t *keep, int nkeep, uint64_t *code,
+                            int ncode) noexcept nogil:
+    """MADV_DONTFORK every private writable mapping a monitor never touches.
+
+    A fork copies the page tables of the parent's private writable memory and the
+    monitor's exit tears them down again: the interpreter's heap and libpython's data
+    are most of the fork server's memory and nothing a monitor reads. Kept: mappings
+    holding an address of `keep` (stack, request buffers, TLS), and every mapping of a
+    file that holds an address of `code` (libc, the loader, this module), with the
+    anonymous mapping right after it (its .bss). Returns the bytes left out of forks.
+    """
+    cdef char *buf = <char *>mmap(NULL, _MAPS_CAP, PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    cdef const char *kept[_MAX_KEEP_PATHS]
+    cdef size_t kept_len[_MAX_KEEP_PATHS]
+    cdef int nkept = 0, fd, i
+    cdef ssize_t n
+    cdef size_t size = 0, dropped = 0
+    cdef const char *p
+    cdef const char *end
+    cdef MapLine m
+    cdef bint keep_it, prev_kept = False
+    cdef uint64_t prev_hi = 0
+    if <void *>buf == MAP_FAILED:
+        return 0
+    fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)
+    if fd < 0:
+        munmap(buf, _MAPS_CAP)
+        return 0
+    while size < _MAPS_CAP:
+        n = read(fd, buf + size, _MAPS_CAP - size)
+        if n < 0 and errno == EINTR:
+            continue
+        if n <= 0:
+            break
+        size += <size_t>n
+    close(fd)
+    if size == 0 or size >= _MAPS_CAP:  # unreadable, or too many mappings to be sure
+        munmap(buf, _MAPS_CAP)
+        return 0
+    end = buf + size
+    p = buf
+    while p < end and nkept < _MAX_KEEP_PATHS:  # the files whose mappings all stay
+        if not parse_map_line(p, end, &m):
+            break
+        if m.path != NULL and m.path[0] == c'/' and holds_any(&m, code, ncode):
+            kept[nkept] = m.path
+            kept_len[nkept] = m.path_len
+            nkept += 1
+        p = m.next
+    p = buf
+    while p < end:
+        if not parse_map_line(p, end, &m):
+            break
+        keep_it = holds_any(&m, keep, nkeep)
+        if m.path != NULL:
+            for i in range(nkept):
+                if m.path_len == kept_len[i] and memcmp(m.path, kept[i], m.path_len) == 0:
+                    keep_it = True
+        elif prev_kept and prev_hi == m.lo:
+            keep_it = True  # the .bss that follows a kept file's data
+        if m.private_writable and not keep_it:
+            if madvise(<void *>m.lo, <size_t>(m.hi - m.lo), MADV_DONTFORK) == 0:
+                dropped += <size_t>(m.hi - m.lo)
+        prev_kept = keep_it and m.path != NULL
+        prev_hi = m.hi
+        p = m.next
+    munmap(buf, _MAPS_CAP)
+    return dropped
+
+
 cdef void fs_loop(int sock) noexcept nogil:
     cdef sigaction_t sa
     cdef sigset_t chld
@@ -818,6 +957,8 @@ cdef void fs_loop(int sock) noexcept nogil:
     cdef ssize_t n
     cdef int sfd, sig, st, rc
     cdef pid_t pid
+    cdef uint64_t keep[5]
+    cdef uint64_t code[3]
 
     # Clean slate: no inherited handlers or fds, SIGCHLD only through the signalfd.
     memset(&sa, 0, sizeof(sa))
@@ -843,6 +984,15 @@ cdef void fs_loop(int sock) noexcept nogil:
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
     if sfd < 0 or <void *>buf == MAP_FAILED or <void *>strs == MAP_FAILED:
         _exit(70)
+    keep[0] = <uint64_t>&sig  # the stack
+    keep[1] = <uint64_t>buf
+    keep[2] = <uint64_t>strs
+    keep[3] = <uint64_t>ss_errno_address()
+    keep[4] = <uint64_t>ss_thread_address()
+    code[0] = <uint64_t>ss_libc_code()
+    code[1] = <uint64_t>ss_ldso_code()
+    code[2] = <uint64_t><void *>fs_shrink_forks
+    fs_shrink_forks(keep, 5, code, 3)
 
     fds[0].fd = sock
     fds[0].events = POLLIN

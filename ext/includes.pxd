@@ -30,6 +30,7 @@ cdef extern from "<errno.h>" nogil:
 cdef extern from "<string.h>" nogil:
     void *memcpy(void *dest, const void *src, size_t n)
     void *memset(void *s, int c, size_t n)
+    int memcmp(const void *a, const void *b, size_t n)
     size_t strlen(const char *s)
     size_t strnlen(const char *s, size_t maxlen)
     const char *strerrordesc_np(int errnum)
@@ -201,6 +202,7 @@ cdef extern from "<sys/mman.h>" nogil:
         MAP_PRIVATE
         MAP_ANONYMOUS
         MADV_DONTNEED
+        MADV_DONTFORK
 
 
 cdef extern from "<sys/prctl.h>" nogil:
@@ -253,6 +255,16 @@ cdef extern from *:
     static inline void ss_child_reset(void) { ss_child_err = 0; ss_child_step = 0; }
     static inline int ss_child_get_step(void) { return ss_child_step; }
     static inline int ss_child_get_err(void) { return ss_child_err; }
+    /* Addresses the monitor's memory must keep (see fs_shrink_forks): this thread's TLS
+       and descriptor, and code of libc and of the dynamic loader (their data mappings
+       carry the same path). */
+    #include <pthread.h>
+    #include <sys/socket.h>
+    void *__tls_get_addr(void *);
+    static inline void *ss_errno_address(void) { return (void *)&errno; }
+    static inline void *ss_thread_address(void) { return (void *)pthread_self(); }
+    static inline void *ss_libc_code(void) { return (void *)&sendto; }
+    static inline void *ss_ldso_code(void) { return (void *)&__tls_get_addr; }
     """
     ctypedef struct ss_report_t:
         uint32_t magic
@@ -285,6 +297,10 @@ cdef extern from *:
         int32_t value
         uint64_t start_ticks
     void ss_child_fail(int step, int err) nogil
+    void *ss_errno_address() nogil
+    void *ss_thread_address() nogil
+    void *ss_libc_code() nogil
+    void *ss_ldso_code() nogil
     void ss_child_reset() nogil
     int ss_child_get_step() nogil
     int ss_child_get_err() nogil

@@ -119,8 +119,8 @@ class ExecutionBackend(Protocol):
     async def list(self) -> list[TaskRecord]:
         """Every execution the backend still holds (not yet released)."""
 
-    async def release(self, key: str) -> None:
-        """The caller has recorded this execution's end: the backend may forget it."""
+    async def release(self, *keys: str) -> None:
+        """The caller has recorded these executions' ends: the backend may forget them."""
 
     def events(self) -> AsyncIterator[Event]:
         """Started / Exited / Lost, in order, for this subscriber."""

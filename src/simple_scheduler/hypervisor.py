@@ -619,16 +619,7 @@ class Hypervisor:
             raise BackendError("env must map names without '=' to strings")
         task_dir = os.path.abspath(spec["task_dir"])
         start = bool(body.get("start", True))
-        try:
-            os.mkdir(task_dir)  # the common case: a fresh directory, nothing stale in it
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                os.makedirs(task_dir, exist_ok=True)
-            elif exc.errno != errno.EEXIST:
-                raise
-            for stale in (taskdir.CANCEL, taskdir.STATUS):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(task_dir, stale))
+        self._make_task_dir(task_dir)
 
         ex = Execution(key, task_dir, released_sem=start)
         sem_path = ""
@@ -683,6 +674,26 @@ class Hypervisor:
             self._fs_interest()
         return None
 
+    def _make_task_dir(self, task_dir: str) -> None:
+        """Create `task_dir` in as few syscalls as the common case allows.
+
+        Usually the attempt directory is new and so is its parent (a task's first
+        attempt): mkdir the parent, then the directory, two syscalls. A directory that
+        already exists (re-sent spawn after a reconnect) is cleared of stale state.
+        """
+        try:
+            os.mkdir(os.path.dirname(task_dir))
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(task_dir), exist_ok=True)
+        try:
+            os.mkdir(task_dir)
+        except FileExistsError:
+            for stale in (taskdir.CANCEL, taskdir.STATUS):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(task_dir, stale))
+
     def op_start(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
         ex = self._get(body["key"])
         self._release_semaphore(ex)
@@ -708,9 +719,18 @@ class Hypervisor:
         return {"tasks": [protocol.record_to_dict(ex.record()) for ex in self.execs.values()]}
 
     def op_release(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
-        ex = self.execs.get(body["key"])
+        """{"key": k} or {"keys": [k, ...]}: one round trip for a whole flushed batch."""
+        keys = body["keys"] if "keys" in body else [body["key"]]
+        if not isinstance(keys, list):
+            raise BackendError("keys must be a list")
+        for key in keys:
+            self._release(key)
+        return {}
+
+    def _release(self, key: Any) -> None:
+        ex = self.execs.get(key) if isinstance(key, str) else None
         if ex is None:
-            return {}
+            return
         if ex.state == "spawned" and not ex.released_sem:
             # Nobody will ever start it: let it see the cancel file rather than wait forever.
             with contextlib.suppress(OSError):
@@ -721,7 +741,6 @@ class Hypervisor:
             del self.by_monitor[ex.monitor_pid]
         self.unowned.discard(ex)
         self.journal.released(ex.key)
-        return {}
 
     def op_subscribe(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
         conn.subscribed = True

@@ -1,8 +1,8 @@
 """The scheduler's side of the hypervisor socket: an asyncio `ExecutionBackend`.
 
 Requests are pipelined (many in flight, matched to replies by request id), so thousands
-of spawns do not wait on each other's round trips. Events arrive on the same connection
-and queue up for `events()`.
+of spawns do not wait on each other's round trips; the frames of one loop iteration
+leave in one write. Events arrive on the same connection and queue up for `events()`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,11 @@ from typing import Any
 
 from simple_scheduler import protocol
 from simple_scheduler.backend import BackendError, Event, TaskRecord, TaskSpec, Unreachable
+
+
+#: Keys per release request: a flushed batch of any size in few frames, far below the
+#: protocol's payload limit.
+RELEASE_BATCH = 4096
 
 
 class _Protocol(asyncio.Protocol):
@@ -52,6 +57,7 @@ class HypervisorClient:
         self._next_id = 1
         self._events: asyncio.Queue[Event | BackendError] = asyncio.Queue()
         self._error: BackendError | None = None
+        self._out = bytearray()  #: frames queued in this loop iteration
 
     @classmethod
     async def connect(cls, socket_path: str | os.PathLike[str], *,
@@ -109,8 +115,19 @@ class HypervisorClient:
         self._next_id += 1
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        self._transport.write(protocol.encode(protocol.REQUEST, rid, body))
+        frame = protocol.encode(protocol.REQUEST, rid, body)
+        if self._out:
+            self._out += frame
+        else:
+            # The first frame of this loop iteration: the rest join it, one send for all.
+            self._out = bytearray(frame)
+            asyncio.get_running_loop().call_soon(self._send_out)
         return await fut
+
+    def _send_out(self) -> None:
+        out, self._out = self._out, bytearray()
+        if self._error is None and self._transport is not None:
+            self._transport.write(out)
 
     # ------------------------------------------------------------ ExecutionBackend
 
@@ -129,8 +146,9 @@ class HypervisorClient:
         reply = await self._request({"op": "list"})
         return [protocol.record_from_dict(r) for r in reply.get("tasks", [])]
 
-    async def release(self, key: str) -> None:
-        await self._request({"op": "release", "key": key})
+    async def release(self, *keys: str) -> None:
+        for i in range(0, len(keys), RELEASE_BATCH):
+            await self._request({"op": "release", "keys": list(keys[i : i + RELEASE_BATCH])})
 
     async def events(self) -> AsyncIterator[Event]:
         """Events in arrival order; raises BackendError when the connection is lost."""

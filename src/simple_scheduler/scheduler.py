@@ -863,9 +863,8 @@ class Scheduler:
             backend = self._backend
 
             async def release_all() -> None:
-                for key in release:
-                    with contextlib.suppress(BackendError, OSError, ConnectionError, EOFError):
-                        await backend.release(key)
+                with contextlib.suppress(BackendError, OSError, ConnectionError, EOFError):
+                    await backend.release(*release)
 
             self._spawn_task(release_all())
 
