@@ -8,8 +8,10 @@ It runs inside the web process as asyncio code and talks to execution only throu
   ordered by (job priority, job id, task index), so the highest-priority, oldest job goes
   first. Stale heap entries are skipped when popped, never searched for.
 - **Batched, ordered writes.** Status changes mark rows dirty; one flusher writes every
-  dirty row in one transaction, coalescing whatever happened while the previous write
-  ran. An execution is released from the backend only after its outcome is committed.
+  dirty row in one transaction, at most once per `FLUSH_WINDOW_S` unless someone waits
+  in `flush()`, coalescing whatever happened meanwhile (a short task's RUNNING and
+  FINISHED become one row write). An execution is released from the backend only after
+  its outcome is committed.
 - **Exactly once across crashes.** An execution's key is `<job>.<task>.<attempt>`, so
   on restart the backend's `list` tells which attempt really started, whether or not the
   database had recorded it. See `_reconcile`.
@@ -64,6 +66,9 @@ J = JobStatus
 PRIORITY_RANK = {"highest": 0, "high": 1, "normal": 2, "low": 3, "lowest": 4, "idle": 5}
 #: ProActive re-queues a task restarted by a user after this many seconds.
 RESTART_DELAY_S = 5.0
+#: The flusher commits at most once per window (unless `flush()` is awaited): status in
+#: the database lags the scheduler by at most this much.
+FLUSH_WINDOW_S = 0.02
 
 BackendFactory = Callable[[], Awaitable[ExecutionBackend]]
 
@@ -239,6 +244,7 @@ class Scheduler:
         self._dirty_jobs: dict[int, LiveJob] = {}
         self._release_after_flush: list[str] = []
         self._flush_needed = asyncio.Event()
+        self._urgent = asyncio.Event()  #: someone waits in flush(): skip the window
         self._flushed = asyncio.Condition()
         self._flush_generation = 0
         self._writing = False
@@ -812,9 +818,20 @@ class Scheduler:
     # -- persistence -------------------------------------------------------------------
 
     async def _flusher(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = 0.0
         while True:
             await self._flush_needed.wait()
+            # Let changes gather for a moment: a short task's RUNNING and FINISHED then
+            # share one row write, and a busy server commits a few times per window
+            # rather than once per event. `flush()` callers do not wait for it.
+            wait = last + FLUSH_WINDOW_S - loop.time()
+            if wait > 0 and not self._urgent.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), wait)
             self._flush_needed.clear()
+            self._urgent.clear()
+            last = loop.time()
             try:
                 await self._write()
             except Exception:
@@ -876,6 +893,7 @@ class Scheduler:
         async with self._flushed:
             # A write in progress took its snapshot before our changes: wait for the next.
             target = self._flush_generation + (2 if self._writing and dirty else 1)
+            self._urgent.set()
             self._flush_needed.set()
             await self._flushed.wait_for(lambda: self._flush_generation >= target)
 
