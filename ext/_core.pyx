@@ -48,6 +48,7 @@ DEF _PATH_CAP = 4096
 DEF _HEARTBEAT_S = 2
 DEF _EXITED_RETRY_S = 600
 DEF _STARTED_RETRY_S = 60
+DEF _STARTED_DELAY_MS = 10  # how long a task may end before its STARTED report is sent
 
 cdef enum:
     C_FS_REQUEST_MAGIC = 0x53534651
@@ -595,6 +596,26 @@ cdef void finish(int status_fd, bint durable, int sock, sockaddr_un *addr,
     _exit(0)
 
 
+cdef bint wait_task(pid_t pid, int *st, sigset_t *chld, long sec, long nsec) noexcept nogil:
+    """Reap `pid` if it ends within the timeout (SIGCHLD is blocked: sigtimedwait).
+
+    True when it was reaped (or cannot be waited for any more), False on timeout.
+    """
+    cdef timespec ts
+    cdef siginfo_t info
+    cdef pid_t w
+    ts.tv_sec = sec
+    ts.tv_nsec = nsec
+    while True:
+        w = waitpid(pid, st, WNOHANG)
+        if w == pid:
+            return True
+        if w < 0 and errno != EINTR:
+            return True
+        if sigtimedwait(chld, &info, &ts) < 0 and errno == EAGAIN:
+            return False
+
+
 cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t req_len,
                       void *ptr_buf, size_t ptr_len) noexcept nogil:
     """The monitor, from fork to _exit. `s` holds the parsed request strings."""
@@ -613,10 +634,8 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
     cdef timeval tv
     cdef int sock, fd = -1, pid_fd = -1, st = 0, step = STEP_NONE, err = 0
     cdef size_t pid_len = 0
-    cdef pid_t me, pid = -1, w
+    cdef pid_t me, pid = -1
     cdef sigset_t chld
-    cdef siginfo_t info
-    cdef timespec hb
     cdef void *semmap = NULL
 
     setsid()
@@ -718,22 +737,18 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
         finish(fd, not (flags & 2), sock, &addr, &r)
 
     r.pid = pid
-    r.pid_start_ticks = start_ticks_of(pid)
-    r.kind = C_REPORT_STARTED
-    pid_fd = write_pidfile(dir_copy, &r, &pid_len)
-    report_send(sock, &addr, &r, _STARTED_RETRY_S)
-
+    r.pid_start_ticks = start_ticks_of(pid)  # alive or a zombie: not reaped yet
     sigemptyset(&chld)
     sigaddset(&chld, SIGCHLD)
-    hb.tv_sec = _HEARTBEAT_S
-    hb.tv_nsec = 0
-    while True:
-        w = waitpid(pid, &st, WNOHANG)
-        if w == pid:
-            break
-        if w < 0 and errno != EINTR:
-            break
-        if sigtimedwait(&chld, &info, &hb) < 0 and errno == EAGAIN:
+    if not wait_task(pid, &st, &chld, 0, _STARTED_DELAY_MS * 1000000):
+        # Still running after the short wait: announce it, then wait for its end. (A
+        # task that ended within the wait costs one report, EXITED, which carries the
+        # pid, and no pid file: most short tasks, whose STARTED would be news for a
+        # few milliseconds only.)
+        r.kind = C_REPORT_STARTED
+        pid_fd = write_pidfile(dir_copy, &r, &pid_len)
+        report_send(sock, &addr, &r, _STARTED_RETRY_S)
+        while not wait_task(pid, &st, &chld, _HEARTBEAT_S, 0):
             r.kind = C_REPORT_HEARTBEAT
             report_send(sock, &addr, &r, 0)
     r.end_ms = now_ms()
