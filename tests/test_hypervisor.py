@@ -15,7 +15,7 @@ import pytest
 from exec_fixtures import HV, children_zombies, hv, short_tmp, wait_final, wait_started
 
 from simple_scheduler import protocol, taskdir
-from simple_scheduler.backend import BackendError, Exited, Lost
+from simple_scheduler.backend import BackendError, Exited, Lost, Started
 from simple_scheduler.hypervisor import Execution, LiveEntry, LiveJournal
 from simple_scheduler.hypervisor_client import HypervisorClient
 
@@ -329,6 +329,44 @@ def test_pid_file_becomes_the_status_file(hv: HV) -> None:
         await client.release("pidfile")
 
     hv.run(go)
+
+
+def test_short_task_gets_one_exited_event_carrying_its_pid(hv: HV) -> None:
+    """A task that ends within the monitor's short wait is reported once: no STARTED,
+    no pid file; the Exited event and the status file carry its pid. (A task slowed
+    past the wait by load gets Started then a plain Exited: both shapes are checked,
+    and `true` normally ends in a millisecond or two.)"""
+    specs = [hv.spec(f"quick{i}", ["true"]) for i in range(5)]
+
+    async def go(client: HypervisorClient) -> list[list[object]]:
+        runs = []
+        for spec in specs:
+            await client.spawn(spec)
+            seen: list[object] = []
+            async for event in client.events():
+                seen.append(event)
+                if isinstance(event, Exited | Lost):
+                    break
+            await client.release(spec.key)
+            runs.append(seen)
+        return runs
+
+    short = 0
+    for spec, events in zip(specs, hv.run(go), strict=True):
+        end = exited(events[-1])
+        assert end.status.ok
+        with open(os.path.join(spec.task_dir, "status")) as f:
+            recorded = json.load(f)
+        assert sorted(os.listdir(spec.task_dir)) == ["status", "stderr", "stdout"]
+        if len(events) == 1:
+            short += 1
+            assert end.pid is not None and end.pid > 0
+            assert (recorded["pid"], recorded["pid_start_time"]) == (end.pid, end.pid_start_time)
+        else:
+            [started] = events[:-1]
+            assert isinstance(started, Started) and end.pid is None
+            assert recorded["pid"] == started.pid
+    assert short > 0
 
 
 def journal_lines(hv: HV) -> list[str]:

@@ -63,7 +63,8 @@ def test_truncated_frame_is_pending() -> None:
 
 def test_payload_shapes_round_trip() -> None:
     status = ExitStatus(None, 9, True, 1.5, 2.25, None)
-    for event in (Started("k", 12, 345, 1.0), Exited("k", status), Lost("k", "gone")):
+    events = (Started("k", 12, 345, 1.0), Exited("k", status), Exited("k", status, 12, 345))
+    for event in (*events, Lost("k", "gone")):
         assert protocol.event_from_dict(protocol.event_to_dict(event)) == event
     record = TaskRecord("k", "exited", 1, 2, status, None, {"monitor_pid": "3"})
     assert protocol.record_from_dict(protocol.record_to_dict(record)) == record

@@ -62,8 +62,13 @@ class Started:
 
 @dataclass(frozen=True)
 class Exited:
+    """The end of an execution. A task that ended before its start was announced gets
+    no `Started`: then its pid and pid start time come here."""
+
     key: str
     status: ExitStatus
+    pid: int | None = None
+    pid_start_time: int | None = None
     kind: Literal["exited"] = "exited"
 
 
@@ -123,7 +128,8 @@ class ExecutionBackend(Protocol):
         """The caller has recorded these executions' ends: the backend may forget them."""
 
     def events(self) -> AsyncIterator[Event]:
-        """Started / Exited / Lost, in order, for this subscriber."""
+        """Started / Exited / Lost, in order, for this subscriber (a short task may
+        produce Exited only, with the pid Started would have carried)."""
         ...
 
     async def close(self) -> None:

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -110,19 +111,13 @@ class ForkServer:
         theirs.close()
         ours.setblocking(False)
         self.sock = ours
-        self._queue: list[bytes] = []
+        self._queue: deque[bytes] = deque()
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def send(self, message: bytes) -> None:
-        """Send one request, queueing it when the socket is full (never blocks)."""
-        if not self._queue:
-            try:
-                self.sock.send(message)
-                return
-            except BlockingIOError:
-                pass
+        """Queue one request; `flush` sends, once per loop iteration, after the journal."""
         self._queue.append(message)
 
     @property
@@ -130,12 +125,14 @@ class ForkServer:
         return bool(self._queue)
 
     def flush(self) -> None:
-        while self._queue:
+        """Send what is queued while the socket takes it (never blocks)."""
+        queue = self._queue
+        while queue:
             try:
-                self.sock.send(self._queue[0])
+                self.sock.send(queue[0])
             except BlockingIOError:
                 return
-            self._queue.pop(0)
+            queue.popleft()
 
     def receive(self) -> list[tuple[int, int, int, int, int]] | None:
         """(kind, request_id, pid, value, start_ticks) records; None at EOF."""
@@ -233,7 +230,9 @@ class LiveJournal:
 
     `P` is written to the file before the spawn request goes to the fork server: once a
     monitor may exist, a restarted hypervisor knows of it (else the execution could run
-    twice: once unknown, once again when the scheduler re-sends it).
+    twice: once unknown, once again when the scheduler re-sends it). Fork requests are
+    queued and sent once per loop iteration, after the journal write, so the spawns of
+    one iteration cost one journal write.
     (`task_dir` runs to the end of the line, `\\` and newline backslash-escaped.) Lines
     are buffered and written once per loop iteration, before any reply goes out, so
     a client never hears of a spawn or release that the file does not hold. No fsync:
@@ -267,9 +266,9 @@ class LiveJournal:
         )
 
     def prepared(self, ex: Execution) -> None:
-        """Journal an execution about to be forked, on file before this returns."""
+        """Journal an execution about to be forked (on file before its fork request
+        leaves: `Hypervisor._flush` writes the journal first)."""
         self.pending += self.spawn_line(ex)
-        self.flush()
 
     def spawned(self, ex: Execution) -> None:
         self.pending += self.spawn_line(ex)
@@ -475,7 +474,7 @@ class Hypervisor:
             while self.timers and self.timers[0][0] <= now:
                 _, _, fn = heapq.heappop(self.timers)
                 fn()
-            if self.dirty or self.journal.pending:
+            if self.dirty or self.journal.pending or self.fork_server.wants_write:
                 self._flush()
 
     def close(self) -> None:
@@ -558,9 +557,13 @@ class Hypervisor:
         self.dirty.add(conn)
 
     def _flush(self) -> None:
-        # The journal first: no reply may announce a spawn or release it does not hold.
+        # The journal first: no fork request, and no reply, may announce a spawn or
+        # release the file does not hold.
         if self.journal.pending and self.journal.flush():
             self._compact_journal()
+        if self.fork_server.wants_write:
+            self.fork_server.flush()
+            self._fs_interest()
         for conn in list(self.dirty):
             self.dirty.discard(conn)
             if conn.sock.fileno() < 0:
@@ -670,8 +673,6 @@ class Hypervisor:
         self.pending[spawn_id] = (conn, rid, ex)
         self.journal.prepared(ex)
         self.fork_server.send(message)
-        if self.fork_server.wants_write:
-            self._fs_interest()
         return None
 
     def _make_task_dir(self, task_dir: str) -> None:
@@ -892,8 +893,9 @@ class Hypervisor:
             elif kind == _core.REPORT_STARTED:
                 self._started(ex, pid, ticks, start_ms / 1000.0)
             elif kind == _core.REPORT_EXITED and ex.state in ("spawned", "running"):
-                if pid > 0 and ex.pid is None:
-                    self._started(ex, pid, ticks, start_ms / 1000.0)
+                announce = pid > 0 and ex.pid is None  # no STARTED came: Exited says it
+                if announce:
+                    ex.pid, ex.pid_start = pid, ticks
                 error = raw_error.split(b"\0", 1)[0].decode(errors="replace") if has_error else None
                 status = ExitStatus(
                     exit_code=exit_code if exit_code >= 0 else None,
@@ -903,7 +905,7 @@ class Hypervisor:
                     end_time=end_ms / 1000.0,
                     error=error,
                 )
-                self._exited(ex, status)
+                self._exited(ex, status, announce_pid=announce)
 
     def _started(self, ex: Execution, pid: int, ticks: int, when: float) -> None:
         if ex.pid is not None or ex.state != "spawned":
@@ -914,10 +916,13 @@ class Hypervisor:
         if ex.kill_grace is not None:
             self._terminate(ex, ex.kill_grace)
 
-    def _exited(self, ex: Execution, status: ExitStatus) -> None:
+    def _exited(self, ex: Execution, status: ExitStatus, *, announce_pid: bool = False) -> None:
         ex.state, ex.status = "exited", status
         self.unowned.discard(ex)
-        self._emit(Exited(ex.key, status))
+        if announce_pid:
+            self._emit(Exited(ex.key, status, ex.pid, ex.pid_start))
+        else:
+            self._emit(Exited(ex.key, status))
 
     def _settle(self, ex: Execution, reason: str) -> None:
         """The monitor is gone without a report: the status file decides exited vs lost."""

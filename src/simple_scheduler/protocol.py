@@ -166,7 +166,10 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             "time": event.time,
         }
     if isinstance(event, Exited):
-        return {"kind": "exited", "key": event.key, "status": status_to_dict(event.status)}
+        out = {"kind": "exited", "key": event.key, "status": status_to_dict(event.status)}
+        if event.pid is not None:
+            out["pid"], out["pid_start_time"] = event.pid, event.pid_start_time
+        return out
     return {"kind": "lost", "key": event.key, "reason": event.reason}
 
 
@@ -175,7 +178,13 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     if kind == "started":
         return Started(data["key"], int(data["pid"]), int(data["pid_start_time"]), data["time"])
     if kind == "exited":
-        return Exited(data["key"], status_from_dict(data["status"]))
+        pid, ticks = data.get("pid"), data.get("pid_start_time")
+        return Exited(
+            data["key"],
+            status_from_dict(data["status"]),
+            int(pid) if pid is not None else None,
+            int(ticks) if ticks is not None else None,
+        )
     if kind == "lost":
         return Lost(data["key"], str(data["reason"]))
     raise ProtocolError(f"unknown event kind {kind!r}")

@@ -649,6 +649,10 @@ class Scheduler:
                 log.info("job %d task %s: started, pid %d", job.id, task.name, event.pid)
             return
         if isinstance(event, Exited):
+            if event.pid is not None:  # it ended before its start was announced
+                entry = self._by_key.get(event.key)
+                if entry is not None:
+                    entry[1].pid, entry[1].pid_start_time = event.pid, event.pid_start_time
             touched = self._execution_ended(event.key, event.status, None)
         elif isinstance(event, Lost):
             touched = self._execution_ended(event.key, None, f"lost: {event.reason}", lost=True)
