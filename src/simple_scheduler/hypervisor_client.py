@@ -15,7 +15,6 @@ from typing import Any
 from simple_scheduler import protocol
 from simple_scheduler.backend import BackendError, Event, TaskRecord, TaskSpec, Unreachable
 
-
 #: Keys per release request: a flushed batch of any size in few frames, far below the
 #: protocol's payload limit.
 RELEASE_BATCH = 4096
