@@ -166,7 +166,11 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             "time": event.time,
         }
     if isinstance(event, Exited):
-        out = {"kind": "exited", "key": event.key, "status": status_to_dict(event.status)}
+        out: dict[str, Any] = {
+            "kind": "exited",
+            "key": event.key,
+            "status": status_to_dict(event.status),
+        }
         if event.pid is not None:
             out["pid"], out["pid_start_time"] = event.pid, event.pid_start_time
         return out
