@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from simple_scheduler.backend import Exited, Lost, TaskSpec
 from simple_scheduler.hypervisor import spawn_hypervisor
 from simple_scheduler.hypervisor_client import HypervisorClient
+from simple_scheduler.taskdir import mark_top_directory
 
 
 def uss_kib(pid: int) -> int:
@@ -125,7 +126,7 @@ async def compare(sock: str, hv_pid: int, root: str, n: int, workers: int,
     with open(f"/proc/{hv_pid}/task/{hv_pid}/children") as f:
         fork_server = int(f.read().split()[0])
     await runner.run_many("warm", 50, workers)
-    baseline(os.path.join(root, "baseline-warm"), 50, workers)
+    baseline(os.path.join(root, "baseline", "warm"), 50, workers)
 
     hv, base = Totals(), Totals()
     # The hypervisor and the fork server (whose reaped children are the monitors and
@@ -170,8 +171,12 @@ async def compare(sock: str, hv_pid: int, root: str, n: int, workers: int,
 def baseline(root: str, n: int, workers: int) -> float:
     """The same tasks through subprocess.Popen, W in flight, each with its own files.
 
-    Returns the seconds it took.
+    `root` is laid out like a job under the process directory: its parent gets the mark
+    the hypervisor gives its process directory (`mark_top_directory`), so both sides
+    get the same inode placement. Returns the seconds it took.
     """
+    os.makedirs(root, exist_ok=True)
+    mark_top_directory(os.path.dirname(root))
     running: dict[int, subprocess.Popen[bytes]] = {}
 
     def reap() -> None:
@@ -185,7 +190,7 @@ def baseline(root: str, n: int, workers: int) -> float:
         while len(running) >= workers:
             reap()
         d = os.path.join(root, str(i))
-        os.makedirs(d)
+        os.mkdir(d)
         with open(os.path.join(d, "stdout"), "wb") as out, \
                 open(os.path.join(d, "stderr"), "wb") as err:
             proc = subprocess.Popen(["/bin/true"], stdin=subprocess.DEVNULL, stdout=out,

@@ -134,7 +134,7 @@ async def measure(args: argparse.Namespace, root: Path, sock: str, pdir: Path) -
         for round_ in range(args.rounds):
             # Interleaved with the baseline: this machine's load drifts between runs.
             baselines.append(
-                small / popen_baseline(str(root / f"popen{round_}"), small, args.workers)
+                small / popen_baseline(str(root / "popen" / str(round_)), small, args.workers)
             )
             _, t = await run_job(s, independent(small))
             smalls.append(small / t)

@@ -891,14 +891,15 @@ cdef bint holds_any(MapLine *m, uint64_t *addrs, int n) noexcept nogil:
 
 cdef size_t fs_shrink_forks(uint64_t *keep, int nkeep, uint64_t *code,
                             int ncode) noexcept nogil:
-    """MADV_DONTFORK every private writable mapping a monitor never touches.
+    """MADV_DONTFORK every mapping a monitor never touches.
 
-    A fork copies the page tables of the parent's private writable memory and the
-    monitor's exit tears them down again: the interpreter's heap and libpython's data
-    are most of the fork server's memory and nothing a monitor reads. Kept: mappings
-    holding an address of `keep` (stack, request buffers, TLS), and every mapping of a
-    file that holds an address of `code` (libc, the loader, this module), with the
-    anonymous mapping right after it (its .bss). Returns the bytes left out of forks.
+    A fork copies each mapping, and the page tables of private writable memory, and
+    the monitor's exit tears them down again: the interpreter (libpython's code and
+    data, its heap, the other libraries) is most of the fork server's memory and
+    nothing a monitor runs or reads. Kept: mappings holding an address of `keep`
+    (stack, request buffers, TLS), every mapping of a file that holds an address of
+    `code` (libc, the loader, this module) with the anonymous mapping right after
+    it (its .bss), and the kernel's ([vdso] ...). Returns the bytes left out of forks.
     """
     cdef char *buf = <char *>mmap(NULL, _MAPS_CAP, PROT_READ | PROT_WRITE,
                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
@@ -948,9 +949,11 @@ cdef size_t fs_shrink_forks(uint64_t *keep, int nkeep, uint64_t *code,
             for i in range(nkept):
                 if m.path_len == kept_len[i] and memcmp(m.path, kept[i], m.path_len) == 0:
                     keep_it = True
+            if m.path[0] == c'[' and not (m.path_len == 6 and memcmp(m.path, "[heap]", 6) == 0):
+                keep_it = True  # [stack], [vdso], [vvar]: the kernel's own
         elif prev_kept and prev_hi == m.lo:
             keep_it = True  # the .bss that follows a kept file's data
-        if m.private_writable and not keep_it:
+        if not keep_it:
             if madvise(<void *>m.lo, <size_t>(m.hi - m.lo), MADV_DONTFORK) == 0:
                 dropped += <size_t>(m.hi - m.lo)
         prev_kept = keep_it and m.path != NULL

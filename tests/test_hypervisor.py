@@ -499,3 +499,28 @@ def test_prepared_execution_without_a_monitor_is_lost_after_the_grace(
         assert ex.reason is not None and "never reported" in ex.reason
     finally:
         hv.close()
+
+
+def _dir_flags(path: str) -> int | None:
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, 0x80086601, buf)  # FS_IOC_GETFLAGS
+        return int.from_bytes(buf[:4], sys.byteorder)
+    except OSError:
+        return None  # this file system has no inode flags
+    finally:
+        os.close(fd)
+
+
+def test_process_directory_is_marked_top_of_hierarchies(hv: HV) -> None:
+    """chattr +T on the process directory (ext4 spreads job directories over block
+    groups); where the file system has no flags, the hypervisor still starts."""
+    flags = _dir_flags(hv.process_directory)
+    if flags is None:
+        assert not taskdir.mark_top_directory(hv.process_directory)
+    else:
+        assert flags & 0x00020000  # FS_TOPDIR_FL
+    assert not taskdir.mark_top_directory(os.path.join(hv.process_directory, "missing"))

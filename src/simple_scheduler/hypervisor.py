@@ -415,6 +415,7 @@ class Hypervisor:
             raise ValueError(f"socket path too long for AF_UNIX: {self.report_path}")
         self.process_directory = os.path.abspath(process_directory)
         os.makedirs(self.process_directory, exist_ok=True)
+        taskdir.mark_top_directory(self.process_directory)
         self.lock_fd = _single_instance_lock(self.socket_path)
         self.journal = LiveJournal(self.process_directory)
         self.namespace = self.process_directory

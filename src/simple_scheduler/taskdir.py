@@ -14,8 +14,10 @@ may be lost, the file is not.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import sys
 from dataclasses import dataclass
 
 from simple_scheduler.backend import ExitStatus
@@ -97,3 +99,38 @@ def read_output(directory: str, name: str, offset: int = 0, limit: int = 1 << 20
             return f.read(limit)
     except FileNotFoundError:
         return b""
+
+
+# FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (linux/fs.h; the kernel reads and writes an int
+# although the ioctl numbers say long) and FS_TOPDIR_FL, chattr's `T`.
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def mark_top_directory(path: str) -> bool:
+    """Mark the process directory `chattr +T`: each job directory heads its own tree.
+
+    ext4's Orlov allocator then spreads job directories over block groups, as it does
+    home directories, instead of packing every job next to the process directory. On
+    ext4 without a journal each new inode skips the group's inodes freed in the last
+    minutes (each skip a buffer lookup), so in a group where removed jobs' files were
+    freed, every file of every task paid for all of them: 0.9 ms per task of five
+    inodes measured on a churned /tmp, 0.05 ms with the mark. Best effort: False when
+    the file system has no such flag (tmpfs, xfs ...) or we may not set it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
+        flags = int.from_bytes(buf[:4], sys.byteorder)
+        if not flags & _FS_TOPDIR_FL:
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, (flags | _FS_TOPDIR_FL).to_bytes(8, sys.byteorder))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
