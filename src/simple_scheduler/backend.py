@@ -9,7 +9,7 @@ learns what happened from a stream of `Event`s.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -112,8 +112,11 @@ class Unreachable(BackendError):
 class ExecutionBackend(Protocol):
     """What the scheduler needs from an executor. All methods are coroutine-safe."""
 
-    async def spawn(self, spec: TaskSpec, start: bool = True) -> None:
-        """Prepare the execution; with `start`, release it at once (one round trip)."""
+    def spawn(self, spec: TaskSpec, start: bool = True) -> Awaitable[object]:
+        """Prepare the execution; with `start`, release it at once (one round trip).
+
+        An awaitable, a coroutine or a future: a scheduler that keeps thousands of
+        spawns in flight need not make a task of each."""
 
     async def start(self, key: str) -> None:
         """Release an execution spawned with start=False."""

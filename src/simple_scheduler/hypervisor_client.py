@@ -105,14 +105,19 @@ class HypervisorClient:
             self._transport.close()
 
     async def _request(self, body: dict[str, Any]) -> dict[str, Any]:
-        if self._error is not None:
-            raise self._error
-        assert self._transport is not None and self._proto is not None
-        if not self._proto.can_write.is_set():
+        if self._proto is not None and not self._proto.can_write.is_set():
             await self._proto.can_write.wait()
+        return await self._request_nowait(body)
+
+    def _request_nowait(self, body: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Queue the request now; the future holds the reply (or the error)."""
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if self._error is not None:
+            fut.set_exception(self._error)
+            return fut
+        assert self._transport is not None
         rid = self._next_id
         self._next_id += 1
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         frame = protocol.encode(protocol.REQUEST, rid, body)
         if self._out:
@@ -121,7 +126,7 @@ class HypervisorClient:
             # The first frame of this loop iteration: the rest join it, one send for all.
             self._out = bytearray(frame)
             asyncio.get_running_loop().call_soon(self._send_out)
-        return await fut
+        return fut
 
     def _send_out(self) -> None:
         out, self._out = self._out, bytearray()
@@ -130,9 +135,13 @@ class HypervisorClient:
 
     # ------------------------------------------------------------ ExecutionBackend
 
-    async def spawn(self, spec: TaskSpec, start: bool = True) -> None:
+    def spawn(self, spec: TaskSpec, start: bool = True) -> asyncio.Future[dict[str, Any]]:
+        """A future, no coroutine: the scheduler keeps many spawns in flight.
+
+        (Spawns skip the write-buffer wait: the worker limit already bounds them.)
+        """
         body = protocol.spec_to_dict(spec)
-        await self._request({"op": "spawn", "spec": body, "start": start})
+        return self._request_nowait({"op": "spawn", "spec": body, "start": start})
 
     async def start(self, key: str) -> None:
         await self._request({"op": "start", "key": key})

@@ -588,16 +588,17 @@ class Scheduler:
         backend = self._backend
         assert backend is not None
 
-        async def spawn() -> None:
-            try:
-                await backend.spawn(spec, start=True)
-            except (Unreachable, OSError, EOFError):
-                pass  # it may have started: reconciliation after reconnecting decides
-            except BackendError as exc:  # refused: it never ran
+        def spawned(fut: asyncio.Future[object]) -> None:
+            exc = None if fut.cancelled() else fut.exception()
+            if exc is None or isinstance(exc, Unreachable | OSError | EOFError):
+                return  # it may have started: reconciliation after reconnecting decides
+            if isinstance(exc, BackendError):  # refused: it never ran
                 self._execution_ended(key, None, f"could not start: {exc}")
                 self._settle({job})
+            else:
+                log.error("spawning %s failed", key, exc_info=exc)
 
-        self._spawn_task(spawn())
+        asyncio.ensure_future(backend.spawn(spec, start=True)).add_done_callback(spawned)
 
     def _spawn_task(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
