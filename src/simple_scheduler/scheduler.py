@@ -245,6 +245,7 @@ class Scheduler:
         self._release_after_flush: list[str] = []
         self._flush_needed = asyncio.Event()
         self._urgent = asyncio.Event()  #: someone waits in flush(): skip the window
+        self._end_waiters: dict[int, asyncio.Event] = {}  #: wait_job's, by job id
         self._flushed = asyncio.Condition()
         self._flush_generation = 0
         self._writing = False
@@ -771,6 +772,7 @@ class Scheduler:
         check_job(job.status, final)
         log.info("job %d: %s -> %s", job.id, job.status, final)
         job.status = final
+        self._ended(job)
         job.finished_time = now_ms()
         self._dirty_jobs[job.id] = job
         for task in job.tasks:
@@ -812,8 +814,15 @@ class Scheduler:
             check_job(job.status, new)
             log.info("job %d: %s -> %s", job.id, job.status, new)
             job.status = new
+            if new in JOB_TERMINAL:
+                self._ended(job)
             self._dirty_jobs[job.id] = job
             self._flush_needed.set()
+
+    def _ended(self, job: LiveJob) -> None:
+        waiter = self._end_waiters.pop(job.id, None)
+        if waiter is not None:
+            waiter.set()
 
     def _settle(self, jobs: set[LiveJob]) -> None:
         self._dispatch()
@@ -1053,9 +1062,20 @@ class Scheduler:
         return job_id in self._jobs
 
     async def wait_job(self, job_id: int, timeout: float = 60.0) -> str:
-        """Poll the stored status until the job is terminal (tests and benchmarks)."""
+        """Wait until the job has ended and its final state is committed; its status.
+
+        (Tests and benchmarks.) The end is signalled, not polled for, so the time this
+        returns at is the job's own; only a killed job whose tasks are still on their
+        way to ABORTED is polled.
+        """
         deadline = time.monotonic() + timeout
         while True:
+            job = self._jobs.get(job_id)
+            if job is not None and job.status not in JOB_TERMINAL:
+                waiter = self._end_waiters.setdefault(job_id, asyncio.Event())
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(waiter.wait(), max(0.0, deadline - time.monotonic()))
+            await self.flush()
             row = await jobstore.get_job(self.store, job_id)
             if row is not None and J(row["status"]) in JOB_TERMINAL and not self.is_live(job_id):
                 return str(row["status"])
