@@ -21,10 +21,11 @@ feed it bytes.
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from simple_scheduler.backend import (
     Event,
@@ -60,12 +61,17 @@ class Frame:
     body: dict[str, Any]
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_loads = json.JSONDecoder().decode
+# orjson: several times faster than the json module both ways, and payloads go back and
+# forth for every task.
+_dumps = orjson.dumps
+_loads = orjson.loads
 
 
 def encode(msg_type: int, request_id: int, body: dict[str, Any]) -> bytes:
-    payload = _dumps(body).encode()
+    try:
+        payload = _dumps(body)
+    except TypeError as exc:  # orjson.JSONEncodeError: not serializable
+        raise ProtocolError(f"payload is not serializable: {exc}") from None
     if len(payload) > MAX_PAYLOAD:
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
     return HEADER.pack(MAGIC, VERSION, msg_type, len(payload), request_id) + payload
@@ -105,8 +111,8 @@ class FrameDecoder:
             if stop > end:
                 break
             try:
-                body = _loads(buf[pos + HEADER_SIZE : stop].decode())
-            except (UnicodeDecodeError, ValueError) as exc:
+                body = _loads(memoryview(buf)[pos + HEADER_SIZE : stop])
+            except ValueError as exc:  # orjson.JSONDecodeError, bad UTF-8 included
                 raise ProtocolError(f"payload is not JSON: {exc}") from None
             if not isinstance(body, dict):
                 raise ProtocolError("payload is not a JSON object")
