@@ -721,8 +721,6 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
         close(a.fd_out)
     if a.fd_err >= 0:
         close(a.fd_err)
-    madvise(req_buf, req_len, MADV_DONTNEED)
-    madvise(ptr_buf, ptr_len, MADV_DONTNEED)
 
     if step != STEP_NONE:
         if pid > 0:
@@ -745,6 +743,10 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
         # task that ended within the wait costs one report, EXITED, which carries the
         # pid, and no pid file: most short tasks, whose STARTED would be news for a
         # few milliseconds only.)
+        # A long wait ahead: drop the request buffers, whose pages turn private to us
+        # as soon as the fork server reuses them (a short task exits first).
+        madvise(req_buf, req_len, MADV_DONTNEED)
+        madvise(ptr_buf, ptr_len, MADV_DONTNEED)
         r.kind = C_REPORT_STARTED
         pid_fd = write_pidfile(dir_copy, &r, &pid_len)
         report_send(sock, &addr, &r, _STARTED_RETRY_S)

@@ -155,14 +155,26 @@ class LiveTask:
             self.timer = None
 
 
-def _counter(status: TaskStatus) -> str | None:
+def _counters(status: TaskStatus) -> tuple[str, ...]:
+    """The job counters a task in `status` counts in."""
+    names: list[str] = []
     if status in (T.SUBMITTED, T.PENDING, T.PAUSED, T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE):
-        return "pending_tasks"
-    if status is T.RUNNING:
-        return "running_tasks"
-    if status is T.IN_ERROR:
-        return "in_error_tasks"
-    return None
+        names.append("pending_tasks")
+    elif status is T.RUNNING:
+        names.append("running_tasks")
+    elif status is T.IN_ERROR:
+        names.append("in_error_tasks")
+    if status in TASK_TERMINAL:
+        names.append("finished_tasks")
+    if status is T.FAULTY:
+        names.append("faulty_tasks")
+    if status is T.FAILED:
+        names.append("failed_tasks")
+    return tuple(names)
+
+
+#: Computed once: a state change updates counters without deciding again which.
+_COUNTERS = {status: _counters(status) for status in TaskStatus}
 
 
 @dataclass(eq=False)
@@ -193,15 +205,8 @@ class LiveJob:
 
     @staticmethod
     def _count(counts: dict[str, int], status: TaskStatus, delta: int) -> None:
-        name = _counter(status)
-        if name:
+        for name in _COUNTERS[status]:
             counts[name] += delta
-        if status in TASK_TERMINAL:
-            counts["finished_tasks"] += delta
-        if status is T.FAULTY:
-            counts["faulty_tasks"] += delta
-        if status is T.FAILED:
-            counts["failed_tasks"] += delta
 
     def row(self) -> dict[str, Any]:
         return {
