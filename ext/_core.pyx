@@ -1031,8 +1031,10 @@ cdef void fs_loop(int sock) noexcept nogil:
                 pid = waitpid(-1, &st, WNOHANG)
                 if pid <= 0:
                     break
-                if fs_reply(sock, C_FS_ENDED, 0, pid, st, 0) < 0:
-                    _exit(0)
+                fs_reply(sock, C_FS_ENDED, 0, pid, st, 0)
+        # Replies that fail (the hypervisor died) are not the end: requests it sent
+        # before dying are journaled as prepared, and must still fork; its successor
+        # adopts each monitor when it reports. The end is EOF, once they are drained.
         if fds[0].revents & POLLIN:
             n = recv(sock, buf, _FS_REQUEST_MAX, 0)
             if n == 0:
@@ -1043,19 +1045,16 @@ cdef void fs_loop(int sock) noexcept nogil:
                 _exit(0)
             rc = fs_parse(buf, n, strs, &hdr)
             if rc < 0:
-                if fs_reply(sock, C_FS_FAILED, hdr.request_id if n >= 16 else 0, 0, -rc, 0) < 0:
-                    _exit(0)
+                fs_reply(sock, C_FS_FAILED, hdr.request_id if n >= 16 else 0, 0, -rc, 0)
                 continue
             pid = fork()
             if pid == 0:
                 run_monitor(strs, <int>hdr.argc, hdr.flags, buf, _FS_REQUEST_MAX, strs, ptr_len)
                 _exit(0)
             if pid < 0:
-                rc = fs_reply(sock, C_FS_FAILED, hdr.request_id, 0, errno, 0)
+                fs_reply(sock, C_FS_FAILED, hdr.request_id, 0, errno, 0)
             else:
-                rc = fs_reply(sock, C_FS_SPAWNED, hdr.request_id, pid, 0, start_ticks_of(pid))
-            if rc < 0:
-                _exit(0)
+                fs_reply(sock, C_FS_SPAWNED, hdr.request_id, pid, 0, start_ticks_of(pid))
         elif fds[0].revents & (POLLHUP | POLLERR):
             _exit(0)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -524,3 +525,32 @@ def test_process_directory_is_marked_top_of_hierarchies(hv: HV) -> None:
     else:
         assert flags & 0x00020000  # FS_TOPDIR_FL
     assert not taskdir.mark_top_directory(os.path.join(hv.process_directory, "missing"))
+
+
+def test_requests_sent_before_the_hypervisor_died_still_fork(short_tmp: str) -> None:
+    """Spawns journaled and sent to the fork server, then the hypervisor dies before
+    reading a reply: the fork server forks every one of them anyway (its replies fail),
+    so a successor finds monitors for its prepared entries, not silence."""
+    import simple_scheduler.hypervisor as hvmod
+
+    hv = hvmod.Hypervisor(os.path.join(short_tmp, "h.sock"), os.path.join(short_tmp, "pd"))
+    conn = hvmod._Conn(socket.socket(socket.AF_UNIX))  # replies are never read
+    dirs = [os.path.join(short_tmp, "pd", "1", str(i), "1") for i in range(5)]
+    try:
+        for i, task_dir in enumerate(dirs):
+            spec = {"key": f"1.{i}.1", "job_id": 1, "task_name": f"t{i}", "argv": ["true"],
+                    "env": {"PATH": os.environ["PATH"]}, "task_dir": task_dir}
+            hv._handle(conn, i + 1, {"op": "spawn", "spec": spec})
+        hv._flush()  # the journal, then the fork requests, as the loop does
+        with open(os.path.join(short_tmp, "pd", ".live.journal")) as f:
+            assert sum(line.startswith("P ") for line in f) == 5
+        hv.fork_server.sock.close()  # "dies": not one reply read
+        deadline = time.monotonic() + 20
+        while not all(taskdir.read_status(d) for d in dirs):
+            assert time.monotonic() < deadline, [taskdir.read_status(d) for d in dirs]
+            time.sleep(0.02)
+        assert all(s is not None and s.ok for s in map(taskdir.read_status, dirs))
+    finally:
+        with contextlib.suppress(Exception):
+            hv.close()
+        conn.sock.close()
