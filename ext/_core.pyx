@@ -825,6 +825,7 @@ cdef int fs_parse(char *buf, ssize_t n, char **s, ss_fs_request_t *hdr) noexcept
 
 DEF _MAPS_CAP = 262144
 DEF _MAX_KEEP_PATHS = 8
+DEF _TLS_MARGIN = 65536
 
 
 cdef uint64_t parse_hex(const char **pp, const char *end) noexcept nogil:
@@ -891,17 +892,53 @@ cdef bint holds_any(MapLine *m, uint64_t *addrs, int n) noexcept nogil:
     return False
 
 
-cdef size_t fs_shrink_forks(uint64_t *keep, int nkeep, uint64_t *code,
+cdef bint overlaps_any(MapLine *m, uint64_t *lo, uint64_t *hi, int n) noexcept nogil:
+    cdef int i
+    for i in range(n):
+        if lo[i] < m.hi and m.lo < hi[i]:
+            return True
+    return False
+
+
+cdef size_t drop_around(MapLine *m, uint64_t *lo, uint64_t *hi, int n) noexcept nogil:
+    """MADV_DONTFORK the parts of anonymous mapping `m` outside the ranges [lo, hi):
+    the main thread's TLS shares one mapping with hundreds of KiB of the interpreter's
+    memory. Returns the bytes dropped."""
+    cdef uint64_t start = m.lo, stop
+    cdef size_t dropped = 0
+    cdef bint moved
+    cdef int i
+    while True:
+        moved = True
+        while moved:  # inside a kept range: go past its end
+            moved = False
+            for i in range(n):
+                if lo[i] <= start < hi[i]:
+                    start = (hi[i] + 0xFFF) & ~<uint64_t>0xFFF
+                    moved = True
+        if start >= m.hi:
+            return dropped
+        stop = m.hi
+        for i in range(n):
+            if start < lo[i] < stop:
+                stop = lo[i] & ~<uint64_t>0xFFF
+        if stop > start and madvise(<void *>start, <size_t>(stop - start), MADV_DONTFORK) == 0:
+            dropped += <size_t>(stop - start)
+        start = stop if stop > start else start + 0x1000
+
+
+cdef size_t fs_shrink_forks(uint64_t *keep_lo, uint64_t *keep_hi, int nkeep, uint64_t *code,
                             int ncode) noexcept nogil:
     """MADV_DONTFORK every mapping a monitor never touches.
 
     A fork copies each mapping, and the page tables of private writable memory, and
     the monitor's exit tears them down again: the interpreter (libpython's code and
     data, its heap, the other libraries) is most of the fork server's memory and
-    nothing a monitor runs or reads. Kept: mappings holding an address of `keep`
-    (stack, request buffers, TLS), every mapping of a file that holds an address of
-    `code` (libc, the loader, this module) with the anonymous mapping right after
-    it (its .bss), and the kernel's ([vdso] ...). Returns the bytes left out of forks.
+    nothing a monitor runs or reads. Kept: the page-aligned ranges [keep_lo, keep_hi)
+    (stack, request buffers, TLS: of an anonymous mapping only they stay), every
+    mapping of a file that holds an address of `code` (libc, the loader, this
+    module) with the anonymous mapping right after it (its .bss), and the kernel's
+    ([stack], [vdso] ...). Returns the bytes left out of forks.
     """
     cdef char *buf = <char *>mmap(NULL, _MAPS_CAP, PROT_READ | PROT_WRITE,
                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
@@ -946,7 +983,7 @@ cdef size_t fs_shrink_forks(uint64_t *keep, int nkeep, uint64_t *code,
     while p < end:
         if not parse_map_line(p, end, &m):
             break
-        keep_it = holds_any(&m, keep, nkeep)
+        keep_it = overlaps_any(&m, keep_lo, keep_hi, nkeep)
         if m.path != NULL:
             for i in range(nkept):
                 if m.path_len == kept_len[i] and memcmp(m.path, kept[i], m.path_len) == 0:
@@ -955,6 +992,8 @@ cdef size_t fs_shrink_forks(uint64_t *keep, int nkeep, uint64_t *code,
                 keep_it = True  # [stack], [vdso], [vvar]: the kernel's own
         elif prev_kept and prev_hi == m.lo:
             keep_it = True  # the .bss that follows a kept file's data
+        elif keep_it and m.private_writable:
+            dropped += drop_around(&m, keep_lo, keep_hi, nkeep)
         if not keep_it:
             if madvise(<void *>m.lo, <size_t>(m.hi - m.lo), MADV_DONTFORK) == 0:
                 dropped += <size_t>(m.hi - m.lo)
@@ -977,8 +1016,10 @@ cdef void fs_loop(int sock) noexcept nogil:
     cdef ssize_t n
     cdef int sfd, sig, st, rc
     cdef pid_t pid
-    cdef uint64_t keep[5]
+    cdef uint64_t keep_lo[5]
+    cdef uint64_t keep_hi[5]
     cdef uint64_t code[3]
+    cdef uint64_t tls
 
     # Clean slate: no inherited handlers or fds, SIGCHLD only through the signalfd.
     memset(&sa, 0, sizeof(sa))
@@ -1004,15 +1045,24 @@ cdef void fs_loop(int sock) noexcept nogil:
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
     if sfd < 0 or <void *>buf == MAP_FAILED or <void *>strs == MAP_FAILED:
         _exit(70)
-    keep[0] = <uint64_t>&sig  # the stack
-    keep[1] = <uint64_t>buf
-    keep[2] = <uint64_t>strs
-    keep[3] = <uint64_t>ss_errno_address()
-    keep[4] = <uint64_t>ss_thread_address()
+    keep_lo[0] = <uint64_t>&sig  # the stack (kept whole: [stack])
+    keep_hi[0] = keep_lo[0] + 1
+    keep_lo[1] = <uint64_t>buf
+    keep_hi[1] = keep_lo[1] + _FS_REQUEST_MAX
+    keep_lo[2] = <uint64_t>strs
+    keep_hi[2] = keep_lo[2] + ptr_len
+    # TLS: errno, and the thread descriptor with the static TLS blocks below it
+    # (x86-64), kept with a wide margin.
+    tls = <uint64_t>ss_errno_address() & ~<uint64_t>0xFFF
+    keep_lo[3] = tls - _TLS_MARGIN
+    keep_hi[3] = tls + _TLS_MARGIN
+    tls = <uint64_t>ss_thread_address() & ~<uint64_t>0xFFF
+    keep_lo[4] = tls - _TLS_MARGIN
+    keep_hi[4] = tls + _TLS_MARGIN
     code[0] = <uint64_t>ss_libc_code()
     code[1] = <uint64_t>ss_ldso_code()
     code[2] = <uint64_t><void *>fs_shrink_forks
-    fs_shrink_forks(keep, 5, code, 3)
+    fs_shrink_forks(keep_lo, keep_hi, 5, code, 3)
 
     fds[0].fd = sock
     fds[0].events = POLLIN
