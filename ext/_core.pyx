@@ -616,9 +616,26 @@ cdef bint wait_task(pid_t pid, int *st, sigset_t *chld, long sec, long nsec) noe
             return False
 
 
+cdef void close_all_but(int a, int b) noexcept nogil:
+    """Close every descriptor from 3 up except `a` and `b` (-1: none)."""
+    cdef int lo = 3, first = a, second = b
+    if first > second:
+        first, second = second, first
+    if first >= lo:
+        if first > lo:
+            close_range(<unsigned int>lo, <unsigned int>(first - 1), 0)
+        lo = first + 1
+    if second >= lo:
+        if second > lo:
+            close_range(<unsigned int>lo, <unsigned int>(second - 1), 0)
+        lo = second + 1
+    close_range(<unsigned int>lo, <unsigned int>0xFFFFFFFF, 0)
+
+
 cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t req_len,
-                      void *ptr_buf, size_t ptr_len) noexcept nogil:
-    """The monitor, from fork to _exit. `s` holds the parsed request strings."""
+                      void *ptr_buf, size_t ptr_len, int devnull, int report_sock) noexcept nogil:
+    """The monitor, from fork to _exit. `s` holds the parsed request strings;
+    `devnull` and `report_sock` come open from the fork server (-1: open our own)."""
     cdef const char *key = s[0]
     cdef const char *task_dir = s[2]
     cdef const char *cwd = s[3]
@@ -639,7 +656,7 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
     cdef void *semmap = NULL
 
     setsid()
-    close_range(3, <unsigned int>0xFFFFFFFF, 0)
+    close_all_but(devnull, report_sock)
     set_title("ss-monitor", s[1], True)
     me = getpid()
 
@@ -653,10 +670,12 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
     memset(&addr, 0, sizeof(addr))
     addr.sun_family = AF_UNIX
     memcpy(addr.sun_path, report_path, strnlen(report_path, sizeof(addr.sun_path) - 1))
-    sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)
-    tv.tv_sec = 1
-    tv.tv_usec = 0
-    setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv))
+    sock = report_sock
+    if sock < 0:
+        sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)
+        tv.tv_sec = 1
+        tv.tv_usec = 0
+        setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv))
 
     memset(&a, 0, sizeof(a))
     a.fd_in = a.fd_out = a.fd_err = -1
@@ -682,7 +701,7 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
         if a.fd_err < 0:
             step, err = STEP_OPEN_STDERR, errno
     if step == STEP_NONE:
-        a.fd_in = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        a.fd_in = devnull if devnull >= 0 else open("/dev/null", O_RDONLY | O_CLOEXEC)
         if a.fd_in < 0:
             step, err = STEP_OPEN_DEVNULL, errno
     if step == STEP_NONE and (flags & 1) and sem_path[0] != 0:
@@ -1016,6 +1035,8 @@ cdef void fs_loop(int sock) noexcept nogil:
     cdef ssize_t n
     cdef int sfd, sig, st, rc
     cdef pid_t pid
+    cdef int devnull, report_sock
+    cdef timeval tv
     cdef uint64_t keep_lo[5]
     cdef uint64_t keep_hi[5]
     cdef uint64_t code[3]
@@ -1045,6 +1066,14 @@ cdef void fs_loop(int sock) noexcept nogil:
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
     if sfd < 0 or <void *>buf == MAP_FAILED or <void *>strs == MAP_FAILED:
         _exit(70)
+    # Opened once, inherited by every monitor: two syscalls and a socket less per task.
+    # One datagram socket shared by all monitors is fine: each report is one sendto.
+    devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+    report_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)
+    if report_sock >= 0:
+        tv.tv_sec = 1
+        tv.tv_usec = 0
+        setsockopt(report_sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv))
     keep_lo[0] = <uint64_t>&sig  # the stack (kept whole: [stack])
     keep_hi[0] = keep_lo[0] + 1
     keep_lo[1] = <uint64_t>buf
@@ -1099,7 +1128,8 @@ cdef void fs_loop(int sock) noexcept nogil:
                 continue
             pid = fork()
             if pid == 0:
-                run_monitor(strs, <int>hdr.argc, hdr.flags, buf, _FS_REQUEST_MAX, strs, ptr_len)
+                run_monitor(strs, <int>hdr.argc, hdr.flags, buf, _FS_REQUEST_MAX, strs, ptr_len,
+                            devnull, report_sock)
                 _exit(0)
             if pid < 0:
                 fs_reply(sock, C_FS_FAILED, hdr.request_id, 0, errno, 0)
