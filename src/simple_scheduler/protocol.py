@@ -10,8 +10,10 @@ Frame layout (network byte order), struct format `>2sBBIQ`, 16 bytes of header:
     8       8     request id   set by the client; echoed in REPLY/ERROR; 0 on EVENT
     16      ...   payload      a UTF-8 JSON object
 
-Requests carry {"op": ..., ...}; a REPLY carries the result object, an ERROR carries
-{"type": ..., "message": ...}. Events ({"kind": "started" | "exited" | "lost", ...}) go
+Requests carry {"op": ..., ...}: spawn {spec, start}, start {key}, kill {key, grace},
+list, release {key} or {keys: [...]}, subscribe, ping. A REPLY carries the result
+object, an ERROR carries {"type": ..., "message": ...}. Events ({"kind": "started" |
+"exited" | "lost", ...}; an "exited" with "pid" stands for a start nobody announced) go
 to connections that sent {"op": "subscribe"}. A malformed frame (bad magic, version,
 size, or payload) is a ProtocolError and closes that connection only.
 
