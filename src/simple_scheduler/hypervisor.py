@@ -683,12 +683,13 @@ class Hypervisor:
         attempt): mkdir the parent, then the directory, two syscalls. A directory that
         already exists (re-sent spawn after a reconnect) is cleared of stale state.
         """
+        parent = os.path.dirname(task_dir)
         try:
-            os.mkdir(os.path.dirname(task_dir))
+            os.mkdir(parent)
         except FileExistsError:
             pass
         except FileNotFoundError:
-            os.makedirs(os.path.dirname(task_dir), exist_ok=True)
+            os.makedirs(parent, exist_ok=True)
         try:
             os.mkdir(task_dir)
         except FileExistsError:
@@ -920,10 +921,8 @@ class Hypervisor:
     def _exited(self, ex: Execution, status: ExitStatus, *, announce_pid: bool = False) -> None:
         ex.state, ex.status = "exited", status
         self.unowned.discard(ex)
-        if announce_pid:
-            self._emit(Exited(ex.key, status, ex.pid, ex.pid_start))
-        else:
-            self._emit(Exited(ex.key, status))
+        pid, ticks = (ex.pid, ex.pid_start) if announce_pid else (None, None)
+        self._emit(Exited(ex.key, status, pid, ticks))
 
     def _settle(self, ex: Execution, reason: str) -> None:
         """The monitor is gone without a report: the status file decides exited vs lost."""

@@ -664,7 +664,8 @@ class Scheduler:
             if event.pid is not None:  # it ended before its start was announced
                 entry = self._by_key.get(event.key)
                 if entry is not None:
-                    entry[1].pid, entry[1].pid_start_time = event.pid, event.pid_start_time
+                    _, task = entry
+                    task.pid, task.pid_start_time = event.pid, event.pid_start_time
             touched = self._execution_ended(event.key, event.status, None)
         elif isinstance(event, Lost):
             touched = self._execution_ended(event.key, None, f"lost: {event.reason}", lost=True)
