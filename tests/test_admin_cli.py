@@ -10,12 +10,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from simple_scheduler import users
-from simple_scheduler.admin_cli import register
+from simple_scheduler.auth import users
+from simple_scheduler.auth.credentials import read_credential
+from simple_scheduler.auth.keys import load_keys
+from simple_scheduler.cli.admin import register
 from simple_scheduler.config import load_config
-from simple_scheduler.credentials import read_credential
-from simple_scheduler.db import Store
-from simple_scheduler.keys import load_keys
+from simple_scheduler.store.db import Store
 
 COMMANDS = (
     "create-user",

@@ -20,11 +20,17 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hypercorn.config import Config as HypercornConfig
 
 from simple_scheduler.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from simple_scheduler.scheduler import Scheduler
+    from simple_scheduler.store.db import Store
 
 log = logging.getLogger("simple_scheduler.server")
 
@@ -70,7 +76,7 @@ def _setup_logging(level: str) -> None:
 
 
 def _start_hypervisor(config: Config) -> None:
-    from simple_scheduler.hypervisor import ensure_hypervisor
+    from simple_scheduler.execution.launcher import ensure_hypervisor
 
     proc = ensure_hypervisor(str(config.hypervisor_socket_path), str(config.process_directory))
     if proc is None:
@@ -84,12 +90,11 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
 
     from simple_scheduler.api import Services, create_app
-    from simple_scheduler.auth import LoginThrottle
-    from simple_scheduler.db import Store
-    from simple_scheduler.keys import KeysError, ensure_keys
-    from simple_scheduler.migrate import MigrationError, migrate
-    from simple_scheduler.scheduler import Scheduler
-    from simple_scheduler.taskrun import server_environment
+    from simple_scheduler.auth.keys import KeysError, ensure_keys
+    from simple_scheduler.auth.sessions import LoginThrottle
+    from simple_scheduler.scheduler.spec import server_environment
+    from simple_scheduler.store.db import Store
+    from simple_scheduler.store.migrate import MigrationError, migrate
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -105,11 +110,11 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             )
         except (MigrationError, KeysError) as exc:
             raise StartError(str(exc)) from exc
-        scheduler = Scheduler.with_hypervisor(
+        scheduler = local_scheduler(
             store,
             str(config.hypervisor_socket_path),
-            relaunch=True,
             process_directory=config.process_directory,
+            relaunch=True,
             nb_of_workers=config.nb_of_workers,
             kill_grace=config.kill_grace_s,
             base_env=server_environment(),
@@ -135,6 +140,34 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("stopped")
+
+
+def local_scheduler(
+    store: Store,
+    socket_path: str,
+    *,
+    process_directory: Path | str,
+    nb_of_workers: int,
+    kill_grace: float = 5.0,
+    base_env: Mapping[str, str] | None = None,
+    relaunch: bool = False,
+) -> Scheduler:
+    """The usual set-up: a scheduler over the local hypervisor on `socket_path`.
+
+    With `relaunch`, a hypervisor found dead is started again (see `LocalExecution`).
+    """
+    from simple_scheduler.execution.local import LocalExecution
+    from simple_scheduler.scheduler import Scheduler
+
+    execution = LocalExecution(socket_path, str(process_directory), relaunch=relaunch)
+    return Scheduler(
+        store,
+        execution.connect,
+        files=execution.files,
+        nb_of_workers=nb_of_workers,
+        kill_grace=kill_grace,
+        base_env=base_env,
+    )
 
 
 def _hypercorn_config(config: Config) -> HypercornConfig:

@@ -12,8 +12,14 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from simple_scheduler import protocol
-from simple_scheduler.backend import BackendError, Event, TaskRecord, TaskSpec, Unreachable
+from simple_scheduler.execution import protocol
+from simple_scheduler.execution.backend import (
+    BackendError,
+    Event,
+    TaskRecord,
+    TaskSpec,
+    Unreachable,
+)
 
 #: Keys per release request: a flushed batch of any size in few frames, far below the
 #: protocol's payload limit.

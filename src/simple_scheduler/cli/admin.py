@@ -18,12 +18,12 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
-from simple_scheduler import users
+from simple_scheduler.auth import users
+from simple_scheduler.auth.credentials import create_credential
+from simple_scheduler.auth.keys import KeysError, generate_keys, load_public_key
 from simple_scheduler.config import Config, ConfigError, load_config
-from simple_scheduler.credentials import create_credential
-from simple_scheduler.db import Store
-from simple_scheduler.keys import KeysError, generate_keys, load_public_key
-from simple_scheduler.migrate import MigrationError, migrate, schema_version
+from simple_scheduler.store.db import Store
+from simple_scheduler.store.migrate import MigrationError, migrate, schema_version
 
 T = TypeVar("T")
 
