@@ -64,6 +64,9 @@ class Config:
     log_level: str = "INFO"
     #: bcrypt cost for new password hashes (2**rounds iterations; 12 is about 0.2 s).
     bcrypt_rounds: int = 12
+    #: A hypervisor with no server connected and no task running exits after this long
+    #: (0: never). A clean server stop with nothing running stops it at once.
+    hypervisor_idle_exit_s: float = 60.0
     #: The profile the values were read for.
     profile: str = DEFAULT_PROFILE
 
@@ -128,6 +131,7 @@ _KINDS: dict[str, tuple[type, Callable[[str], Any]]] = {
     "kill_grace_s": (float, float),
     "log_level": (str, str),
     "bcrypt_rounds": (int, _parse_int),
+    "hypervisor_idle_exit_s": (float, float),
 }
 
 _KIND_NAMES: dict[type, str] = {
@@ -145,6 +149,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "token_lifetime_s": (1, 366 * 24 * 3600),
     "kill_grace_s": (0.0, 3600.0),
     "bcrypt_rounds": (4, 31),
+    "hypervisor_idle_exit_s": (0.0, 366 * 24 * 3600.0),
 }
 
 assert set(_KINDS) == {f.name for f in fields(Config)} - {"profile"}

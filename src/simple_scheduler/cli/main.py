@@ -29,14 +29,25 @@ def run_server(
             dir_okay=False,
         ),
     ] = None,
+    create_admin: Annotated[
+        str | None,
+        typer.Option(
+            "--create-admin",
+            metavar="NAME",
+            help="Create this admin user when it does not exist yet (password from"
+            " $SIMPLE_SCHEDULER_ADMIN_PASSWORD, else asked); later runs just start.",
+        ),
+    ] = None,
 ) -> None:
     """Run the REST server: migrations, keys, the hypervisor, then serve until SIGTERM.
 
     Running tasks survive a stop or a crash of the server; the next start picks them up.
+    One server per data directory. A clean stop with no task running also stops the
+    hypervisor; one left with running tasks exits once they end and no server is back.
     """
     from simple_scheduler.server import run_server as run
 
-    raise typer.Exit(run(config))
+    raise typer.Exit(run(config, create_admin))
 
 
 @app.command(

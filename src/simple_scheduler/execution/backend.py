@@ -33,6 +33,9 @@ class TaskSpec:
     env: dict[str, str]
     task_dir: str
     cwd: str | None = None  #: None: the task directory itself
+    #: What a cluster backend asks its engine for (all optional): `walltime` (seconds),
+    #: `nodes`, `node_access_token`. The local backend runs on this machine and ignores it.
+    resources: dict[str, str] = field(default_factory=dict)
 
 
 #: A file to write into a task directory before the task starts: (name, text, executable).
@@ -166,6 +169,10 @@ class ExecutionBackend(Protocol):
         """Started / Exited / Lost, in order, for this subscriber (a short task may
         produce Exited only, with the pid Started would have carried)."""
         ...
+
+    async def detach(self) -> None:
+        """The server stops cleanly: the backend may let go of what it keeps for us once
+        nothing of ours runs (the local hypervisor exits). Running executions go on."""
 
     async def close(self) -> None:
         """Drop the connection; running executions keep running."""

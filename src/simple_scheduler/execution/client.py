@@ -173,6 +173,10 @@ class HypervisorClient:
                 raise item
             yield item
 
+    async def detach(self) -> None:
+        """Ask the hypervisor to stop once no client is connected and nothing runs."""
+        await self._request({"op": "stop_when_idle"})
+
     async def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()

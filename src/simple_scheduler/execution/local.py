@@ -11,7 +11,7 @@ import os
 
 from simple_scheduler.execution.backend import ExecutionBackend, Unreachable
 from simple_scheduler.execution.client import HypervisorClient
-from simple_scheduler.execution.launcher import launch_hypervisor
+from simple_scheduler.execution.launcher import DEFAULT_IDLE_EXIT_S, launch_hypervisor
 from simple_scheduler.execution.taskdir import LocalTaskFiles
 
 log = logging.getLogger("simple_scheduler.execution")
@@ -25,10 +25,18 @@ class LocalExecution:
     second hypervisor on the same socket refuses to start anyway.
     """
 
-    def __init__(self, socket_path: str, process_directory: str, *, relaunch: bool = False):
+    def __init__(
+        self,
+        socket_path: str,
+        process_directory: str,
+        *,
+        relaunch: bool = False,
+        idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
+    ):
         self.socket_path = socket_path
         self.process_directory = process_directory
         self.relaunch = relaunch
+        self.idle_exit_s = idle_exit_s
         self.files = LocalTaskFiles(process_directory)
         self._launched: int | None = None
 
@@ -40,7 +48,9 @@ class LocalExecution:
                 raise
             if self._launched is not None and _child_alive(self._launched):
                 raise  # the one we started is still starting: retry later
-            self._launched = launch_hypervisor(self.socket_path, self.process_directory)
+            self._launched = launch_hypervisor(
+                self.socket_path, self.process_directory, idle_exit_s=self.idle_exit_s
+            )
             log.warning(
                 "no hypervisor on %s: started one (pid %d)", self.socket_path, self._launched
             )

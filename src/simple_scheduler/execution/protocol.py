@@ -139,6 +139,7 @@ def spec_to_dict(spec: TaskSpec) -> dict[str, Any]:
         "env": spec.env,
         "task_dir": spec.task_dir,
         "cwd": spec.cwd,
+        "resources": spec.resources,
     }
 
 

@@ -114,8 +114,20 @@ def _bind_unix(path: str, kind: socket.SocketKind) -> socket.socket:
 class Hypervisor:
     """The loop and the state. `run()` is the process entry; tests may drive it too."""
 
-    def __init__(self, socket_path: str, process_directory: str, *, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        socket_path: str,
+        process_directory: str,
+        *,
+        fsync: bool = True,
+        idle_exit_s: float | None = None,
+    ) -> None:
         self.fsync = fsync  #: monitors fsync the status file (after their report)
+        #: Stop after this long with no client and no execution running (None: never).
+        self.idle_exit_s = idle_exit_s
+        #: A client stopping cleanly asked us to stop as soon as nothing runs.
+        self.stop_when_idle = False
+        self._idle_since = time.monotonic()
         self.socket_path = os.path.abspath(socket_path)
         self.report_path = self.socket_path + REPORT_SUFFIX
         if len(self.report_path.encode()) >= 108:
@@ -269,6 +281,25 @@ class Hypervisor:
             self.epoll.unregister(fd)
         conn.sock.close()
         self.dirty.discard(conn)
+        if not self.conns:
+            self._idle_since = time.monotonic()
+            self._check_idle()
+
+    def _check_idle(self) -> None:
+        """Stop when no client is connected, nothing runs, and either the last client
+        asked for it or `idle_exit_s` has passed. Executions that ended but were not
+        released stay in the journal (and their status files): the next hypervisor
+        reports them, so no outcome is lost."""
+        if self.conns or self.stopping:
+            return
+        if not self.stop_when_idle and (
+            self.idle_exit_s is None or time.monotonic() - self._idle_since < self.idle_exit_s
+        ):
+            return
+        if any(ex.state in ("spawned", "running") for ex in self.execs.values()):
+            return
+        log.info("no client and nothing running: stopping")
+        self.stopping = True
 
     def _conn_readable(self, conn: _Conn) -> None:
         try:
@@ -496,6 +527,11 @@ class Hypervisor:
     def op_ping(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
         return {"pid": os.getpid(), "executions": len(self.execs)}
 
+    def op_stop_when_idle(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
+        """The server stops cleanly: stop once it is gone and nothing runs."""
+        self.stop_when_idle = True
+        return {}
+
     _ops: ClassVar[dict[str, _Op]] = {
         "spawn": op_spawn,
         "start": op_start,
@@ -504,6 +540,7 @@ class Hypervisor:
         "release": op_release,
         "subscribe": op_subscribe,
         "ping": op_ping,
+        "stop_when_idle": op_stop_when_idle,
     }
 
     def _get(self, key: Any) -> Execution:
@@ -703,6 +740,7 @@ class Hypervisor:
 
     def _check_liveness(self) -> None:
         self._later(LIVENESS_INTERVAL, self._check_liveness)
+        self._check_idle()
         for ex in list(self.unowned):
             if ex.state not in ("spawned", "running"):
                 self.unowned.discard(ex)

@@ -24,9 +24,11 @@ EXIT_ALREADY_RUNNING = 3
 EXIT_USAGE = 2
 
 
-def run(socket_path: str, process_directory: str, *, fsync: bool = True) -> None:
-    """Serve until SIGTERM or SIGINT; monitors (and so tasks) keep running after."""
-    hv = Hypervisor(socket_path, process_directory, fsync=fsync)
+def run(args: HypervisorArgs) -> None:
+    """Serve until SIGTERM or SIGINT, or idle (see `Hypervisor._check_idle`); monitors
+    (and so tasks) keep running after."""
+    idle = args.idle_exit_s if args.idle_exit_s > 0 else None
+    hv = Hypervisor(args.socket, args.process_directory, fsync=args.fsync, idle_exit_s=idle)
     # Monitors inherit this working directory: keep them where their tasks live.
     os.chdir(hv.process_directory)
     with contextlib.suppress(OSError):
@@ -51,7 +53,7 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     logging.basicConfig(level=logging.INFO, format="%(asctime)s hypervisor %(message)s")
     try:
-        run(args.socket, args.process_directory, fsync=args.fsync)
+        run(args)
     except AlreadyRunning as exc:
         print(f"simple-scheduler hypervisor: {exc}", file=sys.stderr)
         return EXIT_ALREADY_RUNNING

@@ -256,8 +256,11 @@ class Scheduler:
         ]
         self._dispatch()
 
-    async def stop(self) -> None:
-        """Write what is pending and let go; running tasks keep running for the next start."""
+    async def stop(self, *, detach: bool = False) -> None:
+        """Write what is pending and let go; running tasks keep running for the next start.
+
+        `detach`: the server stops for good (a clean stop): the backend may let go of what
+        it keeps for us once nothing runs (see `ExecutionBackend.detach`)."""
         self._closing = True
         for job in self._jobs.values():
             for task in job.tasks:
@@ -272,6 +275,8 @@ class Scheduler:
             await _cancel(flusher)
         if self._backend is not None:
             with contextlib.suppress(Exception):
+                if detach:
+                    await self._backend.detach()
                 await self._backend.close()
 
     async def _connect(self) -> None:

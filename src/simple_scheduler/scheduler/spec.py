@@ -122,8 +122,23 @@ def build_spec(
         env=env,
         task_dir=task_dir,
         cwd=substitute(working_dir, lookup) if working_dir else None,
+        resources=_resources(spec),
     )
     return spec_, files
+
+
+def _resources(spec: Mapping[str, Any]) -> dict[str, str]:
+    """What a cluster backend asks for: walltime, nodes, NODE_ACCESS_TOKEN."""
+    out: dict[str, str] = {}
+    if spec.get("walltime"):
+        out["walltime"] = str(spec["walltime"])
+    nodes = spec.get("number_of_nodes") or 1
+    if nodes > 1:
+        out["nodes"] = str(nodes)
+    token = (spec.get("generic_information") or {}).get("NODE_ACCESS_TOKEN")
+    if token:
+        out["node_access_token"] = str(token)
+    return out
 
 
 def server_environment() -> dict[str, str]:
