@@ -68,7 +68,8 @@ def run_server(config_path: Path | None, create_admin: str | None = None) -> int
             log.info("created a new data directory at %s", config.data_dir)
         log.info("data directory %s; database %s", config.data_dir, config.database_url)
         lock = DataDirLock.acquire(config)  # held for the process's life
-        _start_hypervisor(config)  # before any thread exists in this process
+        if config.execution_backend == "local":
+            _start_hypervisor(config)  # before any thread exists in this process
     except (OSError, RuntimeError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return EXIT_START_FAILED
@@ -195,16 +196,19 @@ async def serve(
         except (MigrationError, KeysError) as exc:
             raise StartError(str(exc)) from exc
         await _ensure_admin(store, config, admin)
-        scheduler = local_scheduler(
-            store,
-            str(config.hypervisor_socket_path),
-            process_directory=config.process_directory,
-            relaunch=True,
-            idle_exit_s=config.hypervisor_idle_exit_s,
-            nb_of_workers=config.nb_of_workers,
-            kill_grace=config.kill_grace_s,
-            base_env=server_environment(),
-        )
+        if config.execution_backend == "slurm":
+            scheduler = slurm_scheduler(store, config, base_env=server_environment())
+        else:
+            scheduler = local_scheduler(
+                store,
+                str(config.hypervisor_socket_path),
+                process_directory=config.process_directory,
+                relaunch=True,
+                idle_exit_s=config.hypervisor_idle_exit_s,
+                nb_of_workers=config.nb_of_workers,
+                kill_grace=config.kill_grace_s,
+                base_env=server_environment(),
+            )
         await scheduler.start()
         services = Services(
             config=config, store=store, scheduler=scheduler, keys=keys, throttle=LoginThrottle()
@@ -281,6 +285,39 @@ async def _ensure_admin(store: Store, config: Config, admin: tuple[str, str] | N
             "no user can log in yet: run `simple-scheduler create-user NAME --admin` "
             "or start with --create-admin NAME"
         )
+
+
+def slurm_scheduler(
+    store: Store, config: Config, *, base_env: Mapping[str, str] | None = None
+) -> Scheduler:
+    """A scheduler whose tasks are Slurm jobs, on the shared process directory."""
+    import shlex
+
+    from simple_scheduler.config import token_partitions
+    from simple_scheduler.execution.slurm import SlurmBackend, SlurmSettings
+    from simple_scheduler.execution.taskdir import LocalTaskFiles
+    from simple_scheduler.scheduler import Scheduler
+
+    settings = SlurmSettings(
+        partition=config.slurm_partition or None,
+        account=config.slurm_account or None,
+        sbatch_options=tuple(shlex.split(config.slurm_sbatch_options)),
+        poll_interval_s=config.slurm_poll_interval_s,
+        token_partitions=token_partitions(config.slurm_node_access_token_partitions),
+    )
+    process_directory = str(config.process_directory)
+
+    async def connect() -> SlurmBackend:
+        return await SlurmBackend.connect(process_directory, settings)
+
+    return Scheduler(
+        store,
+        connect,
+        files=LocalTaskFiles(process_directory),
+        nb_of_workers=config.nb_of_workers,
+        kill_grace=config.kill_grace_s,
+        base_env=base_env,
+    )
 
 
 def _hypercorn_config(config: Config) -> HypercornConfig:

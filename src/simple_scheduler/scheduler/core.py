@@ -24,6 +24,7 @@ import contextlib
 import heapq
 import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -223,7 +224,8 @@ class Scheduler:
         self._backend: ExecutionBackend | None = None
         #: The executions' files (outputs, scripts, failed steps), through the seam.
         self.files = files
-        self.nb_of_workers = max(1, nb_of_workers)
+        #: 0: no limit of ours (a cluster backend leaves queuing to its engine).
+        self.nb_of_workers = nb_of_workers if nb_of_workers > 0 else sys.maxsize
         self.kill_grace = kill_grace
         self._base_env = dict(base_env or {})
         self._jobs: dict[int, LiveJob] = {}
