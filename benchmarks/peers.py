@@ -12,8 +12,9 @@ user's script would:
   (independent tasks only: it has no dependencies and no queue to submit to);
 - Slurm, when `sbatch` answers (`--start-slurm` runs `.ci/slurm-up.sh` first):
   `sbatch --wrap /bin/true` per task, a chain with `--dependency=afterok:PREV`,
-  submit-and-wait with `sbatch --wait`. Slurm schedules in 1 s ticks, so it runs smaller
-  cases (`--slurm-tasks/--slurm-chain/--slurm-jobs`); its figures are per task all the same.
+  submit-and-wait as `sbatch` then `squeue -j ID` every 50 ms (`sbatch --wait` polls every
+  2 s). Slurm schedules in 1 s ticks, so it runs smaller cases (`--slurm-tasks`,
+  `--slurm-chain`, `--slurm-jobs`); its figures are per task all the same.
 
 Cases: N independent `/bin/true` tasks (tasks/s, from before the first submit to all seen
 finished); a chain of C dependent tasks (ms per edge = that wall time / C: each edge is one
@@ -338,16 +339,26 @@ class SlurmPeer(Peer):
         return n, time.perf_counter() - start
 
     def one_task(self, k: int) -> tuple[list[float], list[float]]:
+        """Submit, then poll `squeue` every 50 ms as a script would (`sbatch --wait` polls
+        every 2 s, which would measure its own pause rather than Slurm)."""
         k, name = min(k, self.sizes[ONE_TASK]), self.new_name()
         out = self.sh(
             "for ((i = 0; i < $1; i++)); do s=$EPOCHREALTIME; "
-            f"sbatch --wait --parsable {self.sbatch} --wrap /bin/true >/dev/null || exit 1; "
-            'echo "$s $EPOCHREALTIME"; done',
+            f"id=$(sbatch --parsable {self.sbatch} --wrap /bin/true) || exit 1; "
+            "m=$EPOCHREALTIME; id=${id%%;*}; "
+            'while st=$(squeue -h -j "$id" -t all -o %T); [ "$st" != COMPLETED ]; do '
+            'case "$st" in PENDING|CONFIGURING|RUNNING|COMPLETING|"") sleep 0.05;; '
+            '*) echo "job $id: $st" >&2; exit 1;; esac; done; '
+            'echo "$s $m $EPOCHREALTIME"; done',
             str(k),
             name,
         )
-        total = [(float(e) - float(s)) * 1000 for s, e in (x.split() for x in out.splitlines())]
-        return total, []
+        total, submit = [], []
+        for line in out.splitlines():
+            s, m, e = (float(x) for x in line.split())
+            total.append((e - s) * 1000)
+            submit.append((m - s) * 1000)
+        return total, submit
 
     def close(self) -> None:
         for name in self.names:
