@@ -19,13 +19,19 @@ from simple_scheduler.workflow.context import Context, line_of, text_of
 from simple_scheduler.workflow.errors import Problem, WorkflowError, WorkflowTooLarge
 from simple_scheduler.workflow.limits import Limits
 from simple_scheduler.workflow.model import (
-    ON_TASK_ERROR,
+    DEFAULT_ON_TASK_ERROR,
     PRIORITIES,
     Job,
     Task,
 )
 from simple_scheduler.workflow.taskreader import TaskDraft, TaskReader
-from simple_scheduler.workflow.values import parse_bool, parse_choice, parse_duration, parse_int
+from simple_scheduler.workflow.values import (
+    parse_bool,
+    parse_choice,
+    parse_duration,
+    parse_int,
+    parse_policy,
+)
 from simple_scheduler.workflow.variables import Scope
 from simple_scheduler.workflow.xml import (
     check_depth,
@@ -304,8 +310,8 @@ class _JobReader:
             on_error = "cancelJob" if cancel else None
         result["on_task_error"] = ctx.convert(
             on_error,
-            "continueJobExecution",
-            lambda v: _job_policy(v),
+            DEFAULT_ON_TASK_ERROR,
+            lambda v: parse_policy(v) or DEFAULT_ON_TASK_ERROR,
             None,
             line,
         )
@@ -411,7 +417,3 @@ def _job_of(parent: etree._Element | None) -> etree._Element | None:
     root = parent.getparent()
     return root if root is not None and root.getparent() is None else None
 
-
-def _job_policy(text: str) -> str:
-    value = parse_choice(text, "onTaskError", (*ON_TASK_ERROR, "none"))
-    return "continueJobExecution" if value == "none" else value

@@ -16,14 +16,19 @@ from lxml import etree
 
 from simple_scheduler.workflow.context import Context, line_of, text_of
 from simple_scheduler.workflow.model import (
-    ON_TASK_ERROR,
     SCRIPT_LANGUAGES,
     Executable,
     NativeCommand,
     Script,
     Task,
 )
-from simple_scheduler.workflow.values import parse_bool, parse_choice, parse_duration, parse_int
+from simple_scheduler.workflow.values import (
+    parse_bool,
+    parse_choice,
+    parse_duration,
+    parse_int,
+    parse_policy,
+)
 from simple_scheduler.workflow.variables import Scope
 
 _EXECUTABLES = frozenset(("nativeExecutable", "scriptExecutable", "javaExecutable"))
@@ -42,14 +47,9 @@ _CONTROL_FLOW_ACTIONS = frozenset(("if", "replicate", "loop"))
 _BAD_NAME = re.compile(r"[/\x00-\x1f\x7f]")
 
 
-def _task_policy(text: str) -> str | None:
-    value = parse_choice(text, "onTaskError", (*ON_TASK_ERROR, "none"))
-    return None if value == "none" else value
-
-
 #: Task attribute -> (Task field or None when only validated, parser).
 _ATTRIBUTES: dict[str, tuple[str | None, Callable[[str], Any]]] = {
-    "onTaskError": ("on_task_error", _task_policy),
+    "onTaskError": ("on_task_error", parse_policy),
     "maxNumberOfExecution": (
         "max_number_of_execution",
         partial(parse_int, what="maxNumberOfExecution", minimum=1),
