@@ -13,7 +13,7 @@ from typing import Any
 
 from lxml import etree
 
-from simple_scheduler.workflow import graph
+from simple_scheduler.workflow import graph, values
 from simple_scheduler.workflow.archive import is_zip, read_single_xml
 from simple_scheduler.workflow.context import Context, line_of, text_of
 from simple_scheduler.workflow.errors import Problem, WorkflowError, WorkflowTooLarge
@@ -25,13 +25,7 @@ from simple_scheduler.workflow.model import (
     Task,
 )
 from simple_scheduler.workflow.taskreader import TaskDraft, TaskReader
-from simple_scheduler.workflow.values import (
-    parse_bool,
-    parse_choice,
-    parse_duration,
-    parse_int,
-    parse_policy,
-)
+from simple_scheduler.workflow.values import parse_bool, parse_choice, parse_duration, parse_int
 from simple_scheduler.workflow.variables import Scope
 from simple_scheduler.workflow.xml import (
     check_depth,
@@ -311,7 +305,7 @@ class _JobReader:
         result["on_task_error"] = ctx.convert(
             on_error,
             DEFAULT_ON_TASK_ERROR,
-            lambda v: parse_policy(v) or DEFAULT_ON_TASK_ERROR,
+            lambda v: values.parse_on_task_error(v) or DEFAULT_ON_TASK_ERROR,
             None,
             line,
         )

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from lxml import etree
 
+from simple_scheduler.workflow import values
 from simple_scheduler.workflow.context import Context, line_of, text_of
 from simple_scheduler.workflow.model import (
     SCRIPT_LANGUAGES,
@@ -22,13 +23,7 @@ from simple_scheduler.workflow.model import (
     Script,
     Task,
 )
-from simple_scheduler.workflow.values import (
-    parse_bool,
-    parse_choice,
-    parse_duration,
-    parse_int,
-    parse_policy,
-)
+from simple_scheduler.workflow.values import parse_bool, parse_choice, parse_duration, parse_int
 from simple_scheduler.workflow.variables import Scope
 
 _EXECUTABLES = frozenset(("nativeExecutable", "scriptExecutable", "javaExecutable"))
@@ -49,7 +44,7 @@ _BAD_NAME = re.compile(r"[/\x00-\x1f\x7f]")
 
 #: Task attribute -> (Task field or None when only validated, parser).
 _ATTRIBUTES: dict[str, tuple[str | None, Callable[[str], Any]]] = {
-    "onTaskError": ("on_task_error", parse_policy),
+    "onTaskError": ("on_task_error", values.parse_on_task_error),
     "maxNumberOfExecution": (
         "max_number_of_execution",
         partial(parse_int, what="maxNumberOfExecution", minimum=1),

@@ -65,7 +65,7 @@ def parse_choice(text: str, what: str, choices: tuple[str, ...]) -> str:
     raise ValueError(f"{what} must be one of {', '.join(choices)}; not {text!r}")
 
 
-def parse_policy(text: str) -> str | None:
+def parse_on_task_error(text: str) -> str | None:
     """An `onTaskError` value; None for "none": a task then inherits the job's policy,
     a job takes the default."""
     value = parse_choice(text, "onTaskError", (*ON_TASK_ERROR, "none"))
