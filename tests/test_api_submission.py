@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from apiutil import Api, api_fixture, running_api  # noqa: F401
-from conftest import Hypervisor
+from harness import Hypervisor
 from wfxml import job_xml
 
 from simple_scheduler.store.db import Store

@@ -69,7 +69,7 @@ def test_execution_transitions() -> None:
 
 def test_the_hypervisor_record_moves_through_the_table() -> None:
     ex = Execution("1.0.1", "/nonexistent")
-    assert ex.state == "spawned"
+    assert ex.record().state == "spawned"
     ex.move("running")
     ex.move("exited")
     with pytest.raises(IllegalTransition):
