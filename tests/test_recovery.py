@@ -140,11 +140,24 @@ def all_executions_ended(hv: Hypervisor, job_id: int) -> bool:
 NAMES = [f"t{i}" for i in range(6)] + ["last"]
 
 
-def test_web_process_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> None:
-    workflow = write_workflow(hypervisor.root, last_exit=7)
+def start_mid_run(hypervisor: Hypervisor, driver: Driver, last_exit: int = 0) -> int:
+    """Submit the workflow through the driver; return once its first two tasks run."""
+    workflow = write_workflow(hypervisor.root, last_exit=last_exit)
     job_id = driver.start(workflow)
     assert job_id is not None
     wait_running(driver.db, job_id, 2)
+    return job_id
+
+
+def assert_finished_once(hypervisor: Hypervisor, driver: Driver, job_id: int) -> None:
+    """The job ended FINISHED and every task ran exactly once."""
+    wait_finished(driver.db, job_id)
+    assert job_status(driver.db, job_id) == "FINISHED"
+    assert_ran_exactly_once(hypervisor.root, NAMES)
+
+
+def test_web_process_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> None:
+    job_id = start_mid_run(hypervisor, driver, last_exit=7)
     ended = len(status_files(hypervisor, job_id))
     driver.kill()
     wait_for(
@@ -153,18 +166,13 @@ def test_web_process_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> N
         "an execution to end while the web process is down",
     )
     driver.start()
-    wait_finished(driver.db, job_id)
-    assert job_status(driver.db, job_id) == "FINISHED"
-    assert_ran_exactly_once(hypervisor.root, NAMES)
+    assert_finished_once(hypervisor, driver, job_id)
     rows = dict(query(driver.db, "SELECT name, exit_code FROM tasks WHERE job_id = ?", job_id))
     assert rows == {**dict.fromkeys(NAMES[:-1], 0), "last": 7}
 
 
 def test_hypervisor_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> None:
-    workflow = write_workflow(hypervisor.root)
-    job_id = driver.start(workflow)
-    assert job_id is not None
-    wait_running(driver.db, job_id, 2)
+    job_id = start_mid_run(hypervisor, driver)
     hypervisor.kill()
     wait_for(
         lambda: "lost the backend connection" in driver.log.read_text(),
@@ -172,18 +180,13 @@ def test_hypervisor_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> No
         "the scheduler to notice the hypervisor is gone",
     )
     hypervisor.start()
-    wait_finished(driver.db, job_id)
-    assert job_status(driver.db, job_id) == "FINISHED"
-    assert_ran_exactly_once(hypervisor.root, NAMES)
+    assert_finished_once(hypervisor, driver, job_id)
     statuses = {s for (s,) in query(driver.db, "SELECT status FROM tasks WHERE job_id = ?", job_id)}
     assert statuses == {"FINISHED"}
 
 
 def test_both_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> None:
-    workflow = write_workflow(hypervisor.root)
-    job_id = driver.start(workflow)
-    assert job_id is not None
-    wait_running(driver.db, job_id, 2)
+    job_id = start_mid_run(hypervisor, driver)
     driver.kill()
     hypervisor.kill()
     wait_for(
@@ -193,9 +196,7 @@ def test_both_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> None:
     )
     hypervisor.start()
     driver.start()
-    wait_finished(driver.db, job_id)
-    assert job_status(driver.db, job_id) == "FINISHED"
-    assert_ran_exactly_once(hypervisor.root, NAMES)
+    assert_finished_once(hypervisor, driver, job_id)
     codes = {c for (c,) in query(driver.db, "SELECT exit_code FROM tasks WHERE job_id = ?", job_id)}
     assert codes == {0}
 
