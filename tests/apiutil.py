@@ -6,7 +6,6 @@ with a hypervisor started by the conftest fixture and a key pair made once per s
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import dataclasses
@@ -14,19 +13,18 @@ import functools
 import io
 import shutil
 import tempfile
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Hypervisor, make_scheduler
+from harness import Hypervisor, make_scheduler, wait_for_async
 from quart.typing import TestClientProtocol
 from werkzeug.datastructures import FileStorage
 
 from simple_scheduler.api import Services, create_app
-from simple_scheduler.api.app import SchedulerApp
+from simple_scheduler.api.context import SchedulerApp
 from simple_scheduler.auth import users
 from simple_scheduler.auth.keys import KeyPair, generate_keys, load_keys
 from simple_scheduler.config import Config
@@ -123,28 +121,24 @@ class Api:
     ) -> dict[str, Any]:
         """Poll /info until the job reaches one of `statuses` (default: any terminal one)."""
         wanted = statuses or {s.value for s in JOB_TERMINAL}
-        deadline = time.monotonic() + timeout
-        while True:
+
+        async def reached() -> dict[str, Any] | None:
             response = await self.get(f"/rest/scheduler/jobs/{job_id}/info", user="root")
             info: dict[str, Any] = await response.get_json()
-            if info["status"] in wanted:
-                return info
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} is {info['status']}, wanted {wanted}")
-            await asyncio.sleep(0.02)
+            return info if info["status"] in wanted else None
+
+        return await wait_for_async(reached, timeout, f"job {job_id} to be one of {wanted}")
 
     async def wait_task(
         self, job_id: int, name: str, status: str, timeout: float = 20.0
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
+
+        async def reached() -> dict[str, Any] | None:
             response = await self.get(f"/rest/scheduler/jobs/{job_id}/tasks/{name}", user="root")
             state: dict[str, Any] = await response.get_json()
-            if state["taskInfo"]["taskStatus"] == status:
-                return state
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"task {name}: {state['taskInfo']}")
-            await asyncio.sleep(0.02)
+            return state if state["taskInfo"]["taskStatus"] == status else None
+
+        return await wait_for_async(reached, timeout, f"task {name} to be {status}")
 
 
 async def login(app: SchedulerApp, user: str, password: str | None = None) -> str:

@@ -1,118 +1,71 @@
-"""Shared fixtures: a real hypervisor process, a migrated SQLite file, a running scheduler.
+"""Shared fixtures: a short temporary folder, a real hypervisor process, a migrated SQLite
+file; and the session-end check that no process of this run survives it.
 
-Every process a test starts is found and killed at teardown, even when the test fails:
-the hypervisor runs with its working directory inside the test's own temporary folder,
-so its monitors and their tasks do too (or carry the run's token in their environment).
+The machinery (waiting, folders, the hypervisor class, finding processes) is in
+`harness.py`; this module only turns it into fixtures.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import tempfile
-import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import psutil
+import harness
 import pytest
-from exec_fixtures import kill_under
+from harness import TOKEN_VAR, Hypervisor
 
-from simple_scheduler.execution.launcher import HypervisorArgs
+from simple_scheduler.store.db import Store
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-TOKEN_VAR = "SIMPLE_SCHEDULER_TEST_RUN"
-
-
-def kill_everything_under(root: Path, token: str) -> None:
-    """SIGKILL every process of this test: cwd under `root`, or the token in its env
-    (a task run in a working directory elsewhere)."""
-    kill_under(os.path.realpath(root))
-    me = os.getpid()
-    for proc in psutil.process_iter(["pid"]):
-        if proc.pid == me:
-            continue
-        try:
-            mine = proc.environ().get(TOKEN_VAR) == token
-        except (psutil.Error, OSError):
-            continue
-        if mine:
-            with contextlib.suppress(psutil.Error, OSError):
-                proc.kill()
+# Every process this run starts inherits the run's token (unless a test gives it its own,
+# which starts with it): the session-end check finds them by it.
+os.environ[TOKEN_VAR] = harness.RUN_TOKEN
 
 
-class Hypervisor:
-    """A real `simple-scheduler hypervisor` process that a test may kill and restart."""
-
-    def __init__(self, root: Path, token: str) -> None:
-        self.root = root
-        self.token = token
-        self.socket_path = str(root / "hv.sock")
-        self.process_directory = root / "tasks"
-        self.process_directory.mkdir(exist_ok=True)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = dict(os.environ, **{TOKEN_VAR: self.token})
-        self.proc = subprocess.Popen(
-            HypervisorArgs(self.socket_path, str(self.process_directory)).command(),
-            cwd=self.root,
-            env=env,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hypervisor exited with {self.proc.returncode}")
-            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
-                s.connect(self.socket_path)
-                return
-            time.sleep(0.02)
-        raise RuntimeError("hypervisor did not listen in time")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        self.kill(signal.SIGKILL)
+@pytest.fixture(scope="session", autouse=True)
+def no_process_survives_the_run() -> Iterator[None]:
+    """Fail the run if a hypervisor, monitor or task it started is still alive at the end
+    (after every fixture's teardown, which should have ended them)."""
+    yield
+    with contextlib.suppress(AssertionError):
+        harness.wait_for(lambda: not harness.survivors(), 10, "this run's processes to end")
+    left = harness.survivors()
+    for line in left:  # ended here, so that the next run starts clean
+        with contextlib.suppress(OSError):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+    if left:
+        pytest.fail("processes of this test run survived it:\n" + "\n".join(left), pytrace=False)
 
 
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
-    """A short temporary folder (AF_UNIX socket paths are limited to 108 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="ss-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    """A short temporary folder (AF_UNIX socket paths are limited to 108 bytes); every
+    process working inside it is killed at teardown."""
+    with harness.short_tmp() as root:
+        yield root
 
 
 @pytest.fixture
 def run_token() -> str:
-    return uuid.uuid4().hex
+    return harness.new_token()
 
 
 @pytest.fixture
 def hypervisor(short_tmp: Path, run_token: str) -> Iterator[Hypervisor]:
+    """A running hypervisor; every process of the test is killed at teardown."""
     hv = Hypervisor(short_tmp, run_token)
     hv.start()
     try:
         yield hv
     finally:
-        hv.stop()
-        kill_everything_under(short_tmp, run_token)
+        hv.kill()
+        harness.kill_under(short_tmp, run_token)
 
 
 @pytest.fixture
-async def store(short_tmp: Path) -> AsyncIterator[object]:
-    from simple_scheduler.store.db import Store
+async def store(short_tmp: Path) -> AsyncIterator[Store]:
     from simple_scheduler.store.migrate import migrate
 
     db = await Store.open(f"sqlite+aiosqlite:///{short_tmp / 'db.sqlite'}")
@@ -121,16 +74,3 @@ async def store(short_tmp: Path) -> AsyncIterator[object]:
         yield db
     finally:
         await db.close()
-
-
-def make_scheduler(store: object, hv: Hypervisor, workers: int = 4, grace: float = 1.0) -> object:
-    from simple_scheduler.server import local_scheduler
-
-    return local_scheduler(
-        store,  # type: ignore[arg-type]
-        hv.socket_path,
-        process_directory=hv.process_directory,
-        nb_of_workers=workers,
-        kill_grace=grace,
-        base_env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), TOKEN_VAR: hv.token},
-    )

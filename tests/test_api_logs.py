@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
+from typing import Any
 
 from apiutil import Api, api_fixture  # noqa: F401
+from harness import wait_for_async
 from wfxml import job_xml
 
 
@@ -58,13 +58,12 @@ async def test_running_task_output_can_be_followed(api: Api) -> None:
     script = "echo first; while [ ! -e go ]; do sleep 0.05; done; echo second"
     job_id = await api.submit(job_xml([{"name": "A", "bash": script}]))
     path = f"/rest/scheduler/jobs/{job_id}/tasks/A/result/log/out"
-    deadline = time.monotonic() + 15
-    while True:
-        first = await api.get(path)
-        if await text(first) == "first\n":
-            break
-        assert time.monotonic() < deadline, "no output from the running task"
-        await asyncio.sleep(0.05)
+
+    async def first_line() -> Any:
+        response = await api.get(path)
+        return response if await text(response) == "first\n" else None
+
+    first = await wait_for_async(first_line, 15, "output from the running task")
     offset = first.headers["X-Next-Offset"]
     state = await (await api.get(f"/rest/scheduler/jobs/{job_id}/tasks/A")).get_json()
     assert state["taskInfo"]["taskStatus"] == "RUNNING"

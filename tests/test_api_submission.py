@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from apiutil import Api, api_fixture, running_api  # noqa: F401
-from conftest import Hypervisor
+from harness import Hypervisor
 from wfxml import job_xml
 
 from simple_scheduler.store.db import Store
@@ -158,15 +158,22 @@ async def one_worker_api(
         yield api
 
 
-async def test_raised_priority_overtakes_pending_jobs(api1: Api, short_tmp: Path) -> None:
-    api = api1
-    go = short_tmp / "go"
+async def queued_behind_a_blocker(api: Api, go: Path) -> tuple[int, int, int]:
+    """A job holding the one worker until `go` exists, then two short jobs queued behind
+    it, "earlier" first: (blocker, earlier, later)."""
     blocker = await api.submit(
         job_xml([{"name": "block", "bash": f"while [ ! -e {go} ]; do sleep 0.02; done"}])
     )
     await api.wait_task(blocker, "block", "RUNNING")
     earlier = await api.submit(job_xml([{"name": "t", "bash": "sleep 0.2"}], name="earlier"))
     later = await api.submit(job_xml([{"name": "t", "bash": "sleep 0.2"}], name="later"))
+    return blocker, earlier, later
+
+
+async def test_raised_priority_overtakes_pending_jobs(api1: Api, short_tmp: Path) -> None:
+    api = api1
+    go = short_tmp / "go"
+    blocker, earlier, later = await queued_behind_a_blocker(api, go)
     raised = await api.put(f"/rest/scheduler/jobs/{later}/priority/byname/HIGH", user="root")
     assert raised.status_code == 204, await raised.get_data(as_text=True)
     assert await raised.get_data() == b""
@@ -185,12 +192,7 @@ async def test_lowered_priority_lets_pending_jobs_pass(api1: Api, short_tmp: Pat
     """Lowering works too: the task's old, better-ranked heap entry is skipped."""
     api = api1
     go = short_tmp / "go"
-    blocker = await api.submit(
-        job_xml([{"name": "block", "bash": f"while [ ! -e {go} ]; do sleep 0.02; done"}])
-    )
-    await api.wait_task(blocker, "block", "RUNNING")
-    earlier = await api.submit(job_xml([{"name": "t", "bash": "sleep 0.2"}], name="earlier"))
-    later = await api.submit(job_xml([{"name": "t", "bash": "sleep 0.2"}], name="later"))
+    blocker, earlier, later = await queued_behind_a_blocker(api, go)
     lowered = await api.put(f"/rest/scheduler/jobs/{earlier}/priority/byname/lowest")
     assert lowered.status_code == 204
     go.touch()

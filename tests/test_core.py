@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -89,9 +88,9 @@ def test_killpg_signals_the_group() -> None:
             proc.wait()
 
 
-def test_fork_server_direct() -> None:
+def test_fork_server_direct(short_tmp: Path) -> None:
     """Drive the fork server over its socketpair, read the monitor's datagrams."""
-    root = os.path.realpath(tempfile.mkdtemp(prefix="ss-", dir="/tmp"))
+    root = str(short_tmp)
     report = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     report.bind(os.path.join(root, "r"))
     report.settimeout(10)
@@ -124,4 +123,3 @@ def test_fork_server_direct() -> None:
         server.close()  # EOF: the fork server exits
         report.close()
         assert server.process.returncode == 0
-        shutil.rmtree(root, ignore_errors=True)

@@ -15,12 +15,10 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,7 +28,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import TOKEN_VAR, kill_everything_under
+from harness import TOKEN_VAR, kill_under, new_token, short_tmp, wait_for
 from wfxml import job_xml
 
 pytestmark = pytest.mark.slow
@@ -91,15 +89,16 @@ class Server:
                 stdout=log,
                 stderr=log,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("server did not answer in time")
+                return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+            return False
+
+        wait_for(answers, 30, "the server to answer")
 
     def kill(self, sig: int = signal.SIGKILL) -> int | None:
         if self.proc is None:
@@ -118,18 +117,17 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    root = Path(tempfile.mkdtemp(prefix="ss-e2e-", dir="/tmp"))
-    token = uuid.uuid4().hex
-    srv = Server(root, token)
-    try:
-        srv.cli("create-user", "alice", "alice-pw")
-        srv.cli("create-user", "bob", "bob-pw")
-        srv.start()
-        yield srv
-    finally:
-        srv.kill()
-        kill_everything_under(root, token)
-        shutil.rmtree(root, ignore_errors=True)
+    token = new_token()
+    with short_tmp("e2e-") as root:
+        srv = Server(root, token)
+        try:
+            srv.cli("create-user", "alice", "alice-pw")
+            srv.cli("create-user", "bob", "bob-pw")
+            srv.start()
+            yield srv
+        finally:
+            srv.kill()
+            kill_under(root, token)
 
 
 def client(server: Server, user: str = "alice") -> httpx.Client:
@@ -144,22 +142,20 @@ def submit(c: httpx.Client, xml: bytes) -> int:
 
 
 def wait(c: httpx.Client, job_id: int, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def reached() -> dict[str, Any] | None:
         info: dict[str, Any] = c.get(f"/scheduler/jobs/{job_id}/info").json()
-        if info["status"] in statuses:
-            return info
-        assert time.monotonic() < deadline, info
-        time.sleep(0.05)
+        return info if info["status"] in statuses else None
+
+    return wait_for(reached, timeout, f"job {job_id} to be one of {statuses}")
 
 
 def wait_task(c: httpx.Client, job_id: int, name: str, status: str) -> None:
-    deadline = time.monotonic() + 30
-    while (
-        c.get(f"/scheduler/jobs/{job_id}/tasks/{name}").json()["taskInfo"]["taskStatus"] != status
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    def task_status() -> bool:
+        state = c.get(f"/scheduler/jobs/{job_id}/tasks/{name}").json()
+        return bool(state["taskInfo"]["taskStatus"] == status)
+
+    wait_for(task_status, 30, f"task {name} to be {status}")
 
 
 def test_diamond_runs_and_outputs_are_read(server: Server) -> None:

@@ -11,9 +11,17 @@ import socket
 import struct
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from exec_fixtures import HV, children_zombies, hv, short_tmp, wait_final, wait_started
+from harness import (
+    Hypervisor,
+    children_zombies,
+    wait_final,
+    wait_for,
+    wait_for_async,
+    wait_started,
+)
 
 from simple_scheduler.execution import protocol, taskdir
 from simple_scheduler.execution.backend import BackendError, Exited, Lost, Started
@@ -21,19 +29,17 @@ from simple_scheduler.execution.client import HypervisorClient
 from simple_scheduler.hypervisor.journal import LiveEntry, LiveJournal
 from simple_scheduler.hypervisor.records import Execution
 
-__all__ = ["hv", "short_tmp"]  # fixtures, imported for pytest
-
 
 def exited(event: object) -> Exited:
     assert isinstance(event, Exited), event
     return event
 
 
-def test_exit_codes_and_signals(hv: HV) -> None:
-    specs = [hv.spec(f"code{c}", ["sh", "-c", f"exit {c}"]) for c in (0, 1, 255)]
-    specs.append(hv.spec("kill9", ["sh", "-c", "kill -KILL $$"]))
-    specs.append(hv.spec("segv", ["sh", "-c", "kill -SEGV $$"]))
-    done = hv.run_tasks(specs)
+def test_exit_codes_and_signals(hypervisor: Hypervisor) -> None:
+    specs = [hypervisor.spec(f"code{c}", ["sh", "-c", f"exit {c}"]) for c in (0, 1, 255)]
+    specs.append(hypervisor.spec("kill9", ["sh", "-c", "kill -KILL $$"]))
+    specs.append(hypervisor.spec("segv", ["sh", "-c", "kill -SEGV $$"]))
+    done = hypervisor.run_tasks(specs)
     for code in (0, 1, 255):
         status = exited(done[f"code{code}"]).status
         assert (status.exit_code, status.signal, status.error) == (code, None, None)
@@ -48,15 +54,15 @@ def test_exit_codes_and_signals(hv: HV) -> None:
     assert taskdir.read_status(spec.task_dir) == exited(done["code1"]).status
 
 
-def test_outputs_large_and_binary(hv: HV) -> None:
+def test_outputs_large_and_binary(hypervisor: Hypervisor) -> None:
     big = 50 * 1024 * 1024
     blob = bytes(range(256)) * 4
     code = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 4); sys.stderr.write('err\\n')"
     specs = [
-        hv.spec("big", ["head", "-c", str(big), "/dev/zero"]),
-        hv.spec("bin", [sys.executable, "-c", code]),
+        hypervisor.spec("big", ["head", "-c", str(big), "/dev/zero"]),
+        hypervisor.spec("bin", [sys.executable, "-c", code]),
     ]
-    done = hv.run_tasks(specs)
+    done = hypervisor.run_tasks(specs)
     assert exited(done["big"]).status.ok and exited(done["bin"]).status.ok
     assert os.path.getsize(os.path.join(specs[0].task_dir, "stdout")) == big
     assert taskdir.read_output(specs[1].task_dir, "stdout") == blob
@@ -64,17 +70,17 @@ def test_outputs_large_and_binary(hv: HV) -> None:
     assert taskdir.read_output(specs[1].task_dir, "stdout", offset=1000) == blob[1000:]
 
 
-def test_argv_env_cwd_verbatim(hv: HV, short_tmp: str) -> None:
+def test_argv_env_cwd_verbatim(hypervisor: Hypervisor, short_tmp: Path) -> None:
     args = ["with space", "quote\"s'", "$HOME", "new\nline", "ünïcødé ✓", "", "--"]
     dump = "import json, os, sys; print(json.dumps([sys.argv[1:], dict(os.environ), os.getcwd()]))"
     workdir = os.path.join(short_tmp, "work dir")
     os.mkdir(workdir)
     env = {"FOO": "bar baz", "PATH": "/usr/bin:/bin", "EMPTY": ""}
     specs = [
-        hv.spec("argv", [sys.executable, "-c", dump, *args], env=env, cwd=workdir),
-        hv.spec("nocwd", [sys.executable, "-c", dump], env={}),
+        hypervisor.spec("argv", [sys.executable, "-c", dump, *args], env=env, cwd=workdir),
+        hypervisor.spec("nocwd", [sys.executable, "-c", dump], env={}),
     ]
-    done = hv.run_tasks(specs)
+    done = hypervisor.run_tasks(specs)
     assert exited(done["argv"]).status.ok, taskdir.read_output(specs[0].task_dir, "stderr")
     got_args, got_env, got_cwd = json.loads(taskdir.read_output(specs[0].task_dir, "stdout"))
     assert got_args == args
@@ -85,7 +91,7 @@ def test_argv_env_cwd_verbatim(hv: HV, short_tmp: str) -> None:
     assert set(env2) <= {"LC_CTYPE"}
 
 
-def test_exec_failures_are_could_not_start(hv: HV, short_tmp: str) -> None:
+def test_exec_failures_are_could_not_start(hypervisor: Hypervisor, short_tmp: Path) -> None:
     noexec = os.path.join(short_tmp, "noexec")
     with open(noexec, "w") as f:
         f.write("#!/bin/sh\necho hi\n")
@@ -95,14 +101,14 @@ def test_exec_failures_are_could_not_start(hv: HV, short_tmp: str) -> None:
         f.write(b"\x7fELF-not-really" + bytes(64))
     os.chmod(garbage, 0o755)
     specs = [
-        hv.spec("enoent", ["/nonexistent/command"]),
-        hv.spec("enoent_path", ["no-such-command-anywhere"]),
-        hv.spec("eacces", [noexec]),
-        hv.spec("enoexec", [garbage]),
-        hv.spec("badcwd", ["true"], cwd=os.path.join(short_tmp, "missing")),
-        hv.spec("ran", ["sh", "-c", "exit 127"]),
+        hypervisor.spec("enoent", ["/nonexistent/command"]),
+        hypervisor.spec("enoent_path", ["no-such-command-anywhere"]),
+        hypervisor.spec("eacces", [noexec]),
+        hypervisor.spec("enoexec", [garbage]),
+        hypervisor.spec("badcwd", ["true"], cwd=os.path.join(short_tmp, "missing")),
+        hypervisor.spec("ran", ["sh", "-c", "exit 127"]),
     ]
-    done = hv.run_tasks(specs)
+    done = hypervisor.run_tasks(specs)
     errors = {k: exited(e).status.error for k, e in done.items()}
     assert errors["enoent"] == "could not start: exec: No such file or directory"
     assert errors["enoent_path"] == "could not start: exec: No such file or directory"
@@ -114,16 +120,16 @@ def test_exec_failures_are_could_not_start(hv: HV, short_tmp: str) -> None:
     assert taskdir.read_status(specs[0].task_dir) == exited(done["enoent"]).status
 
 
-def test_output_file_failure(hv: HV) -> None:
-    spec = hv.spec("outdir", ["true"])
+def test_output_file_failure(hypervisor: Hypervisor) -> None:
+    spec = hypervisor.spec("outdir", ["true"])
     os.makedirs(os.path.join(spec.task_dir, "stdout"))
-    done = hv.run_tasks([spec])
+    done = hypervisor.run_tasks([spec])
     assert exited(done["outdir"]).status.error == "could not start: open stdout: Is a directory"
 
 
-def test_title_session_and_process_group(hv: HV) -> None:
+def test_title_session_and_process_group(hypervisor: Hypervisor) -> None:
     async def go(client: HypervisorClient) -> None:
-        await client.spawn(hv.spec("t", ["sleep", "600"], job_id=42, task="Build it"))
+        await client.spawn(hypervisor.spec("t", ["sleep", "600"], job_id=42, task="Build it"))
         started = (await wait_started(client, {"t"}))["t"]
         [record] = [r for r in await client.list() if r.key == "t"]
         monitor = int(record.extra["monitor_pid"])
@@ -142,7 +148,7 @@ def test_title_session_and_process_group(hv: HV) -> None:
         assert status.signal == signal.SIGTERM
         assert not await client.kill("t")
 
-    hv.run(go)
+    hypervisor.run(go)
 
 
 def group_members(pgid: int) -> list[int]:
@@ -159,31 +165,37 @@ def group_members(pgid: int) -> list[int]:
     return out
 
 
-def test_kill_leaves_no_process_behind(hv: HV) -> None:
+def test_kill_leaves_no_process_behind(hypervisor: Hypervisor) -> None:
     async def go(client: HypervisorClient) -> None:
-        await client.spawn(hv.spec("tree", ["bash", "-c", "sleep 600 & sleep 600"]))
+        await client.spawn(hypervisor.spec("tree", ["bash", "-c", "sleep 600 & sleep 600"]))
         pid = (await wait_started(client, {"tree"}))["tree"].pid
-        for _ in range(100):
-            if len(group_members(pid)) >= 3:
-                break
-            await asyncio.sleep(0.02)
+
+        async def members() -> list[int]:
+            return group_members(pid)
+
+        await wait_for_async(members, 5, "bash and its two sleeps")
         assert len(group_members(pid)) >= 3
         assert await client.kill("tree", grace=0.5)
         await wait_final(client, {"tree"})
-        for _ in range(100):
-            if not group_members(pid):
-                break
-            await asyncio.sleep(0.02)
+
+        async def none_left() -> bool:
+            return not group_members(pid)
+
+        await wait_for_async(none_left, 5, "the whole group to be gone")
         assert group_members(pid) == []
 
-    hv.run(go)
+    hypervisor.run(go)
 
 
-def test_spawn_without_start_then_start_or_cancel(hv: HV) -> None:
+def test_spawn_without_start_then_start_or_cancel(hypervisor: Hypervisor) -> None:
     async def go(client: HypervisorClient) -> None:
-        await client.spawn(hv.spec("later", ["sh", "-c", "echo ran"]), start=False)
-        await client.spawn(hv.spec("never", ["sh", "-c", "echo ran"]), start=False)
-        await asyncio.sleep(0.2)
+        await client.spawn(hypervisor.spec("later", ["sh", "-c", "echo ran"]), start=False)
+        await client.spawn(hypervisor.spec("never", ["sh", "-c", "echo ran"]), start=False)
+
+        async def monitors_up() -> bool:  # each waiting on its semaphore, not running
+            return all(r.extra["monitor_pid"] != "0" for r in await client.list())
+
+        await wait_for_async(monitors_up, 10, "both monitors forked")
         states = {r.key: r.state for r in await client.list()}
         assert states == {"later": "spawned", "never": "spawned"}
         await client.start("later")
@@ -191,11 +203,11 @@ def test_spawn_without_start_then_start_or_cancel(hv: HV) -> None:
         done = await wait_final(client, {"later", "never"})
         assert exited(done["later"]).status.ok
         assert exited(done["never"]).status.error == "could not start: cancelled before start"
-        later = hv.spec("later", [])
+        later = hypervisor.spec("later", [])
         assert taskdir.read_output(later.task_dir, "stdout") == b"ran\n"
-        assert taskdir.read_output(hv.spec("never", []).task_dir, "stdout") == b""
+        assert taskdir.read_output(hypervisor.spec("never", []).task_dir, "stdout") == b""
         with pytest.raises(BackendError, match="duplicate"):
-            await client.spawn(hv.spec("later", ["true"]))
+            await client.spawn(hypervisor.spec("later", ["true"]))
         with pytest.raises(BackendError, match="unknown"):
             await client.start("nope")
         await client.release("later")
@@ -204,17 +216,18 @@ def test_spawn_without_start_then_start_or_cancel(hv: HV) -> None:
         assert not [n for n in os.listdir("/dev/shm") if n.startswith("sem.ss-")
                     and n.endswith(("-later", "-never"))]
 
-    hv.run(go)
+    hypervisor.run(go)
 
 
-def test_many_spawns_no_zombie_no_fd_growth(hv: HV) -> None:
-    assert hv.proc is not None
-    hv_pid, fs_pid = hv.proc.pid, hv.fork_server_pid()
+def test_many_spawns_no_zombie_no_fd_growth(hypervisor: Hypervisor) -> None:
+    assert hypervisor.proc is not None
+    hv_pid, fs_pid = hypervisor.proc.pid, hypervisor.fork_server_pid()
 
     def fds() -> int:
         return len(os.listdir(f"/proc/{hv_pid}/fd"))
 
-    async def batch(client: HypervisorClient, prefix: str, n: int) -> None:
+    async def batch(client: HypervisorClient, prefix: str, n: int) -> int:
+        """Run `n` tasks; the hypervisor's open fds after, with this one connection."""
         sem = asyncio.Semaphore(50)
         futures: dict[str, asyncio.Future[None]] = {}
 
@@ -229,37 +242,39 @@ def test_many_spawns_no_zombie_no_fd_growth(hv: HV) -> None:
             async with sem:
                 key = f"{prefix}{i}"
                 futures[key] = asyncio.get_running_loop().create_future()
-                await client.spawn(hv.spec(key, ["true"]))
+                await client.spawn(hypervisor.spec(key, ["true"]))
                 await futures[key]
                 await client.release(key)
 
         await asyncio.gather(*(one(i) for i in range(n)))
         pump_task.cancel()
+        # Measured while connected: the fd of the one connection counts both times (the
+        # previous connection's EOF was read long before 500 round trips were answered).
+        return fds()
 
-    hv.run(lambda c: batch(c, "warm", 20))
-    time.sleep(0.3)  # let the hypervisor see the client's connection close
-    before = fds()
-    hv.run(lambda c: batch(c, "n", 500))
-    time.sleep(0.3)
-    assert fds() == before
+    before = hypervisor.run(lambda c: batch(c, "warm", 20))
+    after = hypervisor.run(lambda c: batch(c, "n", 500))
+    assert after == before
     assert children_zombies({hv_pid, fs_pid}) == []
-    assert hv.run(lambda c: c.list()) == []
+    assert hypervisor.run(lambda c: c.list()) == []
 
 
-def test_hypervisor_killed_restart_reports_exits(hv: HV) -> None:
+def test_hypervisor_killed_restart_reports_exits(hypervisor: Hypervisor) -> None:
     async def spawn_all(client: HypervisorClient) -> None:
-        await client.spawn(hv.spec("fast", ["sh", "-c", "sleep 0.5; exit 7"]))
-        await client.spawn(hv.spec("slow", ["sh", "-c", "sleep 2.5; exit 5"]))
-        await client.spawn(hv.spec("sig", ["sh", "-c", "sleep 0.5; kill -TERM $$"]))
+        await client.spawn(hypervisor.spec("fast", ["sh", "-c", "sleep 0.5; exit 7"]))
+        await client.spawn(hypervisor.spec("slow", ["sh", "-c", "sleep 2.5; exit 5"]))
+        await client.spawn(hypervisor.spec("sig", ["sh", "-c", "sleep 0.5; kill -TERM $$"]))
         await wait_started(client, {"fast", "slow", "sig"})
 
-    hv.run(spawn_all)
-    assert hv.proc is not None
-    fs_pid = hv.fork_server_pid()
-    hv.kill9()
-    time.sleep(1.2)  # "fast" and "sig" end while no hypervisor runs
+    hypervisor.run(spawn_all)
+    assert hypervisor.proc is not None
+    fs_pid = hypervisor.fork_server_pid()
+    hypervisor.kill()
+    ended = [hypervisor.spec(key, []).task_dir for key in ("fast", "sig")]
+    # "fast" and "sig" end while no hypervisor runs
+    wait_for(lambda: all(map(taskdir.read_status, ended)), 10, "fast and sig to end")
     assert not alive(fs_pid)  # the fork server saw EOF and exited; monitors did not
-    hv.start()
+    hypervisor.start()
 
     async def check(client: HypervisorClient) -> None:
         records = {r.key: r for r in await client.list()}
@@ -277,7 +292,7 @@ def test_hypervisor_killed_restart_reports_exits(hv: HV) -> None:
         for key in records:
             await client.release(key)
 
-    hv.run(check)
+    hypervisor.run(check)
 
 
 def alive(pid: int) -> bool:
@@ -288,9 +303,9 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_monitor_killed_is_lost(hv: HV) -> None:
+def test_monitor_killed_is_lost(hypervisor: Hypervisor) -> None:
     async def go(client: HypervisorClient) -> None:
-        await client.spawn(hv.spec("victim", ["sleep", "600"]))
+        await client.spawn(hypervisor.spec("victim", ["sleep", "600"]))
         started = (await wait_started(client, {"victim"}))["victim"]
         [record] = await client.list()
         os.kill(int(record.extra["monitor_pid"]), signal.SIGKILL)
@@ -301,21 +316,21 @@ def test_monitor_killed_is_lost(hv: HV) -> None:
         assert record.state == "lost"
         os.killpg(started.pid, signal.SIGKILL)
 
-    hv.run(go)
+    hypervisor.run(go)
 
 
-def test_pid_file_becomes_the_status_file(hv: HV) -> None:
-    spec = hv.spec("pidfile", ["sleep", "600"])
+def test_pid_file_becomes_the_status_file(hypervisor: Hypervisor) -> None:
+    spec = hypervisor.spec("pidfile", ["sleep", "600"])
 
     async def go(client: HypervisorClient) -> None:
         await client.spawn(spec)
         started = (await wait_started(client, {"pidfile"}))["pidfile"]
         [record] = await client.list()
-        info = taskdir.read_pid(spec.task_dir)
-        deadline = time.monotonic() + 10
-        while info is None and time.monotonic() < deadline:  # written just after STARTED
-            await asyncio.sleep(0.01)
-            info = taskdir.read_pid(spec.task_dir)
+
+        async def pid_file() -> taskdir.PidInfo | None:
+            return taskdir.read_pid(spec.task_dir)
+
+        info = await wait_for_async(pid_file, 10, "the pid file")  # written just after STARTED
         assert info == taskdir.PidInfo(started.pid, started.pid_start_time,
                                        int(record.extra["monitor_pid"]))
         assert sorted(os.listdir(spec.task_dir)) == ["pid", "stderr", "stdout"]
@@ -330,15 +345,15 @@ def test_pid_file_becomes_the_status_file(hv: HV) -> None:
             assert json.load(f)["pid"] == started.pid
         await client.release("pidfile")
 
-    hv.run(go)
+    hypervisor.run(go)
 
 
-def test_short_task_gets_one_exited_event_carrying_its_pid(hv: HV) -> None:
+def test_short_task_gets_one_exited_event_carrying_its_pid(hypervisor: Hypervisor) -> None:
     """A task that ends within the monitor's short wait is reported once: no STARTED,
     no pid file; the Exited event and the status file carry its pid. (A task slowed
     past the wait by load gets Started then a plain Exited: both shapes are checked,
     and `true` normally ends in a millisecond or two.)"""
-    specs = [hv.spec(f"quick{i}", ["true"]) for i in range(5)]
+    specs = [hypervisor.spec(f"quick{i}", ["true"]) for i in range(5)]
 
     async def go(client: HypervisorClient) -> list[list[object]]:
         runs = []
@@ -354,7 +369,7 @@ def test_short_task_gets_one_exited_event_carrying_its_pid(hv: HV) -> None:
         return runs
 
     short = 0
-    for spec, events in zip(specs, hv.run(go), strict=True):
+    for spec, events in zip(specs, hypervisor.run(go), strict=True):
         end = exited(events[-1])
         assert end.status.ok
         with open(os.path.join(spec.task_dir, "status")) as f:
@@ -371,30 +386,30 @@ def test_short_task_gets_one_exited_event_carrying_its_pid(hv: HV) -> None:
     assert short > 0
 
 
-def journal_lines(hv: HV) -> list[str]:
-    with open(os.path.join(hv.process_directory, ".live.journal")) as f:
+def journal_lines(hypervisor: Hypervisor) -> list[str]:
+    with open(os.path.join(hypervisor.process_directory, ".live.journal")) as f:
         return f.read().splitlines()
 
 
-def test_live_journal_no_file_per_task_and_compacted_at_restart(hv: HV) -> None:
+def test_live_journal_no_file_per_task_and_compacted_at_restart(hypervisor: Hypervisor) -> None:
     async def go(client: HypervisorClient) -> None:
-        await client.spawn(hv.spec("done", ["true"]))
-        await client.spawn(hv.spec("keep", ["sleep", "600"]))
+        await client.spawn(hypervisor.spec("done", ["true"]))
+        await client.spawn(hypervisor.spec("keep", ["sleep", "600"]))
         await wait_final(client, {"done"})
         await client.release("done")  # its reply goes out after the journal holds it
 
-    hv.run(go)
+    hypervisor.run(go)
     # Each execution is journaled as prepared (P) before its monitor exists, then
     # spawned (S) with the monitor's pid.
-    lines = [line.split()[:2] for line in journal_lines(hv)]
+    lines = [line.split()[:2] for line in journal_lines(hypervisor)]
     assert sorted(lines) == sorted(
         [["P", "done"], ["P", "keep"], ["S", "done"], ["S", "keep"], ["R", "done"]]
     )
     assert lines.index(["P", "keep"]) < lines.index(["S", "keep"])
-    hv.kill9()
-    hv.start()
-    [line] = journal_lines(hv)
-    assert line.startswith("S keep ") and line.endswith(hv.spec("keep", []).task_dir)
+    hypervisor.kill()
+    hypervisor.start()
+    [line] = journal_lines(hypervisor)
+    assert line.startswith("S keep ") and line.endswith(hypervisor.spec("keep", []).task_dir)
 
     async def check(client: HypervisorClient) -> None:
         [record] = await client.list()
@@ -403,13 +418,14 @@ def test_live_journal_no_file_per_task_and_compacted_at_restart(hv: HV) -> None:
         assert exited((await wait_final(client, {"keep"}))["keep"]).status.signal == 15
         await client.release("keep")
 
-    hv.run(check)
-    assert [line.split()[:2] for line in journal_lines(hv)] == [["S", "keep"], ["R", "keep"]]
+    hypervisor.run(check)
+    lines = [line.split()[:2] for line in journal_lines(hypervisor)]
+    assert lines == [["S", "keep"], ["R", "keep"]]
 
 
-def test_live_journal_replay(short_tmp: str) -> None:
+def test_live_journal_replay(short_tmp: Path) -> None:
     odd = os.path.join(short_tmp, "a b\\n\nc")  # spaces, a backslash, a newline
-    j = LiveJournal(short_tmp)
+    j = LiveJournal(str(short_tmp))
     j.compact([Execution("k1", odd, monitor_pid=10, monitor_start=11)])
     j.spawned(Execution("k2", "/t/2", monitor_pid=20, monitor_start=21, semaphore="/ss-x-k2"))
     j.spawned(Execution("k3", "/t/3", monitor_pid=30, monitor_start=31))
@@ -418,7 +434,7 @@ def test_live_journal_replay(short_tmp: str) -> None:
     j.close()
     with open(j.path, "ab") as f:
         f.write(b"bogus line\nS k4 40 41 - /t/4")  # a bad line, then a torn one
-    assert LiveJournal(short_tmp).replay() == {
+    assert LiveJournal(str(short_tmp)).replay() == {
         "k1": LiveEntry("k1", odd, 10, 11, None),
         "k2": LiveEntry("k2", "/t/2", 20, 21, "/ss-x-k2"),
     }
@@ -457,18 +473,18 @@ def ping(s: socket.socket) -> dict[str, object]:
         pytest.param(struct.pack(">2sBBIQ", b"SS", 1, 1, 5, 1) + b"[1]xx", id="not-an-object"),
     ],
 )
-def test_bad_frames_close_only_that_connection(hv: HV, payload: bytes) -> None:
-    bystander = raw_connect(hv.socket_path)
-    bad = raw_connect(hv.socket_path)
+def test_bad_frames_close_only_that_connection(hypervisor: Hypervisor, payload: bytes) -> None:
+    bystander = raw_connect(hypervisor.socket_path)
+    bad = raw_connect(hypervisor.socket_path)
     bad.sendall(payload)
     assert closed_by_peer(bad)
     assert ping(bystander)["executions"] == 0
     bystander.close()
 
 
-def test_truncated_frame_then_eof(hv: HV) -> None:
-    bystander = raw_connect(hv.socket_path)
-    bad = raw_connect(hv.socket_path)
+def test_truncated_frame_then_eof(hypervisor: Hypervisor) -> None:
+    bystander = raw_connect(hypervisor.socket_path)
+    bad = raw_connect(hypervisor.socket_path)
     frame = protocol.encode(protocol.REQUEST, 1, {"op": "ping"})
     bad.sendall(frame[:10])
     bad.shutdown(socket.SHUT_WR)
@@ -478,7 +494,7 @@ def test_truncated_frame_then_eof(hv: HV) -> None:
 
 
 def test_prepared_execution_without_a_monitor_is_lost_after_the_grace(
-    short_tmp: str, monkeypatch: pytest.MonkeyPatch
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A hypervisor that died between journaling and forking: nobody will report."""
     import simple_scheduler.hypervisor.loop as hvmod
@@ -494,8 +510,8 @@ def test_prepared_execution_without_a_monitor_is_lost_after_the_grace(
     hv = hvmod.Hypervisor(os.path.join(short_tmp, "h.sock"), os.path.join(short_tmp, "pd"))
     try:
         [ex] = hv.execs.values()
-        assert ex.state == "spawned" and ex in hv.unowned
-        time.sleep(0.01)
+        assert ex.record().state == "spawned" and ex in hv.unowned
+        wait_for(lambda: time.monotonic() > ex.grace_until, 5, "the grace to pass")
         hv._check_liveness()
         assert ex.state == "lost"
         assert ex.reason is not None and "never reported" in ex.reason
@@ -517,18 +533,18 @@ def _dir_flags(path: str) -> int | None:
         os.close(fd)
 
 
-def test_process_directory_is_marked_top_of_hierarchies(hv: HV) -> None:
+def test_process_directory_is_marked_top_of_hierarchies(hypervisor: Hypervisor) -> None:
     """chattr +T on the process directory (ext4 spreads job directories over block
     groups); where the file system has no flags, the hypervisor still starts."""
-    flags = _dir_flags(hv.process_directory)
+    flags = _dir_flags(str(hypervisor.process_directory))
     if flags is None:
-        assert not taskdir.mark_top_directory(hv.process_directory)
+        assert not taskdir.mark_top_directory(str(hypervisor.process_directory))
     else:
         assert flags & 0x00020000  # FS_TOPDIR_FL
-    assert not taskdir.mark_top_directory(os.path.join(hv.process_directory, "missing"))
+    assert not taskdir.mark_top_directory(os.path.join(hypervisor.process_directory, "missing"))
 
 
-def test_requests_sent_before_the_hypervisor_died_still_fork(short_tmp: str) -> None:
+def test_requests_sent_before_the_hypervisor_died_still_fork(short_tmp: Path) -> None:
     """Spawns journaled and sent to the fork server, then the hypervisor dies before
     reading a reply: the fork server forks every one of them anyway (its replies fail),
     so a successor finds monitors for its prepared entries, not silence."""
@@ -546,10 +562,7 @@ def test_requests_sent_before_the_hypervisor_died_still_fork(short_tmp: str) -> 
         with open(os.path.join(short_tmp, "pd", ".live.journal")) as f:
             assert sum(line.startswith("P ") for line in f) == 5
         hv.fork_server.sock.close()  # "dies": not one reply read
-        deadline = time.monotonic() + 20
-        while not all(taskdir.read_status(d) for d in dirs):
-            assert time.monotonic() < deadline, [taskdir.read_status(d) for d in dirs]
-            time.sleep(0.02)
+        wait_for(lambda: all(map(taskdir.read_status, dirs)), 20, "every task to end")
         assert all(s is not None and s.ok for s in map(taskdir.read_status, dirs))
     finally:
         with contextlib.suppress(Exception):

@@ -5,15 +5,13 @@ from __future__ import annotations
 import errno
 import os
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from exec_fixtures import short_tmp
 
 from simple_scheduler.execution import protocol
 from simple_scheduler.hypervisor import _core, loop, posix
-
-__all__ = ["short_tmp"]
 
 
 def test_errors_name_the_call() -> None:
@@ -74,7 +72,7 @@ class FakeForkServer:
         return out
 
 
-def test_spawn_fails_when_fork_fails(short_tmp: str) -> None:
+def test_spawn_fails_when_fork_fails(short_tmp: Path) -> None:
     hv = loop.Hypervisor(os.path.join(short_tmp, "h.sock"), os.path.join(short_tmp, "pd"))
     real = hv.fork_server
     try:

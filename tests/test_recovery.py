@@ -6,23 +6,30 @@ status, and every task runs exactly once (each appends its name to a shared log)
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
-from conftest import TOKEN_VAR, Hypervisor
+from harness import (
+    TOKEN_VAR,
+    Hypervisor,
+    is_zombie,
+    make_scheduler,
+    wait_for,
+    wait_for_async,
+)
 from wfxml import job_xml
 
 from simple_scheduler.execution.launcher import HypervisorArgs
+from simple_scheduler.store.db import Store
 
 DRIVER = Path(__file__).with_name("sched_driver.py")
 
@@ -34,6 +41,7 @@ class Driver:
         self.hv = hv
         self.db = hv.root / "db.sqlite"
         self.workers = workers
+        self.log = hv.root / "driver.log"
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, workflow: Path | None = None) -> int | None:
@@ -42,9 +50,10 @@ class Driver:
         if workflow is not None:
             args.append(str(workflow))
         env = dict(os.environ, **{TOKEN_VAR: self.hv.token})
-        self.proc = subprocess.Popen(
-            args, cwd=self.hv.root, env=env, stdout=subprocess.PIPE, text=True
-        )
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen(
+                args, cwd=self.hv.root, env=env, stdout=subprocess.PIPE, stderr=log, text=True
+            )
         assert self.proc.stdout is not None
         job_id = None
         for line in self.proc.stdout:
@@ -69,17 +78,9 @@ def driver(hypervisor: Hypervisor) -> Iterator[Driver]:
         d.kill()
 
 
-def query(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+def query(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db, timeout=10) as conn:
         return list(conn.execute(sql, args))
-
-
-def wait_until(check: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.05)
 
 
 def job_status(db: Path, job_id: int) -> str:
@@ -92,12 +93,14 @@ def running_with_pid(db: Path, job_id: int) -> int:
         "SELECT COUNT(*) FROM tasks WHERE job_id = ? AND status = 'RUNNING' AND pid IS NOT NULL",
         job_id,
     )
-    return int(rows[0][0])  # type: ignore[call-overload]
+    return int(rows[0][0])
 
 
 def write_workflow(root: Path, n: int = 6, seconds: float = 1.5, last_exit: int = 0) -> Path:
     log = root / "runs.log"
-    tasks = [{"name": f"t{i}", "bash": f"echo t{i} >> {log}; sleep {seconds}"} for i in range(n)]
+    tasks: list[dict[str, Any]] = [
+        {"name": f"t{i}", "bash": f"echo t{i} >> {log}; sleep {seconds}"} for i in range(n)
+    ]
     tasks.append(
         {
             "name": "last",
@@ -116,55 +119,84 @@ def assert_ran_exactly_once(root: Path, names: list[str]) -> None:
 
 
 def wait_finished(db: Path, job_id: int, timeout: float = 90.0) -> None:
-    wait_until(lambda: job_status(db, job_id) in ("FINISHED", "CANCELED", "KILLED"), timeout)
+    ended = ("FINISHED", "CANCELED", "KILLED")
+    wait_for(lambda: job_status(db, job_id) in ended, timeout, f"job {job_id} to end")
+
+
+def wait_running(db: Path, job_id: int, n: int) -> None:
+    wait_for(lambda: running_with_pid(db, job_id) == n, 60, f"{n} tasks running")
+
+
+def status_files(hv: Hypervisor, job_id: int) -> list[Path]:
+    """The status files of the job's executions: one per execution that has ended."""
+    return list(hv.process_directory.glob(f"{job_id}/*/*/status"))
+
+
+def all_executions_ended(hv: Hypervisor, job_id: int) -> bool:
+    dirs = [d for d in hv.process_directory.glob(f"{job_id}/*/*") if d.is_dir()]
+    return bool(dirs) and all((d / "status").exists() for d in dirs)
 
 
 NAMES = [f"t{i}" for i in range(6)] + ["last"]
 
 
-def test_web_process_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> None:
-    workflow = write_workflow(hypervisor.root, last_exit=7)
+def start_mid_run(hypervisor: Hypervisor, driver: Driver, last_exit: int = 0) -> int:
+    """Submit the workflow through the driver; return once its first two tasks run."""
+    workflow = write_workflow(hypervisor.root, last_exit=last_exit)
     job_id = driver.start(workflow)
     assert job_id is not None
-    wait_until(lambda: running_with_pid(driver.db, job_id) == 2)
-    driver.kill()
-    time.sleep(0.3)
-    driver.start()
+    wait_running(driver.db, job_id, 2)
+    return job_id
+
+
+def assert_finished_once(hypervisor: Hypervisor, driver: Driver, job_id: int) -> None:
+    """The job ended FINISHED and every task ran exactly once."""
     wait_finished(driver.db, job_id)
     assert job_status(driver.db, job_id) == "FINISHED"
     assert_ran_exactly_once(hypervisor.root, NAMES)
+
+
+def test_web_process_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> None:
+    job_id = start_mid_run(hypervisor, driver, last_exit=7)
+    ended = len(status_files(hypervisor, job_id))
+    driver.kill()
+    wait_for(
+        lambda: len(status_files(hypervisor, job_id)) > ended,
+        30,
+        "an execution to end while the web process is down",
+    )
+    driver.start()
+    assert_finished_once(hypervisor, driver, job_id)
     rows = dict(query(driver.db, "SELECT name, exit_code FROM tasks WHERE job_id = ?", job_id))
     assert rows == {**dict.fromkeys(NAMES[:-1], 0), "last": 7}
 
 
 def test_hypervisor_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> None:
-    workflow = write_workflow(hypervisor.root)
-    job_id = driver.start(workflow)
-    assert job_id is not None
-    wait_until(lambda: running_with_pid(driver.db, job_id) == 2)
+    job_id = start_mid_run(hypervisor, driver)
     hypervisor.kill()
-    time.sleep(0.5)
+    wait_for(
+        lambda: "lost the backend connection" in driver.log.read_text(),
+        30,
+        "the scheduler to notice the hypervisor is gone",
+    )
     hypervisor.start()
-    wait_finished(driver.db, job_id)
-    assert job_status(driver.db, job_id) == "FINISHED"
-    assert_ran_exactly_once(hypervisor.root, NAMES)
+    assert_finished_once(hypervisor, driver, job_id)
     statuses = {s for (s,) in query(driver.db, "SELECT status FROM tasks WHERE job_id = ?", job_id)}
     assert statuses == {"FINISHED"}
 
 
 def test_both_killed_mid_run(hypervisor: Hypervisor, driver: Driver) -> None:
-    workflow = write_workflow(hypervisor.root)
-    job_id = driver.start(workflow)
-    assert job_id is not None
-    wait_until(lambda: running_with_pid(driver.db, job_id) == 2)
+    job_id = start_mid_run(hypervisor, driver)
     driver.kill()
     hypervisor.kill()
-    time.sleep(2.0)  # the running tasks end while nobody is watching
+    wait_for(
+        lambda: all_executions_ended(hypervisor, job_id),
+        30,
+        "the running tasks to end while nobody is watching",
+    )
     hypervisor.start()
     driver.start()
-    wait_finished(driver.db, job_id)
-    assert job_status(driver.db, job_id) == "FINISHED"
-    assert_ran_exactly_once(hypervisor.root, NAMES)
+    assert_finished_once(hypervisor, driver, job_id)
     codes = {c for (c,) in query(driver.db, "SELECT exit_code FROM tasks WHERE job_id = ?", job_id)}
     assert codes == {0}
 
@@ -187,8 +219,8 @@ def test_monitor_killed_is_lost_and_handled_by_policy(
     path.write_bytes(job_xml([{"name": "victim", "native": ["sleep", "600"]}]))
     job_id = driver.start(path)
     assert job_id is not None
-    wait_until(lambda: running_with_pid(driver.db, job_id) == 1)
-    task_pid = int(query(driver.db, "SELECT pid FROM tasks WHERE job_id = ?", job_id)[0][0])  # type: ignore[call-overload]
+    wait_running(driver.db, job_id, 1)
+    task_pid = int(query(driver.db, "SELECT pid FROM tasks WHERE job_id = ?", job_id)[0][0])
     find_monitor(job_id, "victim").send_signal(signal.SIGKILL)
     wait_finished(driver.db, job_id, timeout=30)
     status, reason = query(driver.db, "SELECT status, reason FROM tasks WHERE job_id = ?", job_id)[
@@ -197,13 +229,7 @@ def test_monitor_killed_is_lost_and_handled_by_policy(
     assert status == "FAILED"
     assert "lost" in str(reason)
     # The orphaned task must not keep running: it would run twice on a retry.
-    wait_until(
-        lambda: (
-            not psutil.pid_exists(task_pid)
-            or psutil.Process(task_pid).status() == psutil.STATUS_ZOMBIE
-        ),
-        15,
-    )
+    wait_for(lambda: is_zombie(task_pid), 15, "the orphaned task to be killed")
 
 
 def test_a_second_hypervisor_on_the_same_socket_refuses_to_start(hypervisor: Hypervisor) -> None:
@@ -223,38 +249,24 @@ def test_a_second_hypervisor_on_the_same_socket_refuses_to_start(hypervisor: Hyp
 
 
 async def test_server_scheduler_relaunches_a_dead_hypervisor(
-    store: object, hypervisor: Hypervisor
+    store: Store, hypervisor: Hypervisor
 ) -> None:
     """Nobody restarts the hypervisor here: the scheduler (relaunch=True) must."""
-    from simple_scheduler.server import local_scheduler
     from simple_scheduler.store import jobstore
     from simple_scheduler.workflow import parse_workflow
 
-    s = local_scheduler(
-        store,  # type: ignore[arg-type]
-        hypervisor.socket_path,
-        process_directory=hypervisor.process_directory,
-        nb_of_workers=2,
-        kill_grace=1.0,
-        base_env={"PATH": os.environ["PATH"], TOKEN_VAR: hypervisor.token},
-        relaunch=True,
-    )
+    s = make_scheduler(store, hypervisor, workers=2, grace=1.0, relaunch=True)
     await s.start()
     try:
         xml = write_workflow(hypervisor.root, n=4, seconds=1.0).read_bytes()
         job_id = await s.submit(parse_workflow(xml), "alice", xml.decode())
-        deadline = time.monotonic() + 30
-        # Both first tasks running, as recorded (the store lags the scheduler a little).
-        while (
-            sum(
-                1
-                for r in await jobstore.list_tasks(s.store, job_id, 0, 10)
-                if r["status"] == "RUNNING" and r["pid"]
-            )
-            < 2
-        ):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+
+        async def both_running() -> bool:
+            # As recorded: the store lags the scheduler a little.
+            rows = await jobstore.list_tasks(s.store, job_id, 0, 10)
+            return sum(1 for r in rows if r["status"] == "RUNNING" and r["pid"]) >= 2
+
+        await wait_for_async(both_running, 30, "both first tasks running")
         hypervisor.kill()
         assert await s.wait_job(job_id, timeout=60) == "FINISHED"
         rows = await jobstore.list_tasks(s.store, job_id, 0, 10)
@@ -268,17 +280,18 @@ async def test_server_scheduler_relaunches_a_dead_hypervisor(
 async def test_monitor_dead_while_hypervisor_down_is_lost_and_its_task_killed(
     hypervisor: Hypervisor,
 ) -> None:
-    from simple_scheduler.execution.backend import TaskSpec
+    from simple_scheduler.execution.backend import TaskRecord, TaskSpec
     from simple_scheduler.execution.client import HypervisorClient
 
     client = await HypervisorClient.connect(hypervisor.socket_path)
     task_dir = str(hypervisor.process_directory / "9" / "0" / "1")
     spec = TaskSpec("9.0.1", 9, "orphan", ["sleep", "600"], {"PATH": os.environ["PATH"]}, task_dir)
     await client.spawn(spec)
-    deadline = time.monotonic() + 15
-    while not (records := [r for r in await client.list() if r.pid]):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+
+    async def started() -> list[TaskRecord]:
+        return [r for r in await client.list() if r.pid]
+
+    records = await wait_for_async(started, 15, "the task to start")
     task_pid = records[0].pid
     monitor_pid = int(records[0].extra["monitor_pid"])
     await client.close()
@@ -291,10 +304,6 @@ async def test_monitor_dead_while_hypervisor_down_is_lost_and_its_task_killed(
         assert record.key == "9.0.1" and record.state == "lost"
         assert record.reason is not None and "its task was killed" in record.reason
         assert task_pid is not None
-        wait_until(
-            lambda: not psutil.pid_exists(task_pid)
-            or psutil.Process(task_pid).status() == psutil.STATUS_ZOMBIE,
-            10,
-        )
+        wait_for(lambda: is_zombie(task_pid), 10, "the orphaned task to be killed")
     finally:
         await client.close()

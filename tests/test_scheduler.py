@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from conftest import Hypervisor, make_scheduler
+from harness import Hypervisor, make_scheduler, wait_for_async
 from wfxml import job_xml
 
 from simple_scheduler.errors import StateConflict
 from simple_scheduler.execution.taskdir import read_status
 from simple_scheduler.scheduler.core import Scheduler
 from simple_scheduler.store import jobstore
+from simple_scheduler.store.db import Store
 from simple_scheduler.workflow import parse_workflow
 
 
 @pytest.fixture
-async def sched(store: Any, hypervisor: Hypervisor) -> AsyncIterator[Scheduler]:
+async def sched(store: Store, hypervisor: Hypervisor) -> AsyncIterator[Scheduler]:
     s = make_scheduler(store, hypervisor, workers=4)
     assert isinstance(s, Scheduler)
     await s.start()
@@ -38,16 +38,6 @@ async def submit(s: Scheduler, xml: bytes, owner: str = "alice") -> int:
 async def tasks_by_name(s: Scheduler, job_id: int) -> dict[str, Any]:
     rows = await jobstore.list_tasks(s.store, job_id, 0, 100_000)
     return {r["name"]: r for r in rows}
-
-
-async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.02)
 
 
 def status_file(s: Scheduler, job_id: int, index: int, attempt: int = 1) -> dict[str, Any]:
@@ -105,7 +95,7 @@ async def test_fan_out_fan_in_of_1000_tasks(sched: Scheduler) -> None:
     assert sched.max_running_seen <= 4
 
 
-async def test_worker_limit_is_never_exceeded(store: Any, hypervisor: Hypervisor) -> None:
+async def test_worker_limit_is_never_exceeded(store: Store, hypervisor: Hypervisor) -> None:
     s = make_scheduler(store, hypervisor, workers=3)
     assert isinstance(s, Scheduler)
     await s.start()
@@ -163,7 +153,7 @@ async def test_suspend_task_policy_and_in_error_operations(sched: Scheduler) -> 
         job = await jobstore.get_job(sched.store, job_id)
         return job is not None and job["status"] == "IN_ERROR"
 
-    await wait_for(in_error)
+    await wait_for_async(in_error, 30, "in error")
     tasks = await tasks_by_name(sched, job_id)
     assert tasks["bad"]["status"] == "IN_ERROR"
     assert tasks["child"]["status"] == "SUBMITTED"
@@ -176,7 +166,7 @@ async def test_suspend_task_policy_and_in_error_operations(sched: Scheduler) -> 
         t = (await tasks_by_name(sched, job_id))["bad"]
         return bool(t["attempts"] == 2 and t["status"] == "IN_ERROR")
 
-    await wait_for(attempts_two)
+    await wait_for_async(attempts_two, 30, "attempts two")
     assert await sched.finish_in_error_task(job_id, "bad")
     assert await sched.wait_job(job_id) == "FINISHED"
     tasks = await tasks_by_name(sched, job_id)
@@ -192,7 +182,7 @@ async def test_pause_job_policy(sched: Scheduler) -> None:
         tasks = await tasks_by_name(sched, job_id)
         return bool(tasks["later"]["status"] == "PAUSED")
 
-    await wait_for(paused)
+    await wait_for_async(paused, 30, "paused")
     job = await jobstore.get_job(sched.store, job_id)
     assert job is not None and job["status"] == "PAUSED"
     tasks = await tasks_by_name(sched, job_id)
@@ -208,7 +198,7 @@ async def test_pause_job_policy(sched: Scheduler) -> None:
             and tasks["later"]["status"] == "FINISHED"
         )
 
-    await wait_for(in_error_job)
+    await wait_for_async(in_error_job, 30, "in error job")
     assert await sched.finish_in_error_task(job_id, "bad")
     assert await sched.wait_job(job_id) == "FINISHED"
 
@@ -247,29 +237,26 @@ async def test_walltime_kills_and_counts_as_error(sched: Scheduler) -> None:
     assert task["signal"] is not None
 
 
-async def test_pre_post_cleaning_order_on_success(sched: Scheduler) -> None:
-    spec = {
+def with_steps(pre: str) -> dict[str, str]:
+    """Task `t` with every step, each echoing its name; `pre` as given."""
+    return {
         "name": "t",
-        "pre": "echo pre",
+        "pre": pre,
         "bash": "echo main",
         "post": "echo post",
         "cleaning": "echo cleaning",
     }
-    job_id = await submit(sched, job_xml([spec]))
+
+
+async def test_pre_post_cleaning_order_on_success(sched: Scheduler) -> None:
+    job_id = await submit(sched, job_xml([with_steps("echo pre")]))
     assert await sched.wait_job(job_id) == "FINISHED"
     assert stdout(sched, job_id, 0) == "pre\nmain\npost\ncleaning\n"
     assert (await tasks_by_name(sched, job_id))["t"]["status"] == "FINISHED"
 
 
 async def test_pre_failure_skips_executable_and_post_but_runs_cleaning(sched: Scheduler) -> None:
-    spec = {
-        "name": "t",
-        "pre": "echo pre; exit 4",
-        "bash": "echo main",
-        "post": "echo post",
-        "cleaning": "echo cleaning",
-    }
-    job_id = await submit(sched, job_xml([spec]))
+    job_id = await submit(sched, job_xml([with_steps("echo pre; exit 4")]))
     assert await sched.wait_job(job_id) == "FINISHED"
     assert stdout(sched, job_id, 0) == "pre\ncleaning\n"
     task = (await tasks_by_name(sched, job_id))["t"]
@@ -315,7 +302,9 @@ def _processes_of(root: Path) -> list[psutil.Process]:
 
 
 async def test_kill_job_with_running_and_pending_tasks(sched: Scheduler) -> None:
-    tasks = [{"name": f"r{i}", "bash": "sleep 600 & sleep 600"} for i in range(3)]
+    tasks: list[dict[str, Any]] = [
+        {"name": f"r{i}", "bash": "sleep 600 & sleep 600"} for i in range(3)
+    ]
     tasks.append({"name": "after", "bash": "echo never", "depends": ["r0"]})
     tasks += [{"name": f"q{i}", "native": ["sleep", "600"]} for i in range(3)]
     job_id = await submit(sched, job_xml(tasks))
@@ -324,7 +313,7 @@ async def test_kill_job_with_running_and_pending_tasks(sched: Scheduler) -> None
         rows = await tasks_by_name(sched, job_id)
         return sum(1 for r in rows.values() if r["status"] == "RUNNING" and r["pid"]) >= 4
 
-    await wait_for(three_running)
+    await wait_for_async(three_running, 30, "three running")
     assert await sched.kill_job(job_id)
     assert await sched.wait_job(job_id) == "KILLED"
     rows = await tasks_by_name(sched, job_id)
@@ -352,10 +341,8 @@ async def test_pause_and_resume(sched: Scheduler) -> None:
     async def first_done() -> bool:
         return bool((await tasks_by_name(sched, job_id))["first"]["status"] == "FINISHED")
 
-    await wait_for(first_done)
-    import asyncio
-
-    await asyncio.sleep(0.3)
+    await wait_for_async(first_done, 30, "first to finish")
+    await sched.flush()  # everything its end caused is committed
     rows = await tasks_by_name(sched, job_id)
     assert rows["second"]["status"] == "PAUSED"  # released by its parent, held by the pause
     assert await sched.resume_job(job_id)
@@ -373,7 +360,7 @@ async def test_remove_job_deletes_rows_and_files(sched: Scheduler) -> None:
     assert not (Path(sched.files.directory(job_id, 0, 1)).parent.parent).exists()
 
 
-async def test_priority_orders_the_ready_queue(store: Any, hypervisor: Hypervisor) -> None:
+async def test_priority_orders_the_ready_queue(store: Store, hypervisor: Hypervisor) -> None:
     s = make_scheduler(store, hypervisor, workers=1)
     assert isinstance(s, Scheduler)
     await s.start()
@@ -391,7 +378,7 @@ async def test_priority_orders_the_ready_queue(store: Any, hypervisor: Hyperviso
 
 
 async def test_removing_a_running_job_keeps_its_slot_until_the_process_is_gone(
-    store: Any, hypervisor: Hypervisor
+    store: Store, hypervisor: Hypervisor
 ) -> None:
     s = make_scheduler(store, hypervisor, workers=1, grace=1.0)
     assert isinstance(s, Scheduler)
@@ -404,7 +391,7 @@ async def test_removing_a_running_job_keeps_its_slot_until_the_process_is_gone(
         async def started() -> bool:
             return bool((await tasks_by_name(s, first))["s"]["pid"])
 
-        await wait_for(started)
+        await wait_for_async(started, 30, "started")
         await s.remove_job(first)
         probe = "pgrep -f 'sleep 600.123' >/dev/null && echo alive || echo gone"
         second = await submit(s, job_xml([{"name": "p", "bash": probe}]))

@@ -46,7 +46,9 @@ def without_tasks(name: str, *tasks: str) -> bytes:
     """The file with some tasks removed, to check what the rest would do."""
     root = etree.fromstring(read(name), NO_COMMENTS)
     for task in [t for t in root.iter("{*}task") if t.get("name") in tasks]:
-        task.getparent().remove(task)
+        parent = task.getparent()
+        assert parent is not None
+        parent.remove(task)
     return etree.tostring(root)
 
 

@@ -41,7 +41,7 @@ def problems(data: bytes, limits: Limits = DEFAULT, **variables: str) -> list[Pr
 
 
 def one(data: bytes, **variables: str) -> Problem:
-    (problem,) = problems(data, **variables)
+    (problem,) = problems(data, DEFAULT, **variables)
     return problem
 
 

@@ -281,8 +281,8 @@ def test_zip_upload_holding_one_xml() -> None:
 
 def test_bytearray_and_memoryview_inputs() -> None:
     data = job_xml(bash("A"))
-    assert parse_workflow(bytearray(data)).name == "j"
-    assert parse_workflow(memoryview(data)).name == "j"
+    assert parse_workflow(bytearray(data)).name == "j"  # type: ignore[arg-type]
+    assert parse_workflow(memoryview(data)).name == "j"  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         parse_workflow(data.decode())  # type: ignore[arg-type]
 

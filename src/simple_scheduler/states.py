@@ -1,4 +1,9 @@
-"""Job and task statuses, with ProActive's names, and the one table of legal transitions.
+"""Every state machine of the scheduler, each as one table (h11's `_state.py` style).
+
+- Job and task statuses, with ProActive's names, and their legal transitions.
+- The named groups of statuses the code asks about (never an inline list elsewhere).
+- The job counters a task counts in, and the rule deriving a job's status from them.
+- An execution's states as the hypervisor (or any backend) tracks them.
 
 This module depends on nothing else in the package (supervisor's `states.py` rule), so
 everything may import it. An illegal transition is a bug in the caller: it raises.
@@ -6,7 +11,9 @@ everything may import it. An illegal transition is a bug in the caller: it raise
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import Literal
 
 
 class TaskStatus(StrEnum):
@@ -102,7 +109,100 @@ TASK_PENDING = frozenset({T.SUBMITTED, T.PENDING, T.PAUSED})
 TASK_ERROR = frozenset({T.IN_ERROR, T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE, T.FAILED, T.FAULTY})
 #: A parent in one of these lets its children run (continueJobExecution semantics).
 TASK_RELEASES_CHILDREN = frozenset({T.FINISHED, T.FAULTY, T.FAILED})
+#: Failed with executions left: a timer makes it PENDING again after the retry delay.
+TASK_WAITING_TO_RETRY = frozenset({T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE})
+#: What pausing a job moves to PAUSED: RUNNING tasks run on, IN_ERROR ones stay.
+TASK_PAUSABLE = frozenset({T.SUBMITTED, T.PENDING}) | TASK_WAITING_TO_RETRY
+#: Where a task that is neither running nor ended goes when its job is killed or
+#: cancelled. A RUNNING task is killed instead, and becomes ABORTED when it has exited.
+TASK_ON_JOB_END: dict[TaskStatus, TaskStatus] = {
+    T.SUBMITTED: T.NOT_STARTED,
+    T.PENDING: T.NOT_STARTED,
+    T.PAUSED: T.NOT_STARTED,
+    T.WAITING_ON_ERROR: T.NOT_RESTARTED,
+    T.WAITING_ON_FAILURE: T.NOT_RESTARTED,
+    T.IN_ERROR: T.NOT_RESTARTED,
+}
 JOB_TERMINAL = frozenset(s for s, targets in JOB_TRANSITIONS.items() if not targets)
+
+#: The job's task counters (ProActive's JobInfo numbers), kept exact by the scheduler and
+#: stored as columns of `jobs`.
+JOB_COUNTERS = (
+    "pending_tasks",
+    "running_tasks",
+    "finished_tasks",
+    "faulty_tasks",
+    "failed_tasks",
+    "in_error_tasks",
+)
+
+#: The counters a task in each status counts in, one row per status: a status change
+#: moves the task out of its old row's counters and into its new row's.
+TASK_COUNTERS: dict[TaskStatus, tuple[str, ...]] = {
+    T.SUBMITTED: ("pending_tasks",),
+    T.PENDING: ("pending_tasks",),
+    T.PAUSED: ("pending_tasks",),
+    T.RUNNING: ("running_tasks",),
+    T.WAITING_ON_ERROR: ("pending_tasks",),
+    T.WAITING_ON_FAILURE: ("pending_tasks",),
+    T.IN_ERROR: ("in_error_tasks",),
+    T.FINISHED: ("finished_tasks",),
+    T.FAULTY: ("finished_tasks", "faulty_tasks"),
+    T.FAILED: ("finished_tasks", "failed_tasks"),
+    T.ABORTED: ("finished_tasks",),
+    T.NOT_STARTED: ("finished_tasks",),
+    T.NOT_RESTARTED: ("finished_tasks",),
+    T.SKIPPED: ("finished_tasks",),
+}
+
+
+def count_tasks(statuses: Iterable[TaskStatus]) -> dict[str, int]:
+    """The job counters of tasks in `statuses` (a full recount; changes use the table)."""
+    counts = dict.fromkeys(JOB_COUNTERS, 0)
+    for status in statuses:
+        for name in TASK_COUNTERS[status]:
+            counts[name] += 1
+    return counts
+
+
+def job_status(
+    counters: Mapping[str, int], total: int, *, paused: bool, started: bool
+) -> JobStatus:
+    """ProActive's rule: a live job's status from its task counters.
+
+    `total` is its number of tasks, `paused` whether a user (or pauseJob) paused it,
+    `started` whether any of its tasks was ever dispatched. The first rule that holds wins.
+    Kill and cancel are decisions, not derived: they are set directly (`check_job`).
+    """
+    if counters["finished_tasks"] == total:
+        return J.FINISHED
+    if paused:
+        return J.PAUSED
+    if counters["in_error_tasks"] > 0:
+        return J.IN_ERROR
+    if counters["running_tasks"] > 0:
+        return J.RUNNING
+    if started:
+        return J.STALLED
+    return J.PENDING
+
+
+#: An execution (one attempt of one task) as its backend tracks it: spawned (prepared,
+#: maybe waiting to be released), running (its pid is known), exited (its status is
+#: known), lost (its monitor vanished without one). The strings travel on the wire.
+ExecutionState = Literal["spawned", "running", "exited", "lost"]
+
+EXECUTION_TRANSITIONS: dict[ExecutionState, frozenset[ExecutionState]] = {
+    # A short task may exit before its start is reported; a monitor may vanish any time.
+    "spawned": frozenset({"running", "exited", "lost"}),
+    "running": frozenset({"exited", "lost"}),
+    "exited": frozenset(),
+    "lost": frozenset(),
+}
+#: Not yet ended: a kill still has something to do.
+EXECUTION_ALIVE: frozenset[ExecutionState] = frozenset(
+    s for s, targets in EXECUTION_TRANSITIONS.items() if targets
+)
 
 
 class IllegalTransition(RuntimeError):
@@ -117,3 +217,8 @@ def check_task(old: TaskStatus, new: TaskStatus) -> None:
 def check_job(old: JobStatus, new: JobStatus) -> None:
     if new not in JOB_TRANSITIONS[old]:
         raise IllegalTransition(f"job status {old} -> {new} is not allowed")
+
+
+def check_execution(old: ExecutionState, new: ExecutionState) -> None:
+    if new not in EXECUTION_TRANSITIONS[old]:
+        raise IllegalTransition(f"execution state {old} -> {new} is not allowed")

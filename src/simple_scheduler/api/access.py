@@ -12,7 +12,7 @@ from quart import g, request
 
 from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import NOT_CONNECTED, ApiError
-from simple_scheduler.api.requests import parse_job_id
+from simple_scheduler.api.requests import job_ids_arg, parse_job_id
 from simple_scheduler.auth import sessions
 from simple_scheduler.auth.sessions import AuthError, Principal
 from simple_scheduler.store import jobstore
@@ -56,6 +56,24 @@ async def visible_job(job_id_text: str, principal: Principal) -> Row:
     if row is None or not may_see(principal, row):
         raise ApiError(404, f"job {job_id} does not exist")
     return row
+
+
+async def requested_job(job_id_text: str, *, query_token: bool = False) -> Row:
+    """The job named in the URL, for the authenticated caller (401, then 404)."""
+    return await visible_job(job_id_text, await authenticate(query_token=query_token))
+
+
+async def requested_task(
+    job_id_text: str, task_name: str, *, query_token: bool = False
+) -> tuple[Row, Row]:
+    """The job and the task named in the URL, for the authenticated caller."""
+    job = await requested_job(job_id_text, query_token=query_token)
+    return job, await visible_task(job, task_name)
+
+
+async def requested_jobs(principal: Principal) -> list[Row]:
+    """The jobs of `?jobsid=`, each one visible to `principal` (404 at the first that is not)."""
+    return [await visible_job(str(i), principal) for i in job_ids_arg()]
 
 
 async def get_job(job_id: int) -> Row | None:

@@ -8,12 +8,15 @@ in a worker thread: a 10,000-task workflow must not stall every other request.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from quart import Blueprint, Response, jsonify
 
 from simple_scheduler.api import requests, views
 from simple_scheduler.api.access import (
     authenticate,
-    visible_job,
+    requested_job,
+    requested_jobs,
 )
 from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import ApiError
@@ -98,8 +101,7 @@ async def _page(is_admin: bool, name: str) -> tuple[list[Row], int]:
 @blueprint.get("/scheduler/jobs/<job_id>")
 async def job_state(job_id: str) -> Response:
     """The job and all its tasks: JobStateData, tasks keyed by index."""
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
+    job = await requested_job(job_id)
     tasks = await jobstore.list_tasks(services().store, int(job["id"]), 0, int(job["total_tasks"]))
     return jsonify(views.job_state(job, tasks))
 
@@ -107,32 +109,26 @@ async def job_state(job_id: str) -> Response:
 @blueprint.get("/scheduler/jobs/<job_id>/info")
 async def job_info(job_id: str) -> Response:
     """The job's status, times and task counters: JobInfoData."""
-    principal = await authenticate()
-    return jsonify(views.job_info(await visible_job(job_id, principal)))
+    return jsonify(views.job_info(await requested_job(job_id)))
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/xml")
 async def job_xml(job_id: str) -> Response:
     """The workflow as submitted (unzipped)."""
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
+    job = await requested_job(job_id)
     return Response(job["xml"], content_type="application/xml; charset=utf-8")
 
 
 @blueprint.put("/scheduler/jobs/<job_id>/kill")
 async def kill_job(job_id: str) -> Response:
     """Kill a job: true, or false when it had already ended."""
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
-    return jsonify(await services().scheduler.kill_job(int(job["id"])))
+    return await _act(job_id, lambda: services().scheduler.kill_job)
 
 
 @blueprint.put("/scheduler/jobs/kill")
 async def kill_jobs() -> Response:
     """Kill several jobs (`?jobsid=1&jobsid=2`): true when every one was alive."""
-    principal = await authenticate()
-    ids = requests.job_ids_arg()
-    jobs = [await visible_job(str(i), principal) for i in ids]
+    jobs = await requested_jobs(await authenticate())
     results = [await services().scheduler.kill_job(int(j["id"])) for j in jobs]
     return jsonify(all(results))
 
@@ -140,32 +136,33 @@ async def kill_jobs() -> Response:
 @blueprint.put("/scheduler/jobs/<job_id>/pause")
 async def pause_job(job_id: str) -> Response:
     """Pause a job: running tasks go on, the others wait (409 if the job has ended)."""
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
-    return jsonify(await services().scheduler.pause_job(int(job["id"])))
+    return await _act(job_id, lambda: services().scheduler.pause_job)
 
 
 @blueprint.put("/scheduler/jobs/<job_id>/resume")
 async def resume_job(job_id: str) -> Response:
     """Resume a paused job (false when it was not paused, 409 if it has ended)."""
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
-    return jsonify(await services().scheduler.resume_job(int(job["id"])))
+    return await _act(job_id, lambda: services().scheduler.resume_job)
 
 
 @blueprint.delete("/scheduler/jobs/<job_id>")
 async def remove_job(job_id: str) -> Response:
     """Remove a job and its files; a live job is killed first."""
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
-    return jsonify(await services().scheduler.remove_job(int(job["id"])))
+    return await _act(job_id, lambda: services().scheduler.remove_job)
 
 
 @blueprint.delete("/scheduler/jobs")
 async def remove_jobs() -> Response:
     """Remove several jobs (`?jobsid=1&jobsid=2`)."""
-    principal = await authenticate()
-    jobs = [await visible_job(str(i), principal) for i in requests.job_ids_arg()]
-    for job in jobs:
+    for job in await requested_jobs(await authenticate()):
         await services().scheduler.remove_job(int(job["id"]))
     return jsonify(True)
+
+
+Action = Callable[[int], Awaitable[bool]]
+
+
+async def _act(job_id: str, pick: Callable[[], Action]) -> Response:
+    """One scheduler action on the job of the URL; its answer as JSON."""
+    job = await requested_job(job_id)
+    return jsonify(await pick()(int(job["id"])))

@@ -21,8 +21,9 @@ from quart import Blueprint, Response, jsonify
 from simple_scheduler.api import outputs
 from simple_scheduler.api.access import (
     authenticate,
+    requested_job,
+    requested_task,
     visible_job,
-    visible_task,
 )
 from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import ApiError
@@ -42,17 +43,14 @@ async def task_log(job_id: str, task_name: str, stream: str) -> Response:
     kinds = outputs.STREAMS.get(stream)
     if kinds is None:
         raise ApiError(404, f"no log named {stream!r}: use out, err or all")
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
-    task = await visible_task(job, task_name)
+    job, task = await requested_task(job_id, task_name)
     return outputs.task_log(job, task, kinds, int_arg("offset", 0, minimum=0))
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/result/log/all")
 async def job_log(job_id: str) -> Response:
     """Every task's output in task order, from byte `offset`."""
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
+    job = await requested_job(job_id)
     return await outputs.job_log(job, int_arg("offset", 0, minimum=0))
 
 

@@ -28,11 +28,7 @@ from typing import Any
 from quart import Blueprint, Response, jsonify, request
 
 from simple_scheduler.api import outputs, views
-from simple_scheduler.api.access import (
-    authenticate,
-    visible_job,
-    visible_task,
-)
+from simple_scheduler.api.access import requested_job, requested_task
 from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import ApiError
 from simple_scheduler.api.requests import int_arg
@@ -136,7 +132,7 @@ async def job_result(job: Row, tasks: Sequence[Row]) -> JsonDict:
 
 
 async def _ended_job(job_id: str) -> tuple[Row, list[Row]]:
-    job = await visible_job(job_id, await authenticate())
+    job = await requested_job(job_id)
     if job["status"] not in JOB_TERMINAL:
         raise ApiError(409, f"job {job['id']} is {job['status']}: no result yet")
     tasks = await jobstore.list_tasks(services().store, int(job["id"]), 0, int(job["total_tasks"]))
@@ -151,8 +147,7 @@ async def _ended_job(job_id: str) -> tuple[Row, list[Row]]:
 
 
 async def _ended_task(job_id: str, task_name: str) -> tuple[Row, Row]:
-    job = await visible_job(job_id, await authenticate())
-    task = await visible_task(job, task_name)
+    job, task = await requested_task(job_id, task_name)
     if task["status"] not in TASK_TERMINAL:
         raise ApiError(409, f"task {task['name']} is {task['status']}: no result yet")
     if not has_result(task):
@@ -197,7 +192,7 @@ async def get_job_result_value(job_id: str) -> Response:
 @blueprint.put("/scheduler/jobs/<job_id>/restartAllInErrorTasks")
 async def restart_all_in_error_tasks(job_id: str) -> Response:
     """Restart every IN_ERROR task of the job; false when there was none (409 if ended)."""
-    job = await visible_job(job_id, await authenticate())
+    job = await requested_job(job_id)
     if job["status"] in JOB_TERMINAL:
         raise ApiError(409, f"job {job['id']} is {job['status']}: no In-Error task to restart")
     tasks = await jobstore.list_tasks(services().store, int(job["id"]), 0, int(job["total_tasks"]))
@@ -226,8 +221,7 @@ def _download(response: Response, filename: str) -> Response:
 @blueprint.get("/scheduler/jobs/<job_id>/log/full")
 async def job_log_full(job_id: str) -> Response:
     """The job's complete output, as `result/log/all` (`?sessionid=`, `destination=file`)."""
-    principal = await authenticate(query_token=True)
-    job = await visible_job(job_id, principal)
+    job = await requested_job(job_id, query_token=True)
     response = await outputs.job_log(job, int_arg("offset", 0, minimum=0))
     return _download(response, f"job_{job_id}.log")
 
@@ -235,9 +229,7 @@ async def job_log_full(job_id: str) -> Response:
 @blueprint.get("/scheduler/jobs/<job_id>/tasks/<task_name>/result/log/full")
 async def task_log_full(job_id: str, task_name: str) -> Response:
     """A task's complete output, as `result/log/all` (`?sessionid=`, `destination=file`)."""
-    principal = await authenticate(query_token=True)
-    job = await visible_job(job_id, principal)
-    task = await visible_task(job, task_name)
+    job, task = await requested_task(job_id, task_name, query_token=True)
     offset = int_arg("offset", 0, minimum=0)
     response = outputs.task_log(job, task, outputs.STREAMS["all"], offset)
     return _download(response, f"job_{job_id}_{_FILENAME_UNSAFE.sub('_', task_name)}.log")

@@ -20,12 +20,12 @@ from quart import Blueprint, Response, jsonify, request
 
 from simple_scheduler.api.access import (
     authenticate,
+    requested_jobs,
     visible_job,
 )
 from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import ApiError
 from simple_scheduler.api.requests import (
-    job_ids_arg,
     parse_document,
     with_query_generic_information,
 )
@@ -130,7 +130,7 @@ async def resubmit(job_id: str, matrix: dict[str, str]) -> Response:
 async def resubmit_jobs() -> Response:
     """Submit several jobs again (`?jobsid=1&jobsid=2`): their new JobIdData, in order."""
     principal = await authenticate()
-    rows = [await visible_job(str(i), principal) for i in job_ids_arg()]
+    rows = await requested_jobs(principal)
     return jsonify([await _resubmit(row, principal, {}) for row in rows])
 
 

@@ -7,15 +7,12 @@ Tasks are addressed by name, as in ProActive. Listings are paged in SQL: `offset
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from quart import Blueprint, Response, jsonify
 
 from simple_scheduler.api import views
-from simple_scheduler.api.access import (
-    authenticate,
-    visible_job,
-    visible_task,
-)
+from simple_scheduler.api.access import requested_job, requested_task
 from simple_scheduler.api.context import services
 from simple_scheduler.api.requests import int_arg
 from simple_scheduler.store import jobstore
@@ -36,58 +33,51 @@ async def _tasks_page(job: Row, paginated: bool) -> list[Row]:
 @blueprint.get("/scheduler/jobs/<job_id>/tasks")
 async def task_names(job_id: str) -> Response:
     """The first 100 task names: RestPage<String>."""
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
-    rows = await _tasks_page(job, paginated=False)
-    return jsonify(views.rest_page([r["name"] for r in rows], int(job["total_tasks"])))
+    return await _listing(job_id, paginated=False, item=_name)
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/tasks/paginated")
 async def task_names_paginated(job_id: str) -> Response:
     """Task names, one page (`offset`, `limit` <= 256): RestPage<String>."""
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
-    rows = await _tasks_page(job, paginated=True)
-    return jsonify(views.rest_page([r["name"] for r in rows], int(job["total_tasks"])))
+    return await _listing(job_id, paginated=True, item=_name)
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/taskstates")
 async def task_states(job_id: str) -> Response:
     """The first 100 task states: RestPage<TaskStateData>."""
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
-    rows = await _tasks_page(job, paginated=False)
-    return jsonify(
-        views.rest_page([views.task_state(r, job) for r in rows], int(job["total_tasks"]))
-    )
+    return await _listing(job_id, paginated=False, item=views.task_state)
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/taskstates/paginated")
 async def task_states_paginated(job_id: str) -> Response:
     """Task states, one page (`offset`, `limit` <= 256): RestPage<TaskStateData>."""
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
-    rows = await _tasks_page(job, paginated=True)
-    return jsonify(
-        views.rest_page([views.task_state(r, job) for r in rows], int(job["total_tasks"]))
-    )
+    return await _listing(job_id, paginated=True, item=views.task_state)
+
+
+def _name(task: Row, job: Row) -> Any:
+    return task["name"]
+
+
+async def _listing(job_id: str, *, paginated: bool, item: Callable[[Row, Row], Any]) -> Response:
+    """One page of the job's tasks, each rendered by `item`: a RestPage."""
+    job = await requested_job(job_id)
+    rows = await _tasks_page(job, paginated)
+    return jsonify(views.rest_page([item(r, job) for r in rows], int(job["total_tasks"])))
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/tasks/<task_name>")
 async def task_state(job_id: str, task_name: str) -> Response:
     """One task's state: TaskStateData."""
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
-    return jsonify(views.task_state(await visible_task(job, task_name), job))
+    job, task = await requested_task(job_id, task_name)
+    return jsonify(views.task_state(task, job))
 
 
 Action = Callable[[int, str], Awaitable[bool]]
 
 
 async def _act(job_id: str, task_name: str, pick: Callable[[], Action]) -> Response:
-    principal = await authenticate()
-    job = await visible_job(job_id, principal)
-    task = await visible_task(job, task_name)
+    """One scheduler action on the task of the URL; its answer as JSON."""
+    job, task = await requested_task(job_id, task_name)
     return jsonify(await pick()(int(job["id"]), str(task["name"])))
 
 

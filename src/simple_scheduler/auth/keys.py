@@ -93,12 +93,16 @@ def generate_keys(
     return keys
 
 
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KeysError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
 def load_private_key(private_path: str | Path) -> KeyPair:
     path = Path(private_path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KeysError(f"cannot read private key {path}: {exc.strerror or exc}") from None
+    data = _read(path, "private key")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -113,10 +117,7 @@ def load_private_key(private_path: str | Path) -> KeyPair:
 
 def load_public_key(public_path: str | Path) -> rsa.RSAPublicKey:
     path = Path(public_path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KeysError(f"cannot read public key {path}: {exc.strerror or exc}") from None
+    data = _read(path, "public key")
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError as exc:

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from simple_scheduler.states import ExecutionState
+
 #: Keys travel in file names, semaphore names and datagrams: keep them tame.
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,96}$")
 
@@ -89,7 +91,8 @@ class Lost:
 
 Event = Started | Exited | Lost
 
-TaskState = Literal["spawned", "running", "exited", "lost"]
+#: An execution's state in a `TaskRecord`; its transitions are in `states`.
+TaskState = ExecutionState
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from simple_scheduler.hypervisor import _core, posix
 from simple_scheduler.hypervisor.forkserver import _FS_HEADER, _REPORT, ForkServer
 from simple_scheduler.hypervisor.journal import LiveJournal
 from simple_scheduler.hypervisor.records import Execution
+from simple_scheduler.states import EXECUTION_ALIVE
 
 log = logging.getLogger("simple_scheduler.hypervisor")
 
@@ -480,7 +481,7 @@ class Hypervisor:
     def op_kill(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
         ex = self._get(body["key"])
         grace = float(body.get("grace", 5.0))
-        if ex.state not in ("spawned", "running"):
+        if ex.state not in EXECUTION_ALIVE:
             return {"alive": False}
         if ex.pid is not None:
             self._terminate(ex, grace)
@@ -630,10 +631,10 @@ class Hypervisor:
 
     def _monitor_ended(self, monitor_pid: int, status: int) -> None:
         ex = self.by_monitor.pop(monitor_pid, None)
-        if ex is None or ex.state not in ("spawned", "running"):
+        if ex is None or ex.state not in EXECUTION_ALIVE:
             return
         self._drain_reports()  # its last report may still be queued
-        if ex.state in ("spawned", "running"):
+        if ex.state in EXECUTION_ALIVE:
             self._settle(ex, f"monitor died without a report: {describe_wait_status(status)}")
 
     # ------------------------------------------------------------ monitor reports
@@ -675,7 +676,7 @@ class Hypervisor:
                 ex.last_heartbeat = time.time()
             elif kind == _core.REPORT_STARTED:
                 self._started(ex, pid, ticks, start_ms / 1000.0)
-            elif kind == _core.REPORT_EXITED and ex.state in ("spawned", "running"):
+            elif kind == _core.REPORT_EXITED and ex.state in EXECUTION_ALIVE:
                 announce = pid > 0 and ex.pid is None  # no STARTED came: Exited says it
                 if announce:
                     ex.pid, ex.pid_start = pid, ticks
@@ -693,14 +694,16 @@ class Hypervisor:
     def _started(self, ex: Execution, pid: int, ticks: int, when: float) -> None:
         if ex.pid is not None or ex.state != "spawned":
             return
-        ex.pid, ex.pid_start, ex.state = pid, ticks, "running"
+        ex.move("running")
+        ex.pid, ex.pid_start = pid, ticks
         ex.last_heartbeat = time.time()
         self._emit(Started(ex.key, pid, ticks, when))
         if ex.kill_grace is not None:
             self._terminate(ex, ex.kill_grace)
 
     def _exited(self, ex: Execution, status: ExitStatus, *, announce_pid: bool = False) -> None:
-        ex.state, ex.status = "exited", status
+        ex.move("exited")
+        ex.status = status
         self.unowned.discard(ex)
         pid, ticks = (ex.pid, ex.pid_start) if announce_pid else (None, None)
         self._emit(Exited(ex.key, status, pid, ticks))
@@ -711,7 +714,8 @@ class Hypervisor:
         if status is not None:
             self._exited(ex, status)
             return
-        ex.state, ex.reason = "lost", self._end_orphan(ex, reason)
+        ex.move("lost")
+        ex.reason = self._end_orphan(ex, reason)
         self.unowned.discard(ex)
         self._emit(Lost(ex.key, reason))
 
@@ -742,7 +746,7 @@ class Hypervisor:
         self._later(LIVENESS_INTERVAL, self._check_liveness)
         self._check_idle()
         for ex in list(self.unowned):
-            if ex.state not in ("spawned", "running"):
+            if ex.state not in EXECUTION_ALIVE:
                 self.unowned.discard(ex)
             elif not ex.monitor_pid:
                 # Prepared when the last hypervisor died: wait for a report, a status file,
@@ -754,7 +758,7 @@ class Hypervisor:
                     self._settle(ex, "its monitor never reported after a hypervisor restart")
             elif not posix.process_alive(ex.monitor_pid, ex.monitor_start):
                 self._drain_reports()
-                if ex.state in ("spawned", "running"):
+                if ex.state in EXECUTION_ALIVE:
                     self._settle(ex, "monitor vanished without a report")
 
     # ------------------------------------------------------------ live index / restart
@@ -777,16 +781,18 @@ class Hypervisor:
             status = taskdir.read_status(ex.task_dir)
             pid = taskdir.read_pid(ex.task_dir)
             if pid is not None:
-                ex.pid, ex.pid_start, ex.state = pid.pid, pid.pid_start_time, "running"
+                ex.move("running")
+                ex.pid, ex.pid_start = pid.pid, pid.pid_start_time
             if status is not None:
-                ex.state, ex.status = "exited", status
+                ex.move("exited")
+                ex.status = status
             elif not ex.monitor_pid:  # prepared: its monitor may still speak up
                 ex.grace_until = time.monotonic() + PREPARED_GRACE_S
                 self.unowned.add(ex)
             elif posix.process_alive(ex.monitor_pid, ex.monitor_start):
                 self.unowned.add(ex)
             else:
-                ex.state = "lost"
+                ex.move("lost")
                 ex.reason = self._end_orphan(ex, "monitor vanished while the hypervisor was down")
         self._compact_journal()
         log.info("recovered %d executions", len(self.execs))

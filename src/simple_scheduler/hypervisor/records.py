@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simple_scheduler.execution.backend import ExitStatus, TaskRecord, TaskState
+from simple_scheduler.states import check_execution
 
 
 @dataclass(slots=True, eq=False)
@@ -27,6 +28,11 @@ class Execution:
     last_heartbeat: float = 0.0
     #: recovered with no monitor pid: lost if nothing is heard of it by then (monotonic)
     grace_until: float = 0.0
+
+    def move(self, new: TaskState) -> None:
+        """Change state through the table: an illegal move is a bug, and raises."""
+        check_execution(self.state, new)
+        self.state = new
 
     def record(self) -> TaskRecord:
         extra = {"task_dir": self.task_dir, "monitor_pid": str(self.monitor_pid)}

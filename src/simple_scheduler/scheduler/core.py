@@ -46,13 +46,20 @@ from simple_scheduler.execution.backend import (
 )
 from simple_scheduler.scheduler.spec import build_spec, has_steps
 from simple_scheduler.states import (
+    EXECUTION_ALIVE,
     JOB_TERMINAL,
+    TASK_COUNTERS,
+    TASK_ON_JOB_END,
+    TASK_PAUSABLE,
     TASK_RELEASES_CHILDREN,
     TASK_TERMINAL,
+    TASK_WAITING_TO_RETRY,
     JobStatus,
     TaskStatus,
     check_job,
     check_task,
+    count_tasks,
+    job_status,
 )
 from simple_scheduler.store import jobstore
 from simple_scheduler.store.db import Row, Store
@@ -141,28 +148,6 @@ class LiveTask:
             self.timer = None
 
 
-def _counters(status: TaskStatus) -> tuple[str, ...]:
-    """The job counters a task in `status` counts in."""
-    names: list[str] = []
-    if status in (T.SUBMITTED, T.PENDING, T.PAUSED, T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE):
-        names.append("pending_tasks")
-    elif status is T.RUNNING:
-        names.append("running_tasks")
-    elif status is T.IN_ERROR:
-        names.append("in_error_tasks")
-    if status in TASK_TERMINAL:
-        names.append("finished_tasks")
-    if status is T.FAULTY:
-        names.append("faulty_tasks")
-    if status is T.FAILED:
-        names.append("failed_tasks")
-    return tuple(names)
-
-
-#: Computed once: a state change updates counters without deciding again which.
-_COUNTERS = {status: _counters(status) for status in TaskStatus}
-
-
 @dataclass(eq=False)
 class LiveJob:
     id: int
@@ -184,14 +169,11 @@ class LiveJob:
         return PRIORITY_RANK.get(self.priority, 2)
 
     def recount(self) -> None:
-        counts = dict.fromkeys(jobstore.JOB_COUNTERS, 0)
-        for task in self.tasks:
-            self._count(counts, task.status, 1)
-        self.counters = counts
+        self.counters = count_tasks(task.status for task in self.tasks)
 
     @staticmethod
     def _count(counts: dict[str, int], status: TaskStatus, delta: int) -> None:
-        for name in _COUNTERS[status]:
+        for name in TASK_COUNTERS[status]:
             counts[name] += delta
 
     def row(self) -> dict[str, Any]:
@@ -377,7 +359,7 @@ class Scheduler:
                     if task.status is T.PENDING and not job.paused:
                         heapq.heappush(self._ready, (job.rank, job.id, task.index))
                     elif (
-                        task.status in (T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE)
+                        task.status in TASK_WAITING_TO_RETRY
                         and task.timer is None  # first start: the delay was lost with us
                     ):
                         self._schedule_retry(job, task, 0.0)
@@ -398,7 +380,7 @@ class Scheduler:
         for key, record in by_key.items():
             if key not in claimed:
                 # Not ours (job removed, or already recorded): make sure it is gone.
-                if record.state in ("spawned", "running"):
+                if record.state in EXECUTION_ALIVE:
                     self._spawn_task(self._kill(key))
                 else:
                     self._release_after_flush.append(key)
@@ -431,8 +413,8 @@ class Scheduler:
                 name=t.name,
                 status=T.SUBMITTED,
                 spec=jobstore.task_spec(t, job),
-                on_error=t.on_task_error or job.on_task_error,
-                max_exec=jobstore.effective_max_executions(job, t),
+                on_error=job.task_on_error(t),
+                max_exec=job.task_max_number_of_execution(t),
                 attempts=0,
                 parents=list(t.depends),
                 waiting_parents=len(t.depends),
@@ -712,7 +694,7 @@ class Scheduler:
     def _schedule_retry(self, job: LiveJob, task: LiveTask, delay: float) -> None:
         def retry() -> None:
             task.timer = None
-            if task.status in (T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE):
+            if task.status in TASK_WAITING_TO_RETRY:
                 self._make_eligible(job, task)
                 self._settle({job})
 
@@ -739,36 +721,25 @@ class Scheduler:
             if task.status is T.RUNNING:
                 task.kill_reason = "job"
                 self._spawn_task(self._kill(execution_key(job.id, task.index, task.attempts)))
-            elif task.status in (T.SUBMITTED, T.PENDING, T.PAUSED):
-                self._set(job, task, T.NOT_STARTED)
-            elif task.status in (T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE, T.IN_ERROR):
-                self._set(job, task, T.NOT_RESTARTED)
+            elif task.status in TASK_ON_JOB_END:
+                self._set(job, task, TASK_ON_JOB_END[task.status])
 
     def _pause(self, job: LiveJob) -> None:
         job.paused = True
         for task in job.tasks:
-            if task.status in (T.SUBMITTED, T.PENDING, T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE):
+            if task.status in TASK_PAUSABLE:
                 task.cancel_timer()
                 self._set(job, task, T.PAUSED)
 
     def _update_job(self, job: LiveJob) -> None:
-        """Derive the job's status from its counters (ProActive's rules)."""
+        """Derive the job's status from its counters (the rule is `states.job_status`)."""
         if job.status in JOB_TERMINAL:
             return
-        c = job.counters
-        if c["finished_tasks"] == len(job.tasks):
-            new = J.FINISHED
+        new = job_status(
+            job.counters, len(job.tasks), paused=job.paused, started=job.start_time is not None
+        )
+        if new is J.FINISHED:
             job.finished_time = now_ms()
-        elif job.paused:
-            new = J.PAUSED
-        elif c["in_error_tasks"] > 0:
-            new = J.IN_ERROR
-        elif c["running_tasks"] > 0:
-            new = J.RUNNING
-        elif job.start_time is not None:
-            new = J.STALLED
-        else:
-            new = J.PENDING
         if new is not job.status:
             check_job(job.status, new)
             log.info("job %d: %s -> %s", job.id, job.status, new)

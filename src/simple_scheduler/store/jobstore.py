@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from simple_scheduler.states import JOB_TERMINAL
+from simple_scheduler.states import JOB_COUNTERS, JOB_TERMINAL, JobStatus, TaskStatus, count_tasks
 from simple_scheduler.store.db import Row, Store, Tx
 from simple_scheduler.workflow import Job, NativeCommand, Script, Task
 
@@ -28,15 +28,6 @@ TASK_COLUMNS = (
     "in_error_time",
     "pid",
     "pid_start_time",
-)
-#: The job's task counters, kept exact by the scheduler (ProActive's JobInfo numbers).
-JOB_COUNTERS = (
-    "pending_tasks",
-    "running_tasks",
-    "finished_tasks",
-    "faulty_tasks",
-    "failed_tasks",
-    "in_error_tasks",
 )
 JOB_COLUMNS = (
     "status",
@@ -94,11 +85,16 @@ async def insert_job(tx: Tx, job: Job, owner: str, xml: str, now_ms: int) -> int
     await tx.execute(
         "INSERT INTO jobs (id, owner, name, priority, status, on_task_error,"
         " max_number_of_execution, project_name, description, variables, generic_information,"
-        " xml, submitted_time, total_tasks, pending_tasks, running_tasks, finished_tasks,"
-        " faulty_tasks, failed_tasks, in_error_tasks) VALUES (:id, :owner, :name, :priority,"
-        " 'PENDING', :on_task_error, :max_exec, :project_name, :description, :variables,"
-        " :generic_information, :xml, :submitted_time, :total, :total, 0, 0, 0, 0, 0)",
+        " xml, submitted_time, total_tasks, "
+        + ", ".join(JOB_COUNTERS)
+        + ") VALUES (:id, :owner, :name, :priority, :status, :on_task_error, :max_exec,"
+        " :project_name, :description, :variables, :generic_information, :xml,"
+        " :submitted_time, :total, "
+        + ", ".join(f":{c}" for c in JOB_COUNTERS)
+        + ")",
         {
+            **count_tasks([TaskStatus.SUBMITTED] * total),
+            "status": JobStatus.PENDING.value,
             "id": job_id,
             "owner": owner,
             "name": job.name,
@@ -116,16 +112,17 @@ async def insert_job(tx: Tx, job: Job, owner: str, xml: str, now_ms: int) -> int
     )
     await tx.execute_many(
         "INSERT INTO tasks (job_id, task_index, name, status, spec, on_task_error,"
-        " max_number_of_execution, attempts) VALUES (:job_id, :task_index, :name, 'SUBMITTED',"
+        " max_number_of_execution, attempts) VALUES (:job_id, :task_index, :name, :status,"
         " :spec, :on_task_error, :max_exec, 0)",
         [
             {
                 "job_id": job_id,
                 "task_index": task.index,
                 "name": task.name,
+                "status": TaskStatus.SUBMITTED.value,
                 "spec": json.dumps(task_spec(task, job)),
-                "on_task_error": task.on_task_error or job.on_task_error,
-                "max_exec": effective_max_executions(job, task),
+                "on_task_error": job.task_on_error(task),
+                "max_exec": job.task_max_number_of_execution(task),
             }
             for task in job.tasks
         ],
@@ -142,13 +139,6 @@ async def insert_job(tx: Tx, job: Job, owner: str, xml: str, now_ms: int) -> int
     return job_id
 
 
-def effective_max_executions(job: Job, task: Task) -> int:
-    value = task.max_number_of_execution
-    if value is None:
-        value = job.max_number_of_execution
-    return max(1, value)
-
-
 async def write_batch(
     tx: Tx, tasks: Sequence[Mapping[str, Any]], jobs: Sequence[Mapping[str, Any]]
 ) -> None:
@@ -162,7 +152,8 @@ async def load_live(store: Store) -> tuple[list[Row], list[Row], list[Row]]:
     terminal = ", ".join(f"'{s}'" for s in sorted(JOB_TERMINAL))
     jobs = await store.fetch_all(
         f"SELECT * FROM jobs WHERE status NOT IN ({terminal}) OR id IN"
-        " (SELECT job_id FROM tasks WHERE status = 'RUNNING') ORDER BY id"
+        " (SELECT job_id FROM tasks WHERE status = :running) ORDER BY id",
+        {"running": TaskStatus.RUNNING.value},
     )
     if not jobs:
         return [], [], []

@@ -12,6 +12,8 @@ from simple_scheduler.workflow import graph
 
 #: `onTaskError` policies in ProActive's spelling; "none" on a task means "inherit".
 ON_TASK_ERROR = ("continueJobExecution", "cancelJob", "suspendTask", "pauseJob")
+#: A job's policy when it sets none (or "none").
+DEFAULT_ON_TASK_ERROR = "continueJobExecution"
 #: Job priorities, lowest first (`idle` is reachable only through the API in ProActive).
 PRIORITIES = ("idle", "lowest", "low", "normal", "high", "highest")
 #: Script languages this scheduler runs; `shell` runs the code's own `#!` interpreter.
@@ -82,7 +84,7 @@ class Job:
     name: str
     tasks: tuple[Task, ...]
     priority: str = "normal"
-    on_task_error: str = "continueJobExecution"
+    on_task_error: str = DEFAULT_ON_TASK_ERROR
     max_number_of_execution: int = 1
     task_retry_delay: float | None = None
     project_name: str | None = None
@@ -107,14 +109,16 @@ class Job:
         return graph.children([t.depends for t in self.tasks])
 
     def task_on_error(self, task: Task) -> str:
-        """The policy that applies to `task`: its own, else the job's."""
+        """The policy that applies to `task`: its own, else the job's. The one place
+        this is decided: the store and the scheduler both ask here."""
         return task.on_task_error or self.on_task_error
 
     def task_max_number_of_execution(self, task: Task) -> int:
-        """Executions allowed for `task`: its own setting, else the job's."""
+        """Executions allowed for `task`: its own setting, else the job's; at least one
+        (the parser refuses less, a Job built by hand may not)."""
         if task.max_number_of_execution is not None:
-            return task.max_number_of_execution
-        return self.max_number_of_execution
+            return max(1, task.max_number_of_execution)
+        return max(1, self.max_number_of_execution)
 
     def task_generic_information(self, task: Task) -> dict[str, str]:
         """What the task sees at run time: job generic information overlaid by its own."""

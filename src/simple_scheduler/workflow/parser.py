@@ -13,13 +13,13 @@ from typing import Any
 
 from lxml import etree
 
-from simple_scheduler.workflow import graph
+from simple_scheduler.workflow import graph, values
 from simple_scheduler.workflow.archive import is_zip, read_single_xml
 from simple_scheduler.workflow.context import Context, line_of, text_of
 from simple_scheduler.workflow.errors import Problem, WorkflowError, WorkflowTooLarge
 from simple_scheduler.workflow.limits import Limits
 from simple_scheduler.workflow.model import (
-    ON_TASK_ERROR,
+    DEFAULT_ON_TASK_ERROR,
     PRIORITIES,
     Job,
     Task,
@@ -304,8 +304,8 @@ class _JobReader:
             on_error = "cancelJob" if cancel else None
         result["on_task_error"] = ctx.convert(
             on_error,
-            "continueJobExecution",
-            lambda v: _job_policy(v),
+            DEFAULT_ON_TASK_ERROR,
+            lambda v: values.parse_on_task_error(v) or DEFAULT_ON_TASK_ERROR,
             None,
             line,
         )
@@ -411,7 +411,3 @@ def _job_of(parent: etree._Element | None) -> etree._Element | None:
     root = parent.getparent()
     return root if root is not None and root.getparent() is None else None
 
-
-def _job_policy(text: str) -> str:
-    value = parse_choice(text, "onTaskError", (*ON_TASK_ERROR, "none"))
-    return "continueJobExecution" if value == "none" else value

@@ -14,9 +14,9 @@ from typing import Any, cast
 
 from lxml import etree
 
+from simple_scheduler.workflow import values
 from simple_scheduler.workflow.context import Context, line_of, text_of
 from simple_scheduler.workflow.model import (
-    ON_TASK_ERROR,
     SCRIPT_LANGUAGES,
     Executable,
     NativeCommand,
@@ -42,14 +42,9 @@ _CONTROL_FLOW_ACTIONS = frozenset(("if", "replicate", "loop"))
 _BAD_NAME = re.compile(r"[/\x00-\x1f\x7f]")
 
 
-def _task_policy(text: str) -> str | None:
-    value = parse_choice(text, "onTaskError", (*ON_TASK_ERROR, "none"))
-    return None if value == "none" else value
-
-
 #: Task attribute -> (Task field or None when only validated, parser).
 _ATTRIBUTES: dict[str, tuple[str | None, Callable[[str], Any]]] = {
-    "onTaskError": ("on_task_error", _task_policy),
+    "onTaskError": ("on_task_error", values.parse_on_task_error),
     "maxNumberOfExecution": (
         "max_number_of_execution",
         partial(parse_int, what="maxNumberOfExecution", minimum=1),

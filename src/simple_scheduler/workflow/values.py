@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from simple_scheduler.workflow.model import ON_TASK_ERROR
+
 _INT = re.compile(r"[+-]?[0-9]+")
 _DURATION = re.compile(r"([0-9]+)(?::([0-9]{1,2}))?(?::([0-9]{1,2}))?")
 _TRUE = frozenset(("true", "1"))
@@ -61,3 +63,10 @@ def parse_choice(text: str, what: str, choices: tuple[str, ...]) -> str:
         if choice.lower() == value:
             return choice
     raise ValueError(f"{what} must be one of {', '.join(choices)}; not {text!r}")
+
+
+def parse_on_task_error(text: str) -> str | None:
+    """An `onTaskError` value; None for "none": a task then inherits the job's policy,
+    a job takes the default."""
+    value = parse_choice(text, "onTaskError", (*ON_TASK_ERROR, "none"))
+    return None if value == "none" else value
