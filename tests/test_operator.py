@@ -4,33 +4,24 @@ server per data directory, a taken port, and a hypervisor that does not outlive 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-from conftest import TOKEN_VAR, kill_everything_under
+from harness import kill_under, new_token, short_tmp, wait_for
 from test_e2e import Server, free_port, submit
 from wfxml import job_xml
 
 pytestmark = pytest.mark.slow
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def hypervisors(root: Path) -> list[psutil.Process]:
@@ -51,15 +42,15 @@ def hypervisors(root: Path) -> list[psutil.Process]:
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    root = Path(tempfile.mkdtemp(prefix="ss-op-", dir="/tmp"))
-    srv = Server(root, uuid.uuid4().hex)
-    srv.env["SIMPLE_SCHEDULER_ADMIN_PASSWORD"] = "admin-pw"
-    try:
-        yield srv
-    finally:
-        srv.kill()
-        kill_everything_under(root, srv.env[TOKEN_VAR])
-        shutil.rmtree(root, ignore_errors=True)
+    token = new_token()
+    with short_tmp("op-") as root:
+        srv = Server(root, token)
+        srv.env["SIMPLE_SCHEDULER_ADMIN_PASSWORD"] = "admin-pw"
+        try:
+            yield srv
+        finally:
+            srv.kill()
+            kill_under(root, token)
 
 
 def run_server(srv: Server, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -8,20 +8,17 @@ so each step waits for Slurm's scheduling tick (about a second here).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 import pytest
-from conftest import TOKEN_VAR, kill_everything_under
+from harness import kill_under, new_token, short_tmp, wait_for
 from test_e2e import Server, submit, wait
 from wfxml import job_xml
 
@@ -31,12 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 ENDED = {"FINISHED", "CANCELED", "FAILED", "KILLED"}
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def slurm_answers() -> bool:
@@ -62,23 +53,23 @@ def cluster() -> None:
 
 @pytest.fixture
 def server(cluster: None) -> Iterator[Server]:
-    root = Path(tempfile.mkdtemp(prefix="ss-slurm-", dir="/tmp"))
-    srv = Server(root, uuid.uuid4().hex)
-    srv.env.update(
-        SIMPLE_SCHEDULER_EXECUTION_BACKEND="slurm",
-        SIMPLE_SCHEDULER_NB_OF_WORKERS="0",
-        SIMPLE_SCHEDULER_SLURM_POLL_INTERVAL_S="0.2",
-        SIMPLE_SCHEDULER_ADMIN_PASSWORD="alice-pw",
-    )
-    try:
-        srv.start("--create-admin", "alice")
-        yield srv
-    finally:
-        srv.kill()
-        for job in our_slurm_jobs(root):
-            subprocess.run(["scancel", job], capture_output=True)
-        kill_everything_under(root, srv.env[TOKEN_VAR])
-        shutil.rmtree(root, ignore_errors=True)
+    token = new_token()
+    with short_tmp("slurm-") as root:
+        srv = Server(root, token)
+        srv.env.update(
+            SIMPLE_SCHEDULER_EXECUTION_BACKEND="slurm",
+            SIMPLE_SCHEDULER_NB_OF_WORKERS="0",
+            SIMPLE_SCHEDULER_SLURM_POLL_INTERVAL_S="0.2",
+            SIMPLE_SCHEDULER_ADMIN_PASSWORD="alice-pw",
+        )
+        try:
+            srv.start("--create-admin", "alice")
+            yield srv
+        finally:
+            srv.kill()
+            for job in our_slurm_jobs(root):
+                subprocess.run(["scancel", job], capture_output=True)
+            kill_under(root, token)
 
 
 def our_slurm_jobs(root: Path) -> list[str]:
