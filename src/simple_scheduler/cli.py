@@ -78,5 +78,14 @@ def _register_admin_commands() -> None:
 _register_admin_commands()
 
 
+def _register_client_commands() -> None:
+    from simple_scheduler.client import register
+
+    register(app)
+
+
+_register_client_commands()
+
+
 def main() -> None:
     app()
