@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
@@ -28,9 +28,11 @@ from simple_scheduler.client.errors import (
     ClientError,
 )
 from simple_scheduler.client.follow import JobLogFollower, TaskLogFollower
-from simple_scheduler.client.rest import Rest, read_workflow
 from simple_scheduler.client.watch import JobInfo, PollingSource, exit_code, watch
 from simple_scheduler.states import JOB_TERMINAL, JobStatus, TaskStatus
+
+if TYPE_CHECKING:
+    from simple_scheduler.client.rest import Rest
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -71,8 +73,31 @@ def client_command(function: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+def open_rest(where: session.Session) -> Rest:
+    """httpx is imported here, not at start-up: the server and admin commands never need it."""
+    from simple_scheduler.client.rest import Rest
+
+    return Rest(where)
+
+
 def connect() -> Rest:
-    return Rest(session.current())
+    """A connection with the current session; none at all is "not logged in" (exit 3)."""
+    current = session.current()
+    if current.token is None:
+        raise ClientError(
+            NO_SERVER, f"not logged in: run `simple-scheduler login {current.url}` first"
+        )
+    return open_rest(current)
+
+
+def read_workflow(path: str) -> tuple[bytes, str]:
+    """The workflow's bytes and a file name for the upload; `-` reads standard input."""
+    if path == "-":
+        return sys.stdin.buffer.read(), "workflow.xml"
+    try:
+        return Path(path).read_bytes(), Path(path).name
+    except OSError as exc:
+        raise ClientError(USAGE, f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def parse_variables(pairs: list[str] | None) -> dict[str, str]:
@@ -123,7 +148,7 @@ def login_command(
         base = session.normalize_url(env_url)
     else:
         base = stored.url if stored else session.DEFAULT_URL
-    with Rest(session.Session(base)) as rest:
+    with open_rest(session.Session(base)) as rest:
         if credential is not None:
             try:
                 data = credential.read_bytes()
@@ -136,7 +161,7 @@ def login_command(
                 user = stored.user if same and stored and stored.user else getpass.getuser()
             password = _password(user, base, password_stdin)
             token = rest.login(None, {"username": user, "password": password})
-    with Rest(session.Session(base, token)) as rest:
+    with open_rest(session.Session(base, token)) as rest:
         name = rest.current_user()
     path = session.save(session.Session(base, token, name))
     output.note(f"logged in to {base} as {name} (session saved in {path})")
@@ -161,7 +186,7 @@ def logout_command() -> None:
     revoke_error: ClientError | None = None
     if current.token:
         try:
-            with Rest(current) as rest:
+            with open_rest(current) as rest:
                 rest.logout()
         except ClientError as exc:
             if exc.status != 401:  # an expired session needs no revoking

@@ -12,12 +12,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from simple_scheduler.client.rest import Rest
 from simple_scheduler.client.watch import JobInfo
 from simple_scheduler.states import TASK_TERMINAL, TaskStatus
 
+if TYPE_CHECKING:
+    from simple_scheduler.client.rest import Rest
+
+#: Statuses of a task that has not run (unless an earlier attempt did: then `started`).
+NEVER_RAN = frozenset(
+    {
+        TaskStatus.SUBMITTED,
+        TaskStatus.PENDING,
+        TaskStatus.PAUSED,
+        TaskStatus.NOT_STARTED,
+        TaskStatus.SKIPPED,
+    }
+)
 #: ANSI colours cycled over task names on a terminal.
 PALETTE = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)
 
@@ -70,7 +82,10 @@ class JobLogFollower:
         active = False
         for task in self._order:
             running = task.status == TaskStatus.RUNNING
-            if not task.started or not (running or task.read_status != task.status):
+            changed = task.read_status != task.status
+            # A RUNNING task's start time may be set a moment after its status: read it
+            # anyway (its file may not exist yet, which reads as empty).
+            if not (running or (changed and (task.started or task.status not in NEVER_RAN))):
                 continue
             task.read_status = task.status
             for stream in self.streams:

@@ -7,9 +7,7 @@ any simple-scheduler (or ProActive) server it can reach.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -239,13 +237,3 @@ def _workflow_parts(
 def _next_offset(response: httpx.Response, default: int) -> int:
     header = response.headers.get("X-Next-Offset", "")
     return int(header) if header.isdigit() else default
-
-
-def read_workflow(path: str) -> tuple[bytes, str]:
-    """The workflow's bytes and a file name for the upload; `-` reads standard input."""
-    if path == "-":
-        return sys.stdin.buffer.read(), "workflow.xml"
-    try:
-        return Path(path).read_bytes(), Path(path).name
-    except OSError as exc:
-        raise ClientError(USAGE, f"cannot read {path}: {exc.strerror or exc}") from None

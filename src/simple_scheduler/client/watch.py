@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from simple_scheduler.client.errors import JOB_FAILED, OK, ClientError
-from simple_scheduler.client.rest import Rest
 from simple_scheduler.states import JOB_TERMINAL, JobStatus
+
+if TYPE_CHECKING:
+    from simple_scheduler.client.rest import Rest
 
 JobInfo = dict[str, Any]
 
