@@ -73,21 +73,24 @@ def client_command(function: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
-def open_rest(where: session.Session) -> Rest:
+def open_rest(where: session.Session, *, keep_alive: bool = False) -> Rest:
     """httpx is imported here, not at start-up: the server and admin commands never need it."""
     from simple_scheduler.client.rest import Rest
 
-    return Rest(where)
+    return Rest(where, keep_alive=keep_alive)
 
 
-def connect() -> Rest:
-    """A connection with the current session; none at all is "not logged in" (exit 3)."""
+def connect(*, keep_alive: bool = False) -> Rest:
+    """A connection with the current session; none at all is "not logged in" (exit 3).
+
+    `keep_alive` for the verbs that may wait for long (wait, follow): see `Rest`.
+    """
     current = session.current()
     if current.token is None:
         raise ClientError(
             NO_SERVER, f"not logged in: run `simple-scheduler login {current.url}` first"
         )
-    return open_rest(current)
+    return open_rest(current, keep_alive=keep_alive)
 
 
 def read_workflow(path: str) -> tuple[bytes, str]:
@@ -222,7 +225,7 @@ def submit_command(
     With --wait or --follow, exit with the job's outcome (0: FINISHED, no task failed).
     """
     data, filename = read_workflow(workflow)
-    with connect() as rest:
+    with connect(keep_alive=wait_ or follow) as rest:
         job = rest.submit(data, filename, parse_variables(variables))
         job_id = int(job["id"])
         if not as_json:
@@ -252,7 +255,7 @@ def _wait(rest: Rest, job_id: int, *, bar: bool, follow: tuple[str, ...] = ()) -
 @client_command
 def wait_command(job: JobArg, as_json: JsonOption = False) -> None:
     """Wait for a job to end (progress bar on a terminal); exit with its outcome."""
-    with connect() as rest:
+    with connect(keep_alive=True) as rest:
         info = _wait(rest, job, bar=True)
     if as_json:
         output.print_json(shapes.job_summary(info))
@@ -378,7 +381,7 @@ def logs_command(
 ) -> None:
     """Print a job's or a task's output (all of it, over every attempt)."""
     stream = "err" if err else "out"
-    with connect() as rest:
+    with connect(keep_alive=follow) as rest:
         if task is not None:
             if not follow:
                 rest.task_state(job, task)  # a clear 404 for an unknown task

@@ -6,7 +6,9 @@ any simple-scheduler (or ProActive) server it can reach.
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any
@@ -65,15 +67,33 @@ def task_path(job_id: int, task: str) -> str:
     return f"/scheduler/jobs/{job_id}/tasks/{quote(task, safe='')}"
 
 
-class Rest:
-    """One HTTP connection to the server, with the session's token on every request."""
+def renewal_time(token: str) -> float | None:
+    """When half of the token's life has passed (epoch seconds), from its unverified JWT
+    claims; None when it carries no `iat`/`exp`."""
+    try:
+        segment = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        issued, expires = float(claims["iat"]), float(claims["exp"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+    return issued + (expires - issued) / 2
 
-    def __init__(self, session: Session) -> None:
+
+class Rest:
+    """One HTTP connection to the server, with the session's token on every request.
+
+    `keep_alive`: renew the token (`PUT /scheduler/session`) once half its life has passed,
+    so a `wait` that started with a valid session outlives it. The renewed token is kept
+    in memory only: the saved session still expires when it would have.
+    """
+
+    def __init__(self, session: Session, *, keep_alive: bool = False) -> None:
         self.session = session
         headers = {"sessionid": session.token} if session.token else {}
         self._http = httpx.Client(
             base_url=session.url + "/rest", headers=headers, timeout=TIMEOUT, trust_env=False
         )
+        self._renew_at = renewal_time(session.token) if keep_alive and session.token else None
 
     def __enter__(self) -> Rest:
         return self
@@ -95,6 +115,8 @@ class Rest:
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send, and raise the ClientError of any answer other than 2xx."""
+        if self._renew_at is not None and time.time() >= self._renew_at:
+            self._renew()
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -111,6 +133,13 @@ class Rest:
             raise ClientError(
                 NO_SERVER, f"the server at {self.session.url} answered {path} with no JSON"
             ) from None
+
+    def _renew(self) -> None:
+        self._renew_at = None  # the PUT below goes through request()
+        token = self.request("PUT", "/scheduler/session").text.strip()
+        self._http.cookies.clear()
+        self._http.headers["sessionid"] = token
+        self._renew_at = renewal_time(token)
 
     # Sessions.
 
