@@ -627,6 +627,16 @@ def test_logs_follow_a_task_until_it_ends(cli: Cli) -> None:
     assert cli.ok("logs", str(job_id), "-f").splitlines() == ["t | first", "t | second"]
 
 
+def test_a_closed_stdout_exits_141_quietly(cli: Cli) -> None:
+    job_id = cli.submit(job_xml([{"name": "t", "bash": "seq 200000"}]), "--wait")
+    for args in ([str(job_id), "t"], [str(job_id)]):
+        reader = cli.popen("logs", *args)
+        assert reader.stdout is not None and reader.stdout.readline() in (b"1\n", b"t | 1\n")
+        reader.stdout.close()
+        _, stderr = reader.communicate(timeout=30)
+        assert reader.returncode == 141 and stderr == b""
+
+
 # Acting on jobs.
 
 

@@ -24,6 +24,7 @@ from simple_scheduler.client.errors import (
     INTERRUPTED,
     JOB_FAILED,
     NO_SERVER,
+    PIPE_CLOSED,
     USAGE,
     ClientError,
 )
@@ -57,7 +58,9 @@ WorkflowArg = Annotated[
 
 
 def client_command(function: Callable[P, R]) -> Callable[P, R]:
-    """Report a ClientError as `error: ...` with its exit code; Ctrl-C exits 130."""
+    """Report a ClientError as `error: ...` with its exit code; Ctrl-C exits 130, and a
+    closed stdout 141 (as if killed by SIGPIPE) rather than click's 1, which means "the job
+    failed" here."""
 
     @functools.wraps(function)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -69,6 +72,9 @@ def client_command(function: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             output.note("interrupted")
             raise typer.Exit(INTERRUPTED) from None
+        except BrokenPipeError:  # `| head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(PIPE_CLOSED) from None
 
     return run
 

@@ -18,6 +18,8 @@ USAGE = 2
 NO_SERVER = 3
 #: Interrupted (Ctrl-C): the job itself goes on.
 INTERRUPTED = 130
+#: Stdout was closed early (`| head`): what a shell reports for a SIGPIPE death.
+PIPE_CLOSED = 141
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 the job FINISHED with no failed or faulty task (other verbs: success);"
