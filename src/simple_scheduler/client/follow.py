@@ -74,9 +74,10 @@ class JobLogFollower:
         self._width = 0
         self._last_info: JobInfo | None = None
 
-    def pump(self, info: JobInfo, job_ended: bool) -> bool:
-        """Print what is new; True when there was output."""
-        if info != self._last_info or job_ended:
+    def pump(self, info: JobInfo, final: bool) -> bool:
+        """Print what is new; True when there was output. `final`: the last turn (the job
+        ended, or a one-off read): partial last lines are printed too."""
+        if info != self._last_info or final:
             self._refresh()
             self._last_info = info
         active = False
@@ -90,9 +91,9 @@ class JobLogFollower:
             task.read_status = task.status
             for stream in self.streams:
                 active |= self._read(task, stream)
-                if not running:
+                if final or not running:
                     self._flush(task, stream)
-        self.finished = job_ended
+        self.finished = final
         return active
 
     def _refresh(self) -> None:
@@ -145,8 +146,8 @@ class TaskLogFollower:
         self._read_status: str | None = None
         self._last_info: JobInfo | None = None
 
-    def pump(self, info: JobInfo, job_ended: bool) -> bool:
-        if info != self._last_info or job_ended or self._status is None:
+    def pump(self, info: JobInfo, final: bool) -> bool:
+        if info != self._last_info or final or self._status is None:
             state = self.rest.task_state(self.job_id, self.task)
             self._status = str(state["taskInfo"]["taskStatus"])
             self._last_info = info
@@ -157,5 +158,5 @@ class TaskLogFollower:
         before = self._offset
         self._offset = self.rest.copy_log(self.job_id, self.task, self.stream, before, self.sink)
         self.sink.flush()
-        self.finished = status in TASK_TERMINAL or job_ended
+        self.finished = status in TASK_TERMINAL or final
         return self._offset > before

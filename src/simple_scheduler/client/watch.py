@@ -101,8 +101,9 @@ class Follower(Protocol):
     #: True once it has read everything it wanted: the watch may stop before the job ends.
     finished: bool
 
-    def pump(self, info: JobInfo, job_ended: bool) -> bool:
-        """Read what is new given the job's info; True when there was something."""
+    def pump(self, info: JobInfo, final: bool) -> bool:
+        """Read what is new given the job's info; True when there was something. `final`:
+        the job has ended, this is the last turn (print what is left)."""
         ...
 
 
