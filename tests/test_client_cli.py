@@ -209,18 +209,23 @@ def cli(anonymous: Cli) -> Cli:
 
 
 def read_lines_until(
-    proc: subprocess.Popen[bytes], lines: list[str], predicate: Callable[[list[str]], bool]
+    proc: subprocess.Popen[bytes],
+    lines: list[str],
+    predicate: Callable[[list[str]], bool],
+    *,
+    stderr: bool = False,
 ) -> None:
-    """Read `proc`'s stdout line by line into `lines` until `predicate(lines)` holds."""
-    assert proc.stdout is not None
+    """Read `proc`'s stdout (or stderr) line by line into `lines` until `predicate(lines)`."""
+    stream = proc.stderr if stderr else proc.stdout
+    assert stream is not None
     deadline = time.monotonic() + 30
     while not predicate(lines):
         left = deadline - time.monotonic()
-        assert left > 0, f"timed out; stdout so far: {lines}"
-        ready, _, _ = select.select([proc.stdout], [], [], left)
+        assert left > 0, f"timed out; read so far: {lines}"
+        ready, _, _ = select.select([stream], [], [], left)
         if ready:
-            line = proc.stdout.readline()
-            assert line, f"stdout closed early ({proc.wait()}); so far: {lines}"
+            line = stream.readline()
+            assert line, f"closed early ({proc.wait()}); read so far: {lines}"
             lines.append(line.decode().rstrip("\n"))
 
 
@@ -570,6 +575,8 @@ def test_jobs_lists_live_jobs_or_all(cli: Cli) -> None:
         only = json.loads(cli.ok("jobs", "--status", "finished", "--json"))
         assert finished in [j["id"] for j in only] and {j["status"] for j in only} == {"FINISHED"}
         assert len(json.loads(cli.ok("jobs", "--all", "--limit", "1", "--json"))) == 1
+        done = cli.run("jobs", "--all", "--limit", "1")
+        assert len(done.stdout.splitlines()) == 2 and "the newest 1 shown" in done.stderr
         table = cli.ok("jobs", "--all").splitlines()
         assert table[0].split() == [
             "ID", "NAME", "OWNER", "STATUS", "TASKS", "FAILED", "SUBMITTED", "DURATION"
@@ -682,8 +689,14 @@ def test_restart_a_task_in_error(cli: Cli) -> None:
     job_id = cli.submit(xml)
     with cli.http() as http:
         wait_task(http, job_id, "flaky", "IN_ERROR")
+    waiting = cli.popen("wait", str(job_id))
+    said: list[str] = []
+    read_lines_until(waiting, said, lambda seen: any("IN_ERROR" in s for s in seen), stderr=True)
+    assert said == [f"job {job_id} is IN_ERROR: a task is suspended after an error"
+                    " (`restart JOB TASK`, or `kill`); still waiting"]  # fmt: skip
     assert cli.ok("restart", str(job_id), "flaky") == f"task flaky of job {job_id} restarted\n"
-    assert cli.run("wait", str(job_id)).returncode == 0
+    _, stderr = waiting.communicate(timeout=30)
+    assert waiting.returncode == 0, stderr
     assert cli.ok("logs", str(job_id), "flaky") == "first\nsecond\n"
     done = cli.run("restart", str(job_id), "flaky")
     assert done.returncode == 1 and "FINISHED" in done.stderr

@@ -46,8 +46,10 @@ def jobs_command(
             elif not show_all and info["status"] in JOB_TERMINAL:
                 continue
             infos.append(info)
-            if limit and len(infos) >= limit:
+            if limit and len(infos) > limit:  # one more than shown: are there others?
                 break
+    more = bool(limit) and len(infos) > limit
+    del infos[limit or len(infos) :]
     if as_json:
         output.print_json([shapes.job_summary(info) for info in infos])
         return
@@ -57,6 +59,8 @@ def jobs_command(
         [_job_line(info, now) for info in infos],
         status_column=3,
     )
+    if more:
+        output.note(f"(the newest {limit} shown: --limit N for more, 0 for all)")
 
 
 def _statuses(values: list[str] | None) -> set[str] | None:

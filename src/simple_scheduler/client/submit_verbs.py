@@ -21,9 +21,18 @@ from simple_scheduler.client.command import (
 from simple_scheduler.client.errors import USAGE
 from simple_scheduler.client.follow import JobLogFollower
 from simple_scheduler.client.watch import JobInfo, PollingSource, exit_code, watch
+from simple_scheduler.states import JobStatus
 
 if TYPE_CHECKING:
     from simple_scheduler.client.rest import Rest
+
+
+#: Job statuses that need someone to act before the job can end: said once on stderr, so
+#: a CI log shows why a wait lasts.
+STUCK = {
+    JobStatus.PAUSED: "`simple-scheduler resume` lets it go on",
+    JobStatus.IN_ERROR: "a task is suspended after an error (`restart JOB TASK`, or `kill`)",
+}
 
 
 @client_command
@@ -66,8 +75,18 @@ def _wait(rest: Rest, job_id: int, *, bar: bool, follow: tuple[str, ...] = ()) -
     follower = (
         JobLogFollower(rest, job_id, follow, colour=output.fancy(sys.stdout)) if follow else None
     )
+    last_status = ""
+
+    def update(info: JobInfo) -> None:
+        nonlocal last_status
+        shown.update(info)
+        status = info["status"]
+        if status in STUCK and status != last_status:
+            output.note(f"job {job_id} is {status}: {STUCK[status]}; still waiting")
+        last_status = status
+
     with progress.display(job_id, bar) as shown:
-        info = watch(PollingSource(rest, job_id), shown.update, follower)
+        info = watch(PollingSource(rest, job_id), update, follower)
     output.note(progress.summary(info))
     return info
 
