@@ -350,6 +350,17 @@ def test_logout_revokes_the_session(cli: Cli) -> None:
     assert done.returncode == 3
     assert "session expired: log in again" in done.stderr
     assert cli.run("logout").returncode == 0  # nothing to do is not an error
+    # A token from the environment is revoked; the saved session (another one) stays.
+    cli.login()
+    saved = cli.token()
+    other = cli.server.login("alice", "alice-pw")
+    assert cli.ok("logout", env={"SIMPLE_SCHEDULER_TOKEN": other}) == ""
+    assert cli.token() == saved
+    assert (
+        httpx.get(f"{cli.server.url}/common/connected", headers={"sessionid": other}).json()
+        is False
+    )
+    assert cli.ok("jobs", "--json")
 
 
 def test_session_expiry_says_log_in_again_but_a_wait_outlives_it() -> None:

@@ -83,20 +83,24 @@ def _password(user: str, url: str, from_stdin: bool) -> str:
 
 @client_command
 def logout_command() -> None:
-    """Log out: the server revokes the session, and the saved session is removed."""
+    """Log out: the server revokes the session in use, and the saved one is removed if it
+    is that session ($SIMPLE_SCHEDULER_TOKEN's or another server's leaves it alone)."""
     current = session.current()
+    if current.token is None:
+        output.note(f"not logged in to {current.url}")
+        return
+    stored = session.load_stored()
     revoke_error: ClientError | None = None
-    if current.token:
-        try:
-            with open_rest(current) as rest:
-                rest.logout()
-        except ClientError as exc:
-            if exc.status != 401:  # an expired session needs no revoking
-                revoke_error = exc
-    removed = session.remove()
+    try:
+        with open_rest(current) as rest:
+            rest.logout()
+    except ClientError as exc:
+        if exc.status != 401:  # an expired session needs no revoking
+            revoke_error = exc
+    removed = stored is not None and stored.token == current.token and session.remove()
     if revoke_error is not None:
         what = "the saved session was removed, but " if removed else ""
         raise ClientError(
             NO_SERVER, f"{what}the server could not revoke it: {revoke_error.message}"
         )
-    output.note("logged out" if current.token or removed else "not logged in")
+    output.note(f"logged out of {current.url}")
