@@ -9,7 +9,7 @@ from setuptools import Extension, find_packages, setup
 
 extensions = [
     Extension(
-        "simple_scheduler._core",
+        "simple_scheduler.hypervisor._core",
         sources=["ext/_core.pyx"],
         define_macros=[("_GNU_SOURCE", "1")],
         extra_compile_args=["-O2", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"],
@@ -24,7 +24,8 @@ setup(
     package_dir={"": "src", "simple_scheduler.migrations": "migrations"},
     packages=[*find_packages("src"), "simple_scheduler.migrations"],
     package_data={
-        "simple_scheduler": ["py.typed", "*.pyi"],
+        "simple_scheduler": ["py.typed"],
+        "simple_scheduler.hypervisor": ["*.pyi"],
         "simple_scheduler.migrations": ["*.sql"],
     },
     ext_modules=cythonize(

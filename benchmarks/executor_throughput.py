@@ -32,10 +32,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from simple_scheduler.backend import Exited, Lost, TaskSpec
-from simple_scheduler.hypervisor import spawn_hypervisor
-from simple_scheduler.hypervisor_client import HypervisorClient
-from simple_scheduler.taskdir import mark_top_directory
+from simple_scheduler.execution.backend import Exited, Lost, TaskSpec
+from simple_scheduler.execution.client import HypervisorClient
+from simple_scheduler.execution.launcher import spawn_hypervisor
+from simple_scheduler.execution.taskdir import mark_top_directory
 
 
 def uss_kib(pid: int) -> int:

@@ -29,10 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from executor_throughput import baseline as popen_baseline
 
-from simple_scheduler.db import Store
-from simple_scheduler.migrate import migrate
+from simple_scheduler.execution.launcher import HypervisorArgs
+from simple_scheduler.execution.taskdir import read_status
 from simple_scheduler.scheduler import Scheduler
-from simple_scheduler.taskdir import read_status
+from simple_scheduler.server import local_scheduler
+from simple_scheduler.store.db import Store
+from simple_scheduler.store.migrate import migrate
 from simple_scheduler.workflow import parse_workflow
 
 NS = "urn:proactive:jobdescriptor:3.14"
@@ -71,16 +73,7 @@ def start_hypervisor(root: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     pdir = root / "tasks"
     pdir.mkdir()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "simple_scheduler",
-            "hypervisor",
-            "--socket",
-            sock,
-            "--process-directory",
-            str(pdir),
-        ],
+        HypervisorArgs(sock, str(pdir)).command(),
         cwd=root,
         start_new_session=True,
     )
@@ -118,7 +111,7 @@ async def measure(args: argparse.Namespace, root: Path, sock: str, pdir: Path) -
     store = await Store.open(f"sqlite+aiosqlite:///{root / 'db.sqlite'}")
     await migrate(store)
 
-    s = Scheduler.with_hypervisor(
+    s = local_scheduler(
         store,
         sock,
         process_directory=pdir,

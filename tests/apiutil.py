@@ -25,14 +25,14 @@ from conftest import Hypervisor, make_scheduler
 from quart.typing import TestClientProtocol
 from werkzeug.datastructures import FileStorage
 
-from simple_scheduler import users
 from simple_scheduler.api import Services, create_app
 from simple_scheduler.api.app import SchedulerApp
+from simple_scheduler.auth import users
+from simple_scheduler.auth.keys import KeyPair, generate_keys, load_keys
 from simple_scheduler.config import Config
-from simple_scheduler.db import Store
-from simple_scheduler.keys import KeyPair, generate_keys, load_keys
-from simple_scheduler.scheduler import Scheduler
+from simple_scheduler.scheduler.core import Scheduler
 from simple_scheduler.states import JOB_TERMINAL
+from simple_scheduler.store.db import Store
 
 ROUNDS = 4
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "root": "root-pw"}

@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -23,6 +22,8 @@ from pathlib import Path
 import psutil
 import pytest
 from exec_fixtures import kill_under
+
+from simple_scheduler.execution.launcher import HypervisorArgs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TOKEN_VAR = "SIMPLE_SCHEDULER_TEST_RUN"
@@ -59,16 +60,7 @@ class Hypervisor:
     def start(self) -> None:
         env = dict(os.environ, **{TOKEN_VAR: self.token})
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "simple_scheduler",
-                "hypervisor",
-                "--socket",
-                self.socket_path,
-                "--process-directory",
-                str(self.process_directory),
-            ],
+            HypervisorArgs(self.socket_path, str(self.process_directory)).command(),
             cwd=self.root,
             env=env,
             start_new_session=True,
@@ -120,8 +112,8 @@ def hypervisor(short_tmp: Path, run_token: str) -> Iterator[Hypervisor]:
 
 @pytest.fixture
 async def store(short_tmp: Path) -> AsyncIterator[object]:
-    from simple_scheduler.db import Store
-    from simple_scheduler.migrate import migrate
+    from simple_scheduler.store.db import Store
+    from simple_scheduler.store.migrate import migrate
 
     db = await Store.open(f"sqlite+aiosqlite:///{short_tmp / 'db.sqlite'}")
     await migrate(db)
@@ -132,9 +124,9 @@ async def store(short_tmp: Path) -> AsyncIterator[object]:
 
 
 def make_scheduler(store: object, hv: Hypervisor, workers: int = 4, grace: float = 1.0) -> object:
-    from simple_scheduler.scheduler import Scheduler
+    from simple_scheduler.server import local_scheduler
 
-    return Scheduler.with_hypervisor(
+    return local_scheduler(
         store,  # type: ignore[arg-type]
         hv.socket_path,
         process_directory=hv.process_directory,

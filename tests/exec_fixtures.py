@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from simple_scheduler.backend import Event, Exited, Lost, TaskSpec
-from simple_scheduler.hypervisor import spawn_hypervisor
-from simple_scheduler.hypervisor_client import HypervisorClient
+from simple_scheduler.execution.backend import Event, Exited, Lost, TaskSpec
+from simple_scheduler.execution.client import HypervisorClient
+from simple_scheduler.execution.launcher import spawn_hypervisor
 
 T = TypeVar("T")
 BIN_PATH = "/usr/local/bin:/usr/bin:/bin"

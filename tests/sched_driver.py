@@ -13,16 +13,16 @@ from pathlib import Path
 
 
 async def main() -> None:
-    from simple_scheduler.db import Store
-    from simple_scheduler.migrate import migrate
-    from simple_scheduler.scheduler import Scheduler
+    from simple_scheduler.server import local_scheduler
+    from simple_scheduler.store.db import Store
+    from simple_scheduler.store.migrate import migrate
     from simple_scheduler.workflow import parse_workflow
 
     db, sock, pdir, workers = sys.argv[1:5]
     store = await Store.open(f"sqlite+aiosqlite:///{db}")
     await migrate(store)
 
-    scheduler = Scheduler.with_hypervisor(
+    scheduler = local_scheduler(
         store,
         sock,
         process_directory=Path(pdir),

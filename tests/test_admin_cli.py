@@ -10,12 +10,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from simple_scheduler import users
-from simple_scheduler.admin_cli import register
+from simple_scheduler.auth import users
+from simple_scheduler.auth.credentials import read_credential
+from simple_scheduler.auth.keys import load_keys
+from simple_scheduler.cli.admin import register
 from simple_scheduler.config import load_config
-from simple_scheduler.credentials import read_credential
-from simple_scheduler.db import Store
-from simple_scheduler.keys import load_keys
+from simple_scheduler.store.db import Store
 
 COMMANDS = (
     "create-user",
@@ -60,7 +60,22 @@ def test_help_describes_every_command(app: typer.Typer) -> None:
     assert code == 0 and "RSA key pair" in out and "--force" in out
 
 
+def test_commands_other_than_create_user_never_make_a_data_directory(
+    app: typer.Typer, config_file: Path
+) -> None:
+    data = config_file.parent / "data"
+    for command in ("list-users", "migrate", "gen-keys", "delete-user bob"):
+        code, out = invoke(app, *command.split(), "--config", str(config_file))
+        assert code == 1 and f"no data directory at {data}" in out, (command, out)
+        assert not data.exists()
+    code, out = invoke(app, "create-user", "alice", "pw", "--config", str(config_file))
+    assert code == 0 and f"created a new data directory at {data}" in out
+    code, out = invoke(app, "list-users", "--config", str(config_file))
+    assert code == 0 and f"data directory {data}" in out and "alice" in out
+
+
 def test_migrate(app: typer.Typer, config_file: Path) -> None:
+    (config_file.parent / "data").mkdir()
     code, out = invoke(app, "migrate", "--config", str(config_file))
     assert code == 0 and "applied 1" in out
     code, out = invoke(app, "migrate", "--config", str(config_file))
@@ -70,6 +85,7 @@ def test_migrate(app: typer.Typer, config_file: Path) -> None:
 
 def test_user_commands(app: typer.Typer, config_file: Path) -> None:
     cfg = ["--config", str(config_file)]
+    (config_file.parent / "data").mkdir()
     code, out = invoke(app, "list-users", *cfg)
     assert code == 0 and "no users" in out
     code, out = invoke(app, "create-user", "alice", "pw-alice", "--admin", *cfg)
@@ -83,7 +99,8 @@ def test_user_commands(app: typer.Typer, config_file: Path) -> None:
     assert code == 1 and "not allowed" in out
 
     code, out = invoke(app, "list-users", *cfg)
-    lines = out.splitlines()
+    # The data directory line goes to stderr, which the runner mixes in.
+    lines = [line for line in out.splitlines() if not line.startswith("data directory ")]
     assert code == 0 and len(lines) == 2
     assert lines[0].split()[:2] == ["alice", "admin"] and lines[1].split()[:2] == ["bob", "user"]
 
@@ -108,6 +125,7 @@ def test_user_commands(app: typer.Typer, config_file: Path) -> None:
 
 def test_keys_and_credential_file(app: typer.Typer, config_file: Path, tmp_path: Path) -> None:
     cfg = ["--config", str(config_file)]
+    (config_file.parent / "data").mkdir()
     code, out = invoke(app, "create-credential-token", "alice", "pw", *cfg)
     assert code == 1 and "gen-keys" in out
 

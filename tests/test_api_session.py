@@ -7,7 +7,7 @@ import io
 from apiutil import PASSWORDS, Api, api_fixture  # noqa: F401
 from werkzeug.datastructures import FileStorage
 
-from simple_scheduler.credentials import create_credential
+from simple_scheduler.auth.credentials import create_credential
 
 
 async def test_login_by_form_returns_a_token_and_a_cookie(api: Api) -> None:

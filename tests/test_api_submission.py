@@ -11,7 +11,7 @@ from apiutil import Api, api_fixture, running_api  # noqa: F401
 from conftest import Hypervisor
 from wfxml import job_xml
 
-from simple_scheduler.db import Store
+from simple_scheduler.store.db import Store
 
 FLAT = "/rest/scheduler/submitflat"
 

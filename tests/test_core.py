@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from simple_scheduler import _core, hypervisor, posix
+from simple_scheduler.hypervisor import _core, forkserver, posix
 
 
 def run_python(code: str) -> str:
@@ -25,7 +25,7 @@ def run_python(code: str) -> str:
 
 def test_set_proc_title_shows_in_cmdline_and_comm() -> None:
     code = (
-        "from simple_scheduler import posix\n"
+        "from simple_scheduler.hypervisor import posix\n"
         "posix.set_proc_title('simple-scheduler: test title', 'ss-test')\n"
         "print(repr(open('/proc/self/cmdline', 'rb').read()))\n"
         "print(open('/proc/self/comm').read().strip())\n"
@@ -95,7 +95,7 @@ def test_fork_server_direct() -> None:
     report = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     report.bind(os.path.join(root, "r"))
     report.settimeout(10)
-    server = hypervisor.ForkServer()
+    server = forkserver.ForkServer()
     try:
         strings = ["key-1", "simple-scheduler: monitor job 1 task t", root, "",
                    os.path.join(root, "r"), "", "/usr/bin:/bin", "sh", "-c", "exit 3"]

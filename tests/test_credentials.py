@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from simple_scheduler.credentials import CredentialError, create_credential, read_credential
-from simple_scheduler.keys import (
+from simple_scheduler.auth.credentials import CredentialError, create_credential, read_credential
+from simple_scheduler.auth.keys import (
     KEY_BITS,
     KeyPair,
     KeysError,

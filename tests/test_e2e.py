@@ -82,10 +82,10 @@ class Server:
             timeout=60,
         )
 
-    def start(self) -> None:
+    def start(self, *args: str) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "simple_scheduler", "run-server"],
+                [sys.executable, "-m", "simple_scheduler", "run-server", *args],
                 cwd=self.root,
                 env=self.env,
                 stdout=log,

@@ -15,10 +15,11 @@ import time
 import pytest
 from exec_fixtures import HV, children_zombies, hv, short_tmp, wait_final, wait_started
 
-from simple_scheduler import protocol, taskdir
-from simple_scheduler.backend import BackendError, Exited, Lost, Started
-from simple_scheduler.hypervisor import Execution, LiveEntry, LiveJournal
-from simple_scheduler.hypervisor_client import HypervisorClient
+from simple_scheduler.execution import protocol, taskdir
+from simple_scheduler.execution.backend import BackendError, Exited, Lost, Started
+from simple_scheduler.execution.client import HypervisorClient
+from simple_scheduler.hypervisor.journal import LiveEntry, LiveJournal
+from simple_scheduler.hypervisor.records import Execution
 
 __all__ = ["hv", "short_tmp"]  # fixtures, imported for pytest
 
@@ -480,7 +481,7 @@ def test_prepared_execution_without_a_monitor_is_lost_after_the_grace(
     short_tmp: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A hypervisor that died between journaling and forking: nobody will report."""
-    import simple_scheduler.hypervisor as hvmod
+    import simple_scheduler.hypervisor.loop as hvmod
 
     task_dir = os.path.join(short_tmp, "pd", "1", "0", "1")
     os.makedirs(task_dir)
@@ -531,7 +532,7 @@ def test_requests_sent_before_the_hypervisor_died_still_fork(short_tmp: str) -> 
     """Spawns journaled and sent to the fork server, then the hypervisor dies before
     reading a reply: the fork server forks every one of them anyway (its replies fail),
     so a successor finds monitors for its prepared entries, not silence."""
-    import simple_scheduler.hypervisor as hvmod
+    import simple_scheduler.hypervisor.loop as hvmod
 
     hv = hvmod.Hypervisor(os.path.join(short_tmp, "h.sock"), os.path.join(short_tmp, "pd"))
     conn = hvmod._Conn(socket.socket(socket.AF_UNIX))  # replies are never read

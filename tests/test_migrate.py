@@ -9,8 +9,8 @@ from typing import TypeVar
 
 import pytest
 
-from simple_scheduler.db import Store
-from simple_scheduler.migrate import (
+from simple_scheduler.store.db import Store
+from simple_scheduler.store.migrate import (
     Migration,
     MigrationError,
     available_migrations,

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 from exec_fixtures import short_tmp
 
-from simple_scheduler import _core, hypervisor, posix, protocol
+from simple_scheduler.execution import protocol
+from simple_scheduler.hypervisor import _core, loop, posix
 
 __all__ = ["short_tmp"]
 
@@ -74,11 +75,11 @@ class FakeForkServer:
 
 
 def test_spawn_fails_when_fork_fails(short_tmp: str) -> None:
-    hv = hypervisor.Hypervisor(os.path.join(short_tmp, "h.sock"), os.path.join(short_tmp, "pd"))
+    hv = loop.Hypervisor(os.path.join(short_tmp, "h.sock"), os.path.join(short_tmp, "pd"))
     real = hv.fork_server
     try:
         hv.fork_server = FakeForkServer()  # type: ignore[assignment]
-        conn = hypervisor._Conn(real.sock)  # any socket: only its buffer is used
+        conn = loop._Conn(real.sock)  # any socket: only its buffer is used
         spec = {"key": "k", "job_id": 1, "task_name": "t", "argv": ["true"], "env": {},
                 "task_dir": os.path.join(short_tmp, "pd", "k")}
         hv._handle(conn, 5, {"op": "spawn", "spec": spec, "start": False})

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simple_scheduler import protocol
-from simple_scheduler.backend import Exited, ExitStatus, Lost, Started, TaskRecord
+from simple_scheduler.execution import protocol
+from simple_scheduler.execution.backend import Exited, ExitStatus, Lost, Started, TaskRecord
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
@@ -74,8 +74,8 @@ def test_spec_payload_carries_every_task_spec_field() -> None:
     """The spawn payload is spelled out by hand for speed: it must not drop a field."""
     import dataclasses
 
-    from simple_scheduler.backend import TaskSpec
-    from simple_scheduler.protocol import spec_to_dict
+    from simple_scheduler.execution.backend import TaskSpec
+    from simple_scheduler.execution.protocol import spec_to_dict
 
     spec = TaskSpec("1.0.1", 1, "A", ["echo", "x"], {"K": "v"}, "/tmp/d", cwd="/tmp")
     payload = spec_to_dict(spec)

@@ -22,6 +22,8 @@ import pytest
 from conftest import TOKEN_VAR, Hypervisor
 from wfxml import job_xml
 
+from simple_scheduler.execution.launcher import HypervisorArgs
+
 DRIVER = Path(__file__).with_name("sched_driver.py")
 
 
@@ -206,16 +208,7 @@ def test_monitor_killed_is_lost_and_handled_by_policy(
 
 def test_a_second_hypervisor_on_the_same_socket_refuses_to_start(hypervisor: Hypervisor) -> None:
     second = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "simple_scheduler",
-            "hypervisor",
-            "--socket",
-            hypervisor.socket_path,
-            "--process-directory",
-            str(hypervisor.process_directory),
-        ],
+        HypervisorArgs(hypervisor.socket_path, str(hypervisor.process_directory)).command(),
         capture_output=True,
         text=True,
         timeout=30,
@@ -233,11 +226,11 @@ async def test_server_scheduler_relaunches_a_dead_hypervisor(
     store: object, hypervisor: Hypervisor
 ) -> None:
     """Nobody restarts the hypervisor here: the scheduler (relaunch=True) must."""
-    from simple_scheduler import jobstore
-    from simple_scheduler.scheduler import Scheduler
+    from simple_scheduler.server import local_scheduler
+    from simple_scheduler.store import jobstore
     from simple_scheduler.workflow import parse_workflow
 
-    s = Scheduler.with_hypervisor(
+    s = local_scheduler(
         store,  # type: ignore[arg-type]
         hypervisor.socket_path,
         process_directory=hypervisor.process_directory,
@@ -275,8 +268,8 @@ async def test_server_scheduler_relaunches_a_dead_hypervisor(
 async def test_monitor_dead_while_hypervisor_down_is_lost_and_its_task_killed(
     hypervisor: Hypervisor,
 ) -> None:
-    from simple_scheduler.backend import TaskSpec
-    from simple_scheduler.hypervisor_client import HypervisorClient
+    from simple_scheduler.execution.backend import TaskSpec
+    from simple_scheduler.execution.client import HypervisorClient
 
     client = await HypervisorClient.connect(hypervisor.socket_path)
     task_dir = str(hypervisor.process_directory / "9" / "0" / "1")

@@ -13,9 +13,10 @@ import pytest
 from conftest import Hypervisor, make_scheduler
 from wfxml import job_xml
 
-from simple_scheduler import jobstore
-from simple_scheduler.scheduler import Scheduler, StateConflict
-from simple_scheduler.taskdir import read_status
+from simple_scheduler.errors import StateConflict
+from simple_scheduler.execution.taskdir import read_status
+from simple_scheduler.scheduler.core import Scheduler
+from simple_scheduler.store import jobstore
 from simple_scheduler.workflow import parse_workflow
 
 
@@ -51,13 +52,13 @@ async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
 
 def status_file(s: Scheduler, job_id: int, index: int, attempt: int = 1) -> dict[str, Any]:
     """The monitor's own record of the execution: start and end times, exit status."""
-    status = read_status(str(s.process_directory / str(job_id) / str(index) / str(attempt)))
+    status = read_status(s.files.directory(job_id, index, attempt))
     assert status is not None
     return {"start": status.start_time, "end": status.end_time, "exit_code": status.exit_code}
 
 
 def stdout(s: Scheduler, job_id: int, index: int, attempt: int = 1) -> str:
-    path = s.process_directory / str(job_id) / str(index) / str(attempt) / "stdout"
+    path = Path(s.files.output_path(job_id, index, attempt, "stdout"))
     return path.read_text()
 
 
@@ -331,7 +332,7 @@ async def test_kill_job_with_running_and_pending_tasks(sched: Scheduler) -> None
     assert statuses["after"] == "NOT_STARTED"
     assert sorted(statuses.values()).count("ABORTED") == 4
     assert sorted(statuses.values()).count("NOT_STARTED") == 3
-    job_dir = sched.process_directory / str(job_id)
+    job_dir = Path(sched.files.directory(job_id, 0, 1)).parent.parent
     assert _processes_of(job_dir) == []
     assert await sched.kill_job(job_id) is False
 
@@ -365,11 +366,11 @@ async def test_pause_and_resume(sched: Scheduler) -> None:
 async def test_remove_job_deletes_rows_and_files(sched: Scheduler) -> None:
     job_id = await submit(sched, job_xml([{"name": "t", "bash": "echo hi"}]))
     assert await sched.wait_job(job_id) == "FINISHED"
-    assert (sched.process_directory / str(job_id)).exists()
+    assert (Path(sched.files.directory(job_id, 0, 1)).parent.parent).exists()
     await sched.remove_job(job_id)
     assert await jobstore.get_job(sched.store, job_id) is None
     assert await jobstore.list_tasks(sched.store, job_id, 0, 10) == []
-    assert not (sched.process_directory / str(job_id)).exists()
+    assert not (Path(sched.files.directory(job_id, 0, 1)).parent.parent).exists()
 
 
 async def test_priority_orders_the_ready_queue(store: Any, hypervisor: Hypervisor) -> None:

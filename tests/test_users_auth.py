@@ -17,8 +17,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from simple_scheduler import auth, users
-from simple_scheduler.auth import (
+from simple_scheduler.auth import sessions, users
+from simple_scheduler.auth.keys import KeyPair, ensure_keys
+from simple_scheduler.auth.sessions import (
     AuthError,
     LoginThrottle,
     LoginThrottled,
@@ -29,9 +30,8 @@ from simple_scheduler.auth import (
     revoke,
     verify_token,
 )
-from simple_scheduler.db import Store
-from simple_scheduler.keys import KeyPair, ensure_keys
-from simple_scheduler.migrate import migrate
+from simple_scheduler.store.db import Store
+from simple_scheduler.store.migrate import migrate
 
 T = TypeVar("T")
 ROUNDS = 4
@@ -294,7 +294,7 @@ def test_login_uses_the_throttle(db: Path, keys: KeyPair) -> None:
     throttle = LoginThrottle(clock=clock)
 
     async def attempt(store: Store, password: str) -> str:
-        return await auth.login(
+        return await sessions.login(
             store,
             keys,
             throttle,

@@ -14,8 +14,8 @@ from simple_scheduler.workflow import (
     task_id,
     topological_order,
 )
-from simple_scheduler.workflow.models import check_model
 from simple_scheduler.workflow.variables import resolve
+from simple_scheduler.workflow.varmodels import check_model
 
 
 @pytest.mark.parametrize(

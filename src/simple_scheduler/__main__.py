@@ -7,10 +7,10 @@ pulls in): it is a long-lived process whose memory should stay small.
 import sys
 
 if sys.argv[1:2] == ["hypervisor"]:
-    from simple_scheduler.hypervisor import main as hypervisor_main
+    from simple_scheduler.hypervisor.main import main as hypervisor_main
 
     sys.exit(hypervisor_main(sys.argv[2:]))
 
-from simple_scheduler.cli import main
+from simple_scheduler.cli.main import main
 
 main()

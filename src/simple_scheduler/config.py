@@ -32,6 +32,18 @@ CONFIG_ENV = ENV_PREFIX + "CONFIG"
 DEFAULT_PROFILE = "default"
 KNOWN_PROFILES = ("default", "release")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EXECUTION_BACKENDS = ("local", "slurm")
+
+
+def token_partitions(text: str) -> dict[str, str]:
+    """`slurm_node_access_token_partitions`: "TOKEN=partition,TOKEN2=partition2"."""
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        token, eq, partition = item.partition("=")
+        if not eq or not token.strip() or not partition.strip():
+            raise ValueError(f"{item!r} is not TOKEN=partition")
+        out[token.strip()] = partition.strip()
+    return out
 
 
 class ConfigError(Exception):
@@ -64,6 +76,20 @@ class Config:
     log_level: str = "INFO"
     #: bcrypt cost for new password hashes (2**rounds iterations; 12 is about 0.2 s).
     bcrypt_rounds: int = 12
+    #: A hypervisor with no server connected and no task running exits after this long
+    #: (0: never). A clean server stop with nothing running stops it at once.
+    hypervisor_idle_exit_s: float = 60.0
+    #: Where tasks run: "local" (the hypervisor on this machine) or "slurm" (one Slurm
+    #: job per task; `process_directory` must be shared with the nodes).
+    execution_backend: str = "local"
+    slurm_partition: str = ""
+    slurm_account: str = ""
+    #: Extra `sbatch` options, as on its command line (`--qos=short --mem=1G`).
+    slurm_sbatch_options: str = ""
+    #: One `squeue` call per interval covers every live task.
+    slurm_poll_interval_s: float = 1.0
+    #: `NODE_ACCESS_TOKEN` generic information to partition: "TOKEN=partition,...".
+    slurm_node_access_token_partitions: str = ""
     #: The profile the values were read for.
     profile: str = DEFAULT_PROFILE
 
@@ -128,6 +154,13 @@ _KINDS: dict[str, tuple[type, Callable[[str], Any]]] = {
     "kill_grace_s": (float, float),
     "log_level": (str, str),
     "bcrypt_rounds": (int, _parse_int),
+    "hypervisor_idle_exit_s": (float, float),
+    "execution_backend": (str, str),
+    "slurm_partition": (str, str),
+    "slurm_account": (str, str),
+    "slurm_sbatch_options": (str, str),
+    "slurm_poll_interval_s": (float, float),
+    "slurm_node_access_token_partitions": (str, str),
 }
 
 _KIND_NAMES: dict[type, str] = {
@@ -140,11 +173,13 @@ _KIND_NAMES: dict[type, str] = {
 #: Inclusive bounds of numeric settings.
 _RANGES: dict[str, tuple[float, float]] = {
     "port": (0, 65535),
-    "nb_of_workers": (1, 100_000),
+    "nb_of_workers": (0, 100_000),
     "max_upload_bytes": (1, 2**40),
     "token_lifetime_s": (1, 366 * 24 * 3600),
     "kill_grace_s": (0.0, 3600.0),
     "bcrypt_rounds": (4, 31),
+    "hypervisor_idle_exit_s": (0.0, 366 * 24 * 3600.0),
+    "slurm_poll_interval_s": (0.05, 3600.0),
 }
 
 assert set(_KINDS) == {f.name for f in fields(Config)} - {"profile"}
@@ -289,6 +324,18 @@ def _build(values: dict[str, _Value], profile: str, cwd: Path) -> Config:
             f"{', '.join(LOG_LEVELS)}"
         )
     resolved["log_level"] = level
+    if resolved.get("execution_backend", "local") not in EXECUTION_BACKENDS:
+        raise ConfigError(
+            f"execution_backend: {resolved['execution_backend']!r} from "
+            f"{origin('execution_backend')} is not one of {', '.join(EXECUTION_BACKENDS)}"
+        )
+    try:
+        token_partitions(str(resolved.get("slurm_node_access_token_partitions", "")))
+    except ValueError as exc:
+        raise ConfigError(
+            f"slurm_node_access_token_partitions from "
+            f"{origin('slurm_node_access_token_partitions')}: {exc}"
+        ) from None
     if resolved["private_key_path"] == resolved["public_key_path"]:
         raise ConfigError("private_key_path and public_key_path name the same file")
     return Config(profile=profile, **resolved)

@@ -16,15 +16,25 @@ start failed, 2 for a bad configuration.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import gc
+import getpass
+import json
 import logging
+import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hypercorn.config import Config as HypercornConfig
 
 from simple_scheduler.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from simple_scheduler.scheduler import Scheduler
+    from simple_scheduler.store.db import Store
 
 log = logging.getLogger("simple_scheduler.server")
 
@@ -35,26 +45,101 @@ EXIT_BAD_CONFIG = 2
 GRACEFUL_TIMEOUT = 5.0
 
 
-def run_server(config_path: Path | None) -> int:
-    """Run until stopped; returns the process exit code."""
+def run_server(config_path: Path | None, create_admin: str | None = None) -> int:
+    """Run until stopped; returns the process exit code.
+
+    `create_admin`: make this admin user on the first run (password from
+    `SIMPLE_SCHEDULER_ADMIN_PASSWORD`, else prompted); later runs just start, so the
+    quick start's one command works every time.
+    """
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         print(f"simple-scheduler: configuration error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     _setup_logging(config.log_level)
+    admin: tuple[str, str] | None = None
     try:
+        if create_admin is not None:
+            admin = (create_admin, admin_password(create_admin))
+        created = not config.data_dir.exists()
         config.ensure_dirs()
-        _start_hypervisor(config)  # before any thread exists in this process
+        if created:
+            log.info("created a new data directory at %s", config.data_dir)
+        log.info("data directory %s; database %s", config.data_dir, config.database_url)
+        lock = DataDirLock.acquire(config)  # held for the process's life
+        if config.execution_backend == "local":
+            _start_hypervisor(config)  # before any thread exists in this process
     except (OSError, RuntimeError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return EXIT_START_FAILED
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, admin=admin))
     except StartError as exc:
         log.error("cannot start: %s", exc)
         return EXIT_START_FAILED
+    finally:
+        lock.release()
     return EXIT_OK
+
+
+#: Where `run-server --create-admin` reads the password when set (else it prompts).
+ADMIN_PASSWORD_ENV = "SIMPLE_SCHEDULER_ADMIN_PASSWORD"
+
+
+def admin_password(name: str) -> str:
+    """The password for `--create-admin`: the environment's, else asked on a terminal."""
+    password = os.environ.get(ADMIN_PASSWORD_ENV)
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        raise ValueError(
+            f"--create-admin {name}: set {ADMIN_PASSWORD_ENV} or run on a terminal to be asked"
+        )
+    password = getpass.getpass(f"password for {name} (used only if {name} does not exist): ")
+    if not password:
+        raise ValueError("an empty password is not allowed")
+    return password
+
+
+class DataDirLock:
+    """At most one server per data directory: an `flock` on `<data_dir>/server.lock`.
+
+    Two servers over one database and hypervisor would both drive the same jobs. The
+    kernel releases the lock however the holder dies, so a crash never blocks a restart;
+    the file names the holder (pid, address, port) for the refusal message. The
+    descriptor is close-on-exec: the hypervisor we start does not inherit it.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def acquire(cls, config: Config) -> DataDirLock:
+        path = config.data_dir / "server.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace")
+            os.close(fd)
+            try:
+                info = json.loads(holder)
+                who = f"pid {info['pid']}, listening on {info['address']}:{info['port']}"
+            except (ValueError, KeyError, TypeError):
+                who = "pid unknown"
+            raise RuntimeError(
+                f"another server ({who}) already uses the data directory {config.data_dir}"
+            ) from None
+        record = {"pid": os.getpid(), "address": config.address, "port": config.port}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        return cls(fd)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class StartError(Exception):
@@ -70,26 +155,31 @@ def _setup_logging(level: str) -> None:
 
 
 def _start_hypervisor(config: Config) -> None:
-    from simple_scheduler.hypervisor import ensure_hypervisor
+    from simple_scheduler.execution.launcher import ensure_hypervisor
 
-    proc = ensure_hypervisor(str(config.hypervisor_socket_path), str(config.process_directory))
+    proc = ensure_hypervisor(
+        str(config.hypervisor_socket_path),
+        str(config.process_directory),
+        idle_exit_s=config.hypervisor_idle_exit_s,
+    )
     if proc is None:
         log.info("connected to the running hypervisor on %s", config.hypervisor_socket_path)
     else:
         log.info("started the hypervisor (pid %d) on %s", proc.pid, config.hypervisor_socket_path)
 
 
-async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    config: Config, stop: asyncio.Event | None = None, *, admin: tuple[str, str] | None = None
+) -> None:
     """Open everything, serve until `stop` is set (or a stop signal), close everything."""
     from hypercorn.asyncio import serve as hypercorn_serve
 
     from simple_scheduler.api import Services, create_app
-    from simple_scheduler.auth import LoginThrottle
-    from simple_scheduler.db import Store
-    from simple_scheduler.keys import KeysError, ensure_keys
-    from simple_scheduler.migrate import MigrationError, migrate
-    from simple_scheduler.scheduler import Scheduler
-    from simple_scheduler.taskrun import server_environment
+    from simple_scheduler.auth.keys import KeysError, ensure_keys
+    from simple_scheduler.auth.sessions import LoginThrottle
+    from simple_scheduler.scheduler.spec import server_environment
+    from simple_scheduler.store.db import Store
+    from simple_scheduler.store.migrate import MigrationError, migrate
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -105,15 +195,20 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             )
         except (MigrationError, KeysError) as exc:
             raise StartError(str(exc)) from exc
-        scheduler = Scheduler.with_hypervisor(
-            store,
-            str(config.hypervisor_socket_path),
-            relaunch=True,
-            process_directory=config.process_directory,
-            nb_of_workers=config.nb_of_workers,
-            kill_grace=config.kill_grace_s,
-            base_env=server_environment(),
-        )
+        await _ensure_admin(store, config, admin)
+        if config.execution_backend == "slurm":
+            scheduler = slurm_scheduler(store, config, base_env=server_environment())
+        else:
+            scheduler = local_scheduler(
+                store,
+                str(config.hypervisor_socket_path),
+                process_directory=config.process_directory,
+                relaunch=True,
+                idle_exit_s=config.hypervisor_idle_exit_s,
+                nb_of_workers=config.nb_of_workers,
+                kill_grace=config.kill_grace_s,
+                base_env=server_environment(),
+            )
         await scheduler.start()
         services = Services(
             config=config, store=store, scheduler=scheduler, keys=keys, throttle=LoginThrottle()
@@ -124,17 +219,105 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         gc.collect()
         gc.freeze()
         try:
-            await hypercorn_serve(app, _hypercorn_config(config), shutdown_trigger=stop.wait)
+            try:
+                await hypercorn_serve(app, _hypercorn_config(config), shutdown_trigger=stop.wait)
+            except OSError as exc:  # the port is taken, or the address is not ours
+                where = f"{config.address}:{config.port}"
+                raise StartError(f"cannot listen on {where}: {exc.strerror or exc}") from None
         finally:
             services.stopping = True
             log.info("stopping: writing pending state; running tasks keep running")
             services.close()
-            await scheduler.stop()
+            await scheduler.stop(detach=True)
     finally:
         await store.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("stopped")
+
+
+def local_scheduler(
+    store: Store,
+    socket_path: str,
+    *,
+    process_directory: Path | str,
+    nb_of_workers: int,
+    kill_grace: float = 5.0,
+    base_env: Mapping[str, str] | None = None,
+    relaunch: bool = False,
+    idle_exit_s: float = 60.0,
+) -> Scheduler:
+    """The usual set-up: a scheduler over the local hypervisor on `socket_path`.
+
+    With `relaunch`, a hypervisor found dead is started again (see `LocalExecution`).
+    """
+    from simple_scheduler.execution.local import LocalExecution
+    from simple_scheduler.scheduler import Scheduler
+
+    execution = LocalExecution(
+        socket_path, str(process_directory), relaunch=relaunch, idle_exit_s=idle_exit_s
+    )
+    return Scheduler(
+        store,
+        execution.connect,
+        files=execution.files,
+        nb_of_workers=nb_of_workers,
+        kill_grace=kill_grace,
+        base_env=base_env,
+    )
+
+
+async def _ensure_admin(store: Store, config: Config, admin: tuple[str, str] | None) -> None:
+    """Create the `--create-admin` user on the first run; warn when nobody can log in."""
+    from simple_scheduler.auth import users
+
+    if admin is not None:
+        name, password = admin
+        if await users.get_user(store, name) is None:
+            await users.create_user(
+                store, name, password, is_admin=True, rounds=config.bcrypt_rounds
+            )
+            log.info("created the admin user %r", name)
+        else:
+            log.info("user %r exists: not created again", name)
+    elif not await users.list_users(store):
+        log.warning(
+            "no user can log in yet: run `simple-scheduler create-user NAME --admin` "
+            "or start with --create-admin NAME"
+        )
+
+
+def slurm_scheduler(
+    store: Store, config: Config, *, base_env: Mapping[str, str] | None = None
+) -> Scheduler:
+    """A scheduler whose tasks are Slurm jobs, on the shared process directory."""
+    import shlex
+
+    from simple_scheduler.config import token_partitions
+    from simple_scheduler.execution.slurm import SlurmBackend, SlurmSettings
+    from simple_scheduler.execution.taskdir import LocalTaskFiles
+    from simple_scheduler.scheduler import Scheduler
+
+    settings = SlurmSettings(
+        partition=config.slurm_partition or None,
+        account=config.slurm_account or None,
+        sbatch_options=tuple(shlex.split(config.slurm_sbatch_options)),
+        poll_interval_s=config.slurm_poll_interval_s,
+        token_partitions=token_partitions(config.slurm_node_access_token_partitions),
+    )
+    process_directory = str(config.process_directory)
+
+    async def connect() -> SlurmBackend:
+        return await SlurmBackend.connect(process_directory, settings)
+
+    return Scheduler(
+        store,
+        connect,
+        files=LocalTaskFiles(process_directory),
+        nb_of_workers=config.nb_of_workers,
+        kill_grace=config.kill_grace_s,
+        base_env=base_env,
+    )
 
 
 def _hypercorn_config(config: Config) -> HypercornConfig:

@@ -13,8 +13,8 @@ import math
 from quart import Quart, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
-from simple_scheduler.auth import AuthError, LoginThrottled
-from simple_scheduler.scheduler import StateConflict, UnknownJob, UnknownTask
+from simple_scheduler.auth.sessions import AuthError, LoginThrottled
+from simple_scheduler.errors import StateConflict, UnknownJob, UnknownTask
 from simple_scheduler.workflow.errors import WorkflowError, WorkflowTooLarge
 
 log = logging.getLogger("simple_scheduler.api")

@@ -8,136 +8,33 @@ in a worker thread: a 10,000-task workflow must not stall every other request.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import json
-import math
+from quart import Blueprint, Response, jsonify
 
-from quart import Blueprint, Response, jsonify, request
-
-from simple_scheduler import jobstore
-from simple_scheduler.api import views
+from simple_scheduler.api import requests, views
 from simple_scheduler.api.access import (
     authenticate,
-    int_arg,
-    parse_job_id,
-    services,
     visible_job,
 )
+from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import ApiError
-from simple_scheduler.db import Row
+from simple_scheduler.api.requests import int_arg
+from simple_scheduler.store import jobstore
+from simple_scheduler.store.db import Row
 from simple_scheduler.workflow import (
-    Job,
     WorkflowError,
     WorkflowTooLarge,
-    load_workflow_bytes,
-    parse_workflow,
 )
 
 blueprint = Blueprint("jobs", __name__)
-
-XML_TYPES = ("application/xml", "text/xml", "application/zip", "application/octet-stream")
-
-
-def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _variables_from_json(text: str) -> dict[str, str]:
-    try:
-        document = json.loads(text, parse_constant=_no_constant) if text.strip() else {}
-    except ValueError as exc:  # JSONDecodeError, NaN/Infinity
-        raise ApiError(400, f"the variables part is not JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise ApiError(400, "the variables part must be a JSON object of name -> value")
-    out: dict[str, str] = {}
-    for name, value in document.items():
-        if isinstance(value, dict | list):
-            raise ApiError(400, f"variable {name!r}: value must be a string, number or boolean")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ApiError(400, f"variable {name!r}: {value} is not a finite number")
-        out[str(name)] = "" if value is None else _scalar(value)
-    return out
-
-
-def _scalar(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-async def _submission(matrix: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-    """The workflow bytes and the submit-time variables of this request."""
-    variables: dict[str, str] = {}
-    workflow: bytes | None = None
-    mimetype = request.mimetype
-    if mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        files = await request.files
-        form = await request.form
-        if "variables" in files:
-            try:
-                raw = files["variables"].read().decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ApiError(
-                    400, f"the variables part is not UTF-8 text (byte {exc.start})"
-                ) from None
-            variables = _variables_from_json(raw)
-        elif "variables" in form:
-            variables = _variables_from_json(form["variables"])
-        # Field order across files and plain fields is not kept by the form parser: a
-        # file part (curl -F file=@job.xml) is preferred, as every client sends one.
-        for name, upload in files.items(multi=True):
-            if name != "variables":
-                workflow = upload.read()
-                break
-        else:
-            for name, value in form.items(multi=True):
-                if name != "variables":
-                    workflow = value.encode("utf-8")
-                    break
-    elif mimetype in XML_TYPES:
-        body = await request.get_data(cache=False, as_text=False)
-        workflow = body if isinstance(body, bytes) else body.encode()
-    else:
-        raise ApiError(
-            400,
-            f"unsupported content type {mimetype or 'none'!r}: send multipart/form-data "
-            f"with the workflow as a file part (curl -F file=@job.xml)",
-        )
-    if not workflow:
-        raise ApiError(400, "no workflow in the request: send it as a file part (file=@job.xml)")
-    variables.update(matrix)
-    return workflow, variables
-
-
-def with_query_generic_information(job: Job, *, exclude: tuple[str, ...] = ()) -> Job:
-    """ProActive: query parameters of a submission become generic information, and
-    `submission.mode=rest-api` is added when the client did not say. `exclude`: query
-    parameters that are arguments of the endpoint (e.g. `jobsid`), not information."""
-    extra = {name: value for name, value in request.args.items() if name and name not in exclude}
-    extra.setdefault("submission.mode", "rest-api")
-    return dataclasses.replace(job, generic_information={**job.generic_information, **extra})
-
-
-async def parse_document(data: bytes, variables: dict[str, str]) -> tuple[Job, bytes]:
-    """Parse and validate in a worker thread: the job, and the (unzipped) XML document."""
-    limits = services().limits
-
-    def work() -> tuple[Job, bytes]:
-        document = load_workflow_bytes(data, limits)
-        return parse_workflow(document, variables, limits), document
-
-    return await asyncio.to_thread(work)
-
 
 @blueprint.post("/scheduler/submit<matrix:matrix>")
 async def submit(matrix: dict[str, str]) -> Response:
     """Submit a workflow (multipart: the workflow part, optional `variables` JSON part)."""
     principal = await authenticate()
-    data, variables = await _submission(matrix)
-    job, document = await parse_document(data, variables)
+    data, variables = await requests.workflow_submission(matrix)
+    job, document = await requests.parse_document(data, variables)
     xml = document.decode("utf-8", "replace")
-    job = with_query_generic_information(job)
+    job = requests.with_query_generic_information(job)
     job_id = await services().scheduler.submit(job, principal.name, xml)
     return jsonify({"id": job_id, "readableName": job.name})
 
@@ -159,8 +56,8 @@ async def validate(matrix: dict[str, str]) -> Response:
         "updatedHidden": {},
     }
     try:
-        data, variables = await _submission(matrix)
-        job, _ = await parse_document(data, variables)
+        data, variables = await requests.workflow_submission(matrix)
+        job, _ = await requests.parse_document(data, variables)
     except WorkflowTooLarge as exc:
         result["errorMessage"] = f"workflow too large: {exc}"
     except WorkflowError as exc:
@@ -234,18 +131,10 @@ async def kill_job(job_id: str) -> Response:
 async def kill_jobs() -> Response:
     """Kill several jobs (`?jobsid=1&jobsid=2`): true when every one was alive."""
     principal = await authenticate()
-    ids = job_ids_arg()
+    ids = requests.job_ids_arg()
     jobs = [await visible_job(str(i), principal) for i in ids]
     results = [await services().scheduler.kill_job(int(j["id"])) for j in jobs]
     return jsonify(all(results))
-
-
-def job_ids_arg() -> list[int]:
-    raw = [part for value in request.args.getlist("jobsid") for part in value.split(",")]
-    ids = [parse_job_id(v.strip()) for v in raw if v.strip()]
-    if not ids:
-        raise ApiError(400, "give at least one job id: ?jobsid=1&jobsid=2")
-    return list(dict.fromkeys(ids))
 
 
 @blueprint.put("/scheduler/jobs/<job_id>/pause")
@@ -276,7 +165,7 @@ async def remove_job(job_id: str) -> Response:
 async def remove_jobs() -> Response:
     """Remove several jobs (`?jobsid=1&jobsid=2`)."""
     principal = await authenticate()
-    jobs = [await visible_job(str(i), principal) for i in job_ids_arg()]
+    jobs = [await visible_job(str(i), principal) for i in requests.job_ids_arg()]
     for job in jobs:
         await services().scheduler.remove_job(int(job["id"]))
     return jsonify(True)

@@ -13,124 +13,39 @@ time). `livelog` keeps a per-session cursor on each file and returns only what i
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
 from quart import Blueprint, Response, jsonify
 
-from simple_scheduler import jobstore
+from simple_scheduler.api import outputs
 from simple_scheduler.api.access import (
     authenticate,
-    bool_arg,
-    int_arg,
-    is_number,
-    services,
     visible_job,
     visible_task,
 )
+from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import ApiError
-from simple_scheduler.db import Row
-from simple_scheduler.taskrun import task_dir
+from simple_scheduler.api.requests import bool_arg, int_arg, is_number
+from simple_scheduler.store import jobstore
+from simple_scheduler.store.db import Row
 
 blueprint = Blueprint("logs", __name__)
 
-CHUNK = 64 * 1024
-STREAMS = {"out": ("stdout",), "err": ("stderr",), "all": ("stdout", "stderr")}
-TEXT = "text/plain; charset=utf-8"
 #: Live-log cursors kept (session, job); the oldest are forgotten first.
 MAX_CURSORS = 10_000
-
-
-@dataclass(frozen=True)
-class Segment:
-    path: Path
-    start: int  # first byte to send
-    end: int  # size when the request was made
-
-
-def task_output_files(
-    process_directory: Path, job_id: int, task: Row, kinds: Sequence[str]
-) -> list[Path]:
-    paths: list[Path] = []
-    for attempt in range(1, int(task["attempts"]) + 1):
-        directory = task_dir(process_directory, job_id, int(task["task_index"]), attempt)
-        paths.extend(directory / kind for kind in kinds)
-    return paths
-
-
-def file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def from_offset(paths: Iterable[Path], offset: int) -> tuple[list[Segment], int]:
-    """Segments for the bytes after `offset` of the concatenation, and its total size."""
-    segments: list[Segment] = []
-    position = 0
-    for path in paths:
-        size = file_size(path)
-        if size and position + size > offset:
-            segments.append(Segment(path, max(0, offset - position), size))
-        position += size
-    return segments, position
-
-
-async def chunks(segments: Sequence[Segment]) -> AsyncIterator[bytes]:
-    for segment in segments:
-        try:
-            with segment.path.open("rb") as f:
-                f.seek(segment.start)
-                remaining = segment.end - segment.start
-                while remaining > 0:
-                    data = f.read(min(CHUNK, remaining))
-                    if not data:
-                        break
-                    remaining -= len(data)
-                    yield data
-        except FileNotFoundError:
-            continue  # removed meanwhile (job deleted): what was sent stays valid
-
-
-def _stream(segments: Sequence[Segment], next_offset: int) -> Response:
-    response = Response(chunks(segments), content_type=TEXT)
-    response.headers["X-Next-Offset"] = str(next_offset)
-    return response
-
-
-def _read_all(paths: Iterable[Path]) -> str:
-    """Whole files as text (the seed's small JSON endpoint only)."""
-    parts: list[bytes] = []
-    for path in paths:
-        try:
-            parts.append(path.read_bytes())
-        except OSError:
-            continue
-    return b"".join(parts).decode("utf-8", "replace")
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/tasks/<task_name>/result/log/<stream>")
 async def task_log(job_id: str, task_name: str, stream: str) -> Response:
     """A task's stdout (`out`), stderr (`err`) or both (`all`), from byte `offset`."""
-    kinds = STREAMS.get(stream)
+    kinds = outputs.STREAMS.get(stream)
     if kinds is None:
         raise ApiError(404, f"no log named {stream!r}: use out, err or all")
     principal = await authenticate()
     job = await visible_job(job_id, principal)
     task = await visible_task(job, task_name)
-    offset = int_arg("offset", 0, minimum=0)
-    paths = task_output_files(services().config.process_directory, int(job["id"]), task, kinds)
-    segments, total = from_offset(paths, offset)
-    return _stream(segments, max(offset, total))
-
-
-async def _job_paths(job: Row, kinds: Sequence[str]) -> list[Path]:
-    job_id = int(job["id"])
-    tasks = await jobstore.list_tasks(services().store, job_id, 0, int(job["total_tasks"]))
-    directory = services().config.process_directory
-    return [p for t in tasks for p in task_output_files(directory, job_id, t, kinds)]
+    return outputs.task_log(job, task, kinds, int_arg("offset", 0, minimum=0))
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/result/log/all")
@@ -138,9 +53,7 @@ async def job_log(job_id: str) -> Response:
     """Every task's output in task order, from byte `offset`."""
     principal = await authenticate()
     job = await visible_job(job_id, principal)
-    offset = int_arg("offset", 0, minimum=0)
-    segments, total = from_offset(await _job_paths(job, STREAMS["all"]), offset)
-    return _stream(segments, max(offset, total))
+    return await outputs.job_log(job, int_arg("offset", 0, minimum=0))
 
 
 def _cursor(job: Row, jti: str) -> dict[str, int]:
@@ -155,13 +68,13 @@ def _cursor(job: Row, jti: str) -> dict[str, int]:
     return cursor
 
 
-def _new_segments(paths: Iterable[Path], cursor: dict[str, int]) -> list[Segment]:
+def _new_segments(paths: Iterable[Path], cursor: dict[str, int]) -> list[outputs.Segment]:
     segments = []
     for path in paths:
-        size = file_size(path)
+        size = outputs.file_size(path)
         seen = cursor.get(str(path), 0)
         if size > seen:
-            segments.append(Segment(path, seen, size))
+            segments.append(outputs.Segment(path, seen, size))
     return segments
 
 
@@ -173,10 +86,10 @@ async def livelog(job_id: str) -> Response:
     cursor = _cursor(job, principal.jti)
     if bool_arg("allLogs", False):
         cursor.clear()
-    segments = _new_segments(await _job_paths(job, STREAMS["all"]), cursor)
+    segments = _new_segments(await outputs.job_paths(job, outputs.STREAMS["all"]), cursor)
     for segment in segments:
         cursor[str(segment.path)] = segment.end
-    return _stream(segments, 0)
+    return outputs.stream(segments, 0)
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/livelog/available")
@@ -185,7 +98,7 @@ async def livelog_available(job_id: str) -> Response:
     principal = await authenticate()
     job = await visible_job(job_id, principal)
     cursor = _cursor(job, principal.jti)
-    segments = _new_segments(await _job_paths(job, STREAMS["all"]), cursor)
+    segments = _new_segments(await outputs.job_paths(job, outputs.STREAMS["all"]), cursor)
     return jsonify(sum(s.end - s.start for s in segments))
 
 
@@ -215,11 +128,11 @@ async def seed_task(task_id: str) -> Response:
     task = await jobstore.get_task_by_index(services().store, job_number, index)
     if task is None:
         raise ApiError(404, f"task {task_id!r} does not exist")
-    directory = services().config.process_directory
+    job_number = int(job["id"])
     return jsonify(
         {
             "status": task["status"],
-            "stdout": _read_all(task_output_files(directory, int(job["id"]), task, ("stdout",))),
-            "stderr": _read_all(task_output_files(directory, int(job["id"]), task, ("stderr",))),
+            "stdout": outputs.read_all(outputs.task_output_files(job_number, task, ("stdout",))),
+            "stderr": outputs.read_all(outputs.task_output_files(job_number, task, ("stderr",))),
         }
     )

@@ -27,18 +27,20 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
-from simple_scheduler import jobstore
-from simple_scheduler.api import logs, views
+from simple_scheduler.api import outputs, views
 from simple_scheduler.api.access import (
     authenticate,
-    services,
     visible_job,
     visible_task,
 )
+from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import ApiError
-from simple_scheduler.db import Row
-from simple_scheduler.scheduler import StateConflict
+from simple_scheduler.api.requests import int_arg
+from simple_scheduler.errors import StateConflict
+from simple_scheduler.execution.backend import OutputKind
 from simple_scheduler.states import JOB_TERMINAL, TASK_TERMINAL, TaskStatus
+from simple_scheduler.store import jobstore
+from simple_scheduler.store.db import Row
 
 blueprint = Blueprint("results", __name__)
 
@@ -80,15 +82,13 @@ def value_text(task: Row) -> str:
     return value(task) or exception_message(task) or ""
 
 
-async def _output(job: Row, task: Row, kind: str) -> str:
+async def _output(job: Row, task: Row, kind: OutputKind) -> str:
     """One stream over all attempts; its last MAX_OUTPUT_BYTES when longer."""
-    paths = logs.task_output_files(
-        services().config.process_directory, int(job["id"]), task, (kind,)
-    )
-    total = sum(logs.file_size(p) for p in paths)
+    paths = outputs.task_output_files(int(job["id"]), task, (kind,))
+    total = sum(outputs.file_size(p) for p in paths)
     start = max(0, total - MAX_OUTPUT_BYTES)
-    segments, _ = logs.from_offset(paths, start)
-    data = b"".join([chunk async for chunk in logs.chunks(segments)])
+    segments, _ = outputs.from_offset(paths, start)
+    data = b"".join([chunk async for chunk in outputs.chunks(segments)])
     text = data.decode("utf-8", "replace")
     if start:
         endpoint = "out" if kind == "stdout" else "err"
@@ -174,7 +174,7 @@ async def get_task_result(job_id: str, task_name: str) -> Response:
 async def get_task_result_value(job_id: str, task_name: str) -> Response:
     """A task's result value as text: the exit code, or why it failed (409 until ended)."""
     _, task = await _ended_task(job_id, task_name)
-    return Response(value_text(task), content_type=logs.TEXT)
+    return Response(value_text(task), content_type=outputs.TEXT)
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/result")
@@ -226,13 +226,18 @@ def _download(response: Response, filename: str) -> Response:
 @blueprint.get("/scheduler/jobs/<job_id>/log/full")
 async def job_log_full(job_id: str) -> Response:
     """The job's complete output, as `result/log/all` (`?sessionid=`, `destination=file`)."""
-    await authenticate(query_token=True)
-    return _download(await logs.job_log(job_id), f"job_{job_id}.log")
+    principal = await authenticate(query_token=True)
+    job = await visible_job(job_id, principal)
+    response = await outputs.job_log(job, int_arg("offset", 0, minimum=0))
+    return _download(response, f"job_{job_id}.log")
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/tasks/<task_name>/result/log/full")
 async def task_log_full(job_id: str, task_name: str) -> Response:
     """A task's complete output, as `result/log/all` (`?sessionid=`, `destination=file`)."""
-    await authenticate(query_token=True)
-    response = await logs.task_log(job_id, task_name, "all")
+    principal = await authenticate(query_token=True)
+    job = await visible_job(job_id, principal)
+    task = await visible_task(job, task_name)
+    offset = int_arg("offset", 0, minimum=0)
+    response = outputs.task_log(job, task, outputs.STREAMS["all"], offset)
     return _download(response, f"job_{job_id}_{_FILENAME_UNSAFE.sub('_', task_name)}.log")

@@ -3,18 +3,22 @@
 Login answers the token as `text/plain` (ProActive clients read the body as the session
 id) and also sets it as an HttpOnly, SameSite=Strict cookie for browsers. Bad credentials
 are 401 (ProActive says 404, which no client relies on); repeated failures are throttled by
-`auth.LoginThrottle` and answered 429 with `Retry-After`.
+`sessions.LoginThrottle` and answered 429 with `Retry-After`.
 """
 
 from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify, request
 
-from simple_scheduler import auth
-from simple_scheduler.api.access import authenticate, request_token, services
+from simple_scheduler.api.access import (
+    authenticate,
+    request_token,
+)
+from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import ApiError
-from simple_scheduler.auth import AuthError
-from simple_scheduler.credentials import CredentialError, read_credential
+from simple_scheduler.auth import sessions
+from simple_scheduler.auth.credentials import CredentialError, read_credential
+from simple_scheduler.auth.sessions import AuthError
 
 blueprint = Blueprint("session", __name__)
 
@@ -41,7 +45,7 @@ async def _credentials() -> tuple[str, str]:
 def _token_response(token: str) -> Response:
     response = Response(token, status=200, content_type="text/plain; charset=utf-8")
     response.set_cookie(
-        auth.SESSION_COOKIE,
+        sessions.SESSION_COOKIE,
         token,
         max_age=services().config.token_lifetime_s,
         path="/rest",
@@ -54,7 +58,7 @@ def _token_response(token: str) -> Response:
 async def _login() -> Response:
     username, password = await _credentials()
     svc = services()
-    token = await auth.login(
+    token = await sessions.login(
         svc.store,
         svc.keys,
         svc.throttle,
@@ -84,7 +88,8 @@ async def renew() -> Response:
             pass
         else:
             svc = services()
-            token = await auth.renew(svc.store, svc.keys, principal, svc.config.token_lifetime_s)
+            lifetime = svc.config.token_lifetime_s
+            token = await sessions.renew(svc.store, svc.keys, principal, lifetime)
             return _token_response(token)
     return await _login()
 
@@ -94,10 +99,10 @@ async def renew() -> Response:
 async def logout() -> Response:
     """Revoke the session token (204)."""
     principal = await authenticate()
-    await auth.revoke(services().store, principal)
+    await sessions.revoke(services().store, principal)
     services().tokens.evict_jti(principal.jti)
     response = Response("", status=204)
-    response.delete_cookie(auth.SESSION_COOKIE, path="/rest")
+    response.delete_cookie(sessions.SESSION_COOKIE, path="/rest")
     return response
 
 

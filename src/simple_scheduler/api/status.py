@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
-from simple_scheduler.api.access import authenticate, services
+from simple_scheduler.api.access import (
+    authenticate,
+)
+from simple_scheduler.api.context import services
 
 blueprint = Blueprint("status", __name__)
 

@@ -18,15 +18,19 @@ import shlex
 from lxml import etree
 from quart import Blueprint, Response, jsonify, request
 
-from simple_scheduler.api.access import authenticate, services, visible_job
+from simple_scheduler.api.access import (
+    authenticate,
+    visible_job,
+)
+from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import ApiError
-from simple_scheduler.api.jobs import (
+from simple_scheduler.api.requests import (
     job_ids_arg,
     parse_document,
     with_query_generic_information,
 )
-from simple_scheduler.auth import Principal
-from simple_scheduler.db import Row
+from simple_scheduler.auth.sessions import Principal
+from simple_scheduler.store.db import Row
 from simple_scheduler.workflow import PRIORITIES
 
 blueprint = Blueprint("submission", __name__)

@@ -10,16 +10,16 @@ from collections.abc import Awaitable, Callable
 
 from quart import Blueprint, Response, jsonify
 
-from simple_scheduler import jobstore
 from simple_scheduler.api import views
 from simple_scheduler.api.access import (
     authenticate,
-    int_arg,
-    services,
     visible_job,
     visible_task,
 )
-from simple_scheduler.db import Row
+from simple_scheduler.api.context import services
+from simple_scheduler.api.requests import int_arg
+from simple_scheduler.store import jobstore
+from simple_scheduler.store.db import Row
 
 blueprint = Blueprint("tasks", __name__)
 

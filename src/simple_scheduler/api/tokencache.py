@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from simple_scheduler.auth import Principal
+from simple_scheduler.auth.sessions import Principal
 
 DEFAULT_TTL = 5.0
 

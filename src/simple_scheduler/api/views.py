@@ -14,8 +14,8 @@ import socket
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from simple_scheduler.db import Row
 from simple_scheduler.states import TaskStatus
+from simple_scheduler.store.db import Row
 
 JsonDict = dict[str, Any]
 

@@ -15,6 +15,7 @@ from lxml import etree
 
 from simple_scheduler.workflow import graph
 from simple_scheduler.workflow.archive import is_zip, read_single_xml
+from simple_scheduler.workflow.context import Context, line_of, text_of
 from simple_scheduler.workflow.errors import Problem, WorkflowError, WorkflowTooLarge
 from simple_scheduler.workflow.limits import Limits
 from simple_scheduler.workflow.model import (
@@ -23,8 +24,7 @@ from simple_scheduler.workflow.model import (
     Job,
     Task,
 )
-from simple_scheduler.workflow.tasks import TaskDraft, TaskReader
-from simple_scheduler.workflow.util import Context, line_of, text_of
+from simple_scheduler.workflow.taskreader import TaskDraft, TaskReader
 from simple_scheduler.workflow.values import parse_bool, parse_choice, parse_duration, parse_int
 from simple_scheduler.workflow.variables import Scope
 from simple_scheduler.workflow.xml import (

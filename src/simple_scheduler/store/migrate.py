@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 
-from simple_scheduler.db import Store
+from simple_scheduler.store.db import Store
 
 MIGRATIONS_PACKAGE = "simple_scheduler.migrations"
 

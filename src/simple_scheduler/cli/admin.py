@@ -18,12 +18,12 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
-from simple_scheduler import users
+from simple_scheduler.auth import users
+from simple_scheduler.auth.credentials import create_credential
+from simple_scheduler.auth.keys import KeysError, generate_keys, load_public_key
 from simple_scheduler.config import Config, ConfigError, load_config
-from simple_scheduler.credentials import create_credential
-from simple_scheduler.db import Store
-from simple_scheduler.keys import KeysError, generate_keys, load_public_key
-from simple_scheduler.migrate import MigrationError, migrate, schema_version
+from simple_scheduler.store.db import Store
+from simple_scheduler.store.migrate import MigrationError, migrate, schema_version
 
 T = TypeVar("T")
 
@@ -48,14 +48,31 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _config(path: Path | None) -> Config:
+def _config(path: Path | None, *, create: bool = False) -> Config:
+    """The server's configuration, and its data directory, said on stderr.
+
+    Only `create` (create-user) may make a new data directory: any other command run from
+    the wrong folder would otherwise work on a second, empty database without a word.
+    """
     try:
         config = load_config(path)
-        config.ensure_dirs()
     except ConfigError as exc:
         _fail(f"configuration: {exc}", 2)
+    data_dir = config.data_dir.resolve()
+    existed = data_dir.exists()
+    if not existed and not create:
+        _fail(
+            f"no data directory at {data_dir}: nothing to act on. Run this where the"
+            " server runs, or name its data directory with --config FILE or"
+            " SIMPLE_SCHEDULER_DATA_DIR (run-server and create-user make a new one)."
+        )
+    try:
+        config.ensure_dirs()
     except OSError as exc:
         _fail(f"cannot create the data folders: {exc}")
+    if not existed:
+        typer.echo(f"created a new data directory at {data_dir}", err=True)
+    typer.echo(f"data directory {data_dir}; database {config.database_url}", err=True)
     return config
 
 
@@ -95,7 +112,7 @@ def create_user_command(
     config_path: ConfigOption = None,
 ) -> None:
     """Create a user who can log in to the REST API."""
-    config = _config(config_path)
+    config = _config(config_path, create=True)
     if password is None:
         password = _prompt_password()
     try:

@@ -14,40 +14,69 @@ may be lost, the file is not.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
+import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from simple_scheduler.backend import ExitStatus
+from simple_scheduler.execution import protocol
+from simple_scheduler.execution.backend import ExitStatus, OutputKind, TaskFile
 
 STDOUT = "stdout"
 STDERR = "stderr"
 STATUS = "status"
 PID = "pid"
 CANCEL = "cancel"
+#: Written by a pre/post/cleaning task's runner script: the name of the step that failed.
+FAILED_STEP = "failed_step"
 
 
 def task_dir(process_directory: str, job_id: int, task: str, attempt: int) -> str:
-    """The directory the scheduler should give an execution."""
+    """The directory of one execution. Tasks are named by index on disk: names may hold
+    anything XML allows."""
     return os.path.join(process_directory, str(job_id), task, str(attempt))
 
 
-def status_from_dict(data: dict[str, object]) -> ExitStatus:
-    def opt_int(name: str) -> int | None:
-        value = data.get(name)
-        return int(value) if isinstance(value, int | float) else None
+class LocalTaskFiles:
+    """`TaskFiles` under one process directory (local, or shared with cluster nodes)."""
 
-    error = data.get("error")
-    return ExitStatus(
-        exit_code=opt_int("exit_code"),
-        signal=opt_int("signal"),
-        core_dumped=bool(data.get("core_dumped", False)),
-        start_time=float(data.get("start_time", 0.0)),  # type: ignore[arg-type]
-        end_time=float(data.get("end_time", 0.0)),  # type: ignore[arg-type]
-        error=str(error) if error is not None else None,
-    )
+    def __init__(self, process_directory: str) -> None:
+        self.process_directory = os.path.abspath(process_directory)
+
+    def directory(self, job_id: int, task_index: int, attempt: int) -> str:
+        return task_dir(self.process_directory, job_id, str(task_index), attempt)
+
+    def prepare(self, task_dir: str, files: Sequence[TaskFile]) -> None:
+        """Only tasks with scripts make their directory here; for a plain command the
+        hypervisor makes it (a directory costs an inode allocation: once, by one process)."""
+        if not files:
+            return
+        os.makedirs(task_dir, exist_ok=True)
+        for name, text, executable in files:
+            path = os.path.join(task_dir, name)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            if executable:
+                os.chmod(path, 0o700)
+
+    def output_path(self, job_id: int, task_index: int, attempt: int, kind: OutputKind) -> str:
+        return os.path.join(self.directory(job_id, task_index, attempt), kind)
+
+    def failed_step(self, job_id: int, task_index: int, attempt: int) -> str | None:
+        path = os.path.join(self.directory(job_id, task_index, attempt), FAILED_STEP)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().strip() or None
+        except OSError:
+            return None
+
+    async def remove_job(self, job_id: int) -> None:
+        directory = os.path.join(self.process_directory, str(job_id))
+        await asyncio.to_thread(shutil.rmtree, directory, True)
 
 
 def read_status(directory: str) -> ExitStatus | None:
@@ -61,7 +90,7 @@ def read_status(directory: str) -> ExitStatus | None:
         data = json.loads(raw)
     except ValueError:
         return None
-    return status_from_dict(data) if isinstance(data, dict) else None
+    return protocol.status_from_dict(data) if isinstance(data, dict) else None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ learns what happened from a stream of `Event`s.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -33,6 +33,14 @@ class TaskSpec:
     env: dict[str, str]
     task_dir: str
     cwd: str | None = None  #: None: the task directory itself
+    #: What a cluster backend asks its engine for (all optional): `walltime` (seconds),
+    #: `nodes`, `node_access_token`. The local backend runs on this machine and ignores it.
+    resources: dict[str, str] = field(default_factory=dict)
+
+
+#: A file to write into a task directory before the task starts: (name, text, executable).
+#: Scripts of script tasks; `TaskFiles.prepare` writes them.
+TaskFile = tuple[str, str, bool]
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,33 @@ class Unreachable(BackendError):
     """
 
 
+OutputKind = Literal["stdout", "stderr"]
+
+
+class TaskFiles(Protocol):
+    """Where an execution's files live: the only way above this interface reaches them.
+
+    Synchronous and connection-free (file reads answer requests while the backend is
+    reconnecting). The local backend keeps them under its process directory; a cluster
+    backend keeps them on the file system it shares with its nodes.
+    """
+
+    def directory(self, job_id: int, task_index: int, attempt: int) -> str:
+        """The execution's directory (a `TaskSpec.task_dir`)."""
+
+    def prepare(self, task_dir: str, files: Sequence[TaskFile]) -> None:
+        """Write `files` into `task_dir` (OSError when that cannot be done)."""
+
+    def output_path(self, job_id: int, task_index: int, attempt: int, kind: OutputKind) -> str:
+        """The file holding that output; read by offset, it may not exist yet."""
+
+    def failed_step(self, job_id: int, task_index: int, attempt: int) -> str | None:
+        """Which step of a pre/post/cleaning task failed, if its runner recorded one."""
+
+    async def remove_job(self, job_id: int) -> None:
+        """Delete every file of the job (its executions have ended)."""
+
+
 class ExecutionBackend(Protocol):
     """What the scheduler needs from an executor. All methods are coroutine-safe."""
 
@@ -134,6 +169,10 @@ class ExecutionBackend(Protocol):
         """Started / Exited / Lost, in order, for this subscriber (a short task may
         produce Exited only, with the pid Started would have carried)."""
         ...
+
+    async def detach(self) -> None:
+        """The server stops cleanly: the backend may let go of what it keeps for us once
+        nothing of ours runs (the local hypervisor exits). Running executions go on."""
 
     async def close(self) -> None:
         """Drop the connection; running executions keep running."""

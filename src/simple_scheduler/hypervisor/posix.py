@@ -14,7 +14,7 @@ import os
 from types import ModuleType
 from typing import NamedTuple
 
-from simple_scheduler import _core
+from simple_scheduler.hypervisor import _core
 
 
 class CallError(OSError):

@@ -32,9 +32,9 @@ from typing import Any, Protocol
 
 import jwt
 
-from simple_scheduler import users
-from simple_scheduler.db import Store
-from simple_scheduler.keys import KeyPair
+from simple_scheduler.auth import users
+from simple_scheduler.auth.keys import KeyPair
+from simple_scheduler.store.db import Store
 
 ALGORITHM = "RS256"
 REQUIRED_CLAIMS = ("sub", "iat", "exp", "jti")

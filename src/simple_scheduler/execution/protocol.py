@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from simple_scheduler.backend import (
+from simple_scheduler.execution.backend import (
     Event,
     Exited,
     ExitStatus,
@@ -139,6 +139,7 @@ def spec_to_dict(spec: TaskSpec) -> dict[str, Any]:
         "env": spec.env,
         "task_dir": spec.task_dir,
         "cwd": spec.cwd,
+        "resources": spec.resources,
     }
 
 
@@ -154,13 +155,24 @@ def status_to_dict(status: ExitStatus) -> dict[str, Any]:
 
 
 def status_from_dict(data: dict[str, Any]) -> ExitStatus:
+    """Of a frame or of a status file (written by C code): types are checked, not trusted."""
+
+    def opt_int(name: str) -> int | None:
+        value = data.get(name)
+        return int(value) if isinstance(value, int | float) else None
+
+    def seconds(name: str) -> float:
+        value = data.get(name)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    error = data.get("error")
     return ExitStatus(
-        exit_code=data.get("exit_code"),
-        signal=data.get("signal"),
-        core_dumped=bool(data.get("core_dumped")),
-        start_time=float(data.get("start_time") or 0.0),
-        end_time=float(data.get("end_time") or 0.0),
-        error=data.get("error"),
+        exit_code=opt_int("exit_code"),
+        signal=opt_int("signal"),
+        core_dumped=bool(data.get("core_dumped", False)),
+        start_time=seconds("start_time"),
+        end_time=seconds("end_time"),
+        error=str(error) if error is not None else None,
     )
 
 

@@ -18,9 +18,9 @@ import sqlite3
 from typing import Any
 
 from simple_scheduler.config import sqlite_path
-from simple_scheduler.db import Row
+from simple_scheduler.store.db import Row
 
-log = logging.getLogger("simple_scheduler.api")
+log = logging.getLogger("simple_scheduler.store")
 
 #: A reader that finds the file busy gives up quickly and lets the async path retry.
 BUSY_TIMEOUT_S = 0.05

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import bcrypt
 
-from simple_scheduler.db import Row, Store
+from simple_scheduler.store.db import Row, Store
 
 DEFAULT_ROUNDS = 12
 #: bcrypt only looks at the first 72 bytes; longer passwords are refused, not truncated.

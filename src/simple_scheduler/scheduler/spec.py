@@ -16,41 +16,30 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from simple_scheduler import taskdir
-from simple_scheduler.backend import TaskSpec, execution_key
+from simple_scheduler.execution.backend import TaskFile, TaskSpec, execution_key
+from simple_scheduler.execution.taskdir import FAILED_STEP
 from simple_scheduler.workflow import script_environment, substitute, system_variables
 
-FAILED_STEP_FILE = "failed_step"
 _INTERPRETER = {"bash": "bash", "sh": "sh"}
 
 
-def task_dir(process_directory: Path, job_id: int, task_index: int, attempt: int) -> Path:
-    """Tasks are named by index on disk: names may hold anything XML allows."""
-    return Path(taskdir.task_dir(str(process_directory), job_id, str(task_index), attempt))
-
-
-def _write_script(directory: Path, name: str, script: Mapping[str, Any]) -> list[str]:
-    """Write a script step to disk and return the argv that runs it (without arguments).
-
-    Only tasks with scripts make their directory here; for a plain command the backend
-    makes it (a directory costs an inode allocation: it is done once, by one process).
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / name
-    path.write_text(script["code"], encoding="utf-8")
+def _script(
+    directory: str, name: str, script: Mapping[str, Any], files: list[TaskFile]
+) -> list[str]:
+    """Add a script step to `files` and return the argv that runs it (without arguments)."""
+    path = os.path.join(directory, name)
     language = script["language"]
+    files.append((name, script["code"], language == "shell"))
     if language == "shell":
-        path.chmod(0o700)
-        return [str(path)]
-    return [_INTERPRETER.get(language, "bash"), str(path)]
+        return [path]
+    return [_INTERPRETER.get(language, "bash"), path]
 
 
-def _runner(directory: Path, steps: dict[str, list[str]]) -> str:
+def _runner(directory: str, steps: dict[str, list[str]]) -> str:
     """A bash driver for pre -> executable -> post, cleaning always."""
-    failed = shlex.quote(str(directory / FAILED_STEP_FILE))
+    failed = shlex.quote(os.path.join(directory, FAILED_STEP))
 
     def run(step: str) -> str:
         return " ".join(shlex.quote(a) for a in steps[step])
@@ -71,9 +60,14 @@ def _runner(directory: Path, steps: dict[str, list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def has_steps(spec: Mapping[str, Any]) -> bool:
+    """Whether a task has pre, post or cleaning scripts (and so a runner)."""
+    return bool(spec.get("pre") or spec.get("post") or spec.get("cleaning"))
+
+
 def build_spec(
     *,
-    process_directory: Path,
+    task_dir: str,
     base_env: Mapping[str, str],
     job_id: int,
     job_name: str,
@@ -83,11 +77,9 @@ def build_spec(
     task_name: str,
     attempt: int,
     spec: Mapping[str, Any],
-) -> TaskSpec:
-    """Prepare the task directory and describe the execution for the backend."""
-    # A string path (pathlib's parsing was a third of this function's time); a Path
-    # only for the tasks that write scripts.
-    dir_str = taskdir.task_dir(str(process_directory), job_id, str(task_index), attempt)
+) -> tuple[TaskSpec, list[TaskFile]]:
+    """Describe the execution for the backend, and the script files it needs (pure: the
+    caller has `TaskFiles.prepare` write them)."""
     system = system_variables(
         job_id=job_id,
         job_name=job_name,
@@ -97,24 +89,24 @@ def build_spec(
     )
     variables = {**job_variables, **spec.get("variables", {})}
     lookup = {**variables, **system}
+    files: list[TaskFile] = []
 
     executable = spec["executable"]
     if executable["kind"] == "native":
         argv = [substitute(a, lookup) for a in executable["argv"]]
     else:
         arguments = [substitute(a, lookup) for a in executable.get("arguments", [])]
-        argv = _write_script(Path(dir_str), "task.sh", executable) + arguments
+        argv = _script(task_dir, "task.sh", executable, files) + arguments
 
     steps: dict[str, list[str]] = {}
     for step in ("pre", "post", "cleaning"):
         script = spec.get(step)
         if script:
             args = [substitute(a, lookup) for a in script.get("arguments", [])]
-            steps[step] = _write_script(Path(dir_str), f"{step}.sh", script) + args
+            steps[step] = _script(task_dir, f"{step}.sh", script, files) + args
     if steps:
-        runner = Path(dir_str, "run.sh")
-        runner.write_text(_runner(Path(dir_str), steps), encoding="utf-8")
-        argv = ["bash", str(runner), *argv]
+        files.append(("run.sh", _runner(task_dir, steps), False))
+        argv = ["bash", os.path.join(task_dir, "run.sh"), *argv]
 
     env = dict(base_env)
     env.update(system)
@@ -122,23 +114,31 @@ def build_spec(
     env.update(script_environment(lookup, spec.get("generic_information")))
     env.update({k: substitute(v, lookup) for k, v in spec.get("environment", {}).items()})
     working_dir = spec.get("working_dir")
-    return TaskSpec(
+    spec_ = TaskSpec(
         key=execution_key(job_id, task_index, attempt),
         job_id=job_id,
         task_name=task_name,
         argv=argv,
         env=env,
-        task_dir=dir_str,
+        task_dir=task_dir,
         cwd=substitute(working_dir, lookup) if working_dir else None,
+        resources=_resources(spec),
     )
+    return spec_, files
 
 
-def failed_step(directory: Path) -> str | None:
-    """Which step of a pre/post/cleaning task failed, if the runner recorded one."""
-    try:
-        return (directory / FAILED_STEP_FILE).read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
+def _resources(spec: Mapping[str, Any]) -> dict[str, str]:
+    """What a cluster backend asks for: walltime, nodes, NODE_ACCESS_TOKEN."""
+    out: dict[str, str] = {}
+    if spec.get("walltime"):
+        out["walltime"] = str(spec["walltime"])
+    nodes = spec.get("number_of_nodes") or 1
+    if nodes > 1:
+        out["nodes"] = str(nodes)
+    token = (spec.get("generic_information") or {}).get("NODE_ACCESS_TOKEN")
+    if token:
+        out["node_access_token"] = str(token)
+    return out
 
 
 def server_environment() -> dict[str, str]:

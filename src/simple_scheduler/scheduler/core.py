@@ -24,16 +24,14 @@ import contextlib
 import heapq
 import json
 import logging
-import os
-import shutil
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from simple_scheduler import jobstore
-from simple_scheduler.backend import (
+from simple_scheduler.errors import StateConflict, UnknownTask
+from simple_scheduler.execution.backend import (
     BackendError,
     Event,
     ExecutionBackend,
@@ -41,11 +39,12 @@ from simple_scheduler.backend import (
     ExitStatus,
     Lost,
     Started,
+    TaskFiles,
     TaskRecord,
     Unreachable,
     execution_key,
 )
-from simple_scheduler.db import Row, Store
+from simple_scheduler.scheduler.spec import build_spec, has_steps
 from simple_scheduler.states import (
     JOB_TERMINAL,
     TASK_RELEASES_CHILDREN,
@@ -55,7 +54,8 @@ from simple_scheduler.states import (
     check_job,
     check_task,
 )
-from simple_scheduler.taskrun import build_spec, failed_step, task_dir
+from simple_scheduler.store import jobstore
+from simple_scheduler.store.db import Row, Store
 from simple_scheduler.workflow import Job
 
 log = logging.getLogger("simple_scheduler.scheduler")
@@ -71,22 +71,6 @@ RESTART_DELAY_S = 5.0
 FLUSH_WINDOW_S = 0.02
 
 BackendFactory = Callable[[], Awaitable[ExecutionBackend]]
-
-
-class SchedulerError(Exception):
-    """Base of the errors an API call can get."""
-
-
-class UnknownJob(SchedulerError):
-    pass
-
-
-class UnknownTask(SchedulerError):
-    pass
-
-
-class StateConflict(SchedulerError):
-    """The action is not allowed in the job's or task's current state (HTTP 409)."""
 
 
 #: States whose log line does not repeat the task's last reason.
@@ -230,7 +214,7 @@ class Scheduler:
         store: Store,
         backend_factory: BackendFactory,
         *,
-        process_directory: Path,
+        files: TaskFiles,
         nb_of_workers: int,
         kill_grace: float = 5.0,
         base_env: Mapping[str, str] | None = None,
@@ -238,8 +222,10 @@ class Scheduler:
         self.store = store
         self._backend_factory = backend_factory
         self._backend: ExecutionBackend | None = None
-        self.process_directory = process_directory
-        self.nb_of_workers = max(1, nb_of_workers)
+        #: The executions' files (outputs, scripts, failed steps), through the seam.
+        self.files = files
+        #: 0: no limit of ours (a cluster backend leaves queuing to its engine).
+        self.nb_of_workers = nb_of_workers if nb_of_workers > 0 else sys.maxsize
         self.kill_grace = kill_grace
         self._base_env = dict(base_env or {})
         self._jobs: dict[int, LiveJob] = {}
@@ -260,50 +246,6 @@ class Scheduler:
         self._background: list[asyncio.Task[None]] = []
         self._closing = False
 
-    @classmethod
-    def with_hypervisor(
-        cls,
-        store: Store,
-        socket_path: str,
-        *,
-        process_directory: Path,
-        nb_of_workers: int,
-        kill_grace: float = 5.0,
-        base_env: Mapping[str, str] | None = None,
-        relaunch: bool = False,
-    ) -> Scheduler:
-        """The usual set-up: the local hypervisor on its socket as the backend.
-
-        With `relaunch`, a hypervisor found dead is started again (the server's choice:
-        nothing else would restart it). At most one launched child is alive at a time,
-        and a second hypervisor on the same socket refuses to start anyway.
-        """
-        from simple_scheduler.hypervisor import launch_hypervisor
-        from simple_scheduler.hypervisor_client import HypervisorClient
-
-        launched: list[int] = []
-
-        async def connect() -> ExecutionBackend:
-            try:
-                return await HypervisorClient.connect(socket_path)
-            except Unreachable:
-                if not relaunch:
-                    raise
-                if launched and _child_alive(launched[0]):
-                    raise  # the one we started is still starting: retry later
-                launched[:] = [launch_hypervisor(socket_path, str(process_directory))]
-                log.warning("no hypervisor on %s: started one (pid %d)", socket_path, launched[0])
-                raise
-
-        return cls(
-            store,
-            connect,
-            process_directory=process_directory,
-            nb_of_workers=nb_of_workers,
-            kill_grace=kill_grace,
-            base_env=base_env,
-        )
-
     # -- life cycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -316,8 +258,11 @@ class Scheduler:
         ]
         self._dispatch()
 
-    async def stop(self) -> None:
-        """Write what is pending and let go; running tasks keep running for the next start."""
+    async def stop(self, *, detach: bool = False) -> None:
+        """Write what is pending and let go; running tasks keep running for the next start.
+
+        `detach`: the server stops for good (a clean stop): the backend may let go of what
+        it keeps for us once nothing runs (see `ExecutionBackend.detach`)."""
         self._closing = True
         for job in self._jobs.values():
             for task in job.tasks:
@@ -332,6 +277,8 @@ class Scheduler:
             await _cancel(flusher)
         if self._backend is not None:
             with contextlib.suppress(Exception):
+                if detach:
+                    await self._backend.detach()
                 await self._backend.close()
 
     async def _connect(self) -> None:
@@ -576,8 +523,8 @@ class Scheduler:
         key = execution_key(job.id, task.index, task.attempts)
         self._by_key[key] = (job, task)
         try:
-            spec = build_spec(
-                process_directory=self.process_directory,
+            spec, files = build_spec(
+                task_dir=self.files.directory(job.id, task.index, task.attempts),
                 base_env=self._base_env,
                 job_id=job.id,
                 job_name=job.name,
@@ -588,6 +535,7 @@ class Scheduler:
                 attempt=task.attempts,
                 spec=task.spec,
             )
+            self.files.prepare(spec.task_dir, files)
         except OSError as exc:
             self._execution_ended(key, None, f"could not start: preparing the task: {exc}")
             return
@@ -726,8 +674,8 @@ class Scheduler:
         else:
             core = " (core dumped)" if status.core_dumped else ""
             how = f"killed by signal {status.signal}{core}"
-        if task.spec.get("pre") or task.spec.get("post") or task.spec.get("cleaning"):
-            step = failed_step(task_dir(self.process_directory, job.id, task.index, task.attempts))
+        if has_steps(task.spec):
+            step = self.files.failed_step(job.id, task.index, task.attempts)
             if step:
                 return f"{step} failed: {how}"
         return how
@@ -1058,8 +1006,7 @@ class Scheduler:
         # rows they would update are gone by then, harmlessly).
         self._jobs.pop(job_id, None)
         await jobstore.delete_job(self.store, job_id)
-        directory = self.process_directory / str(job_id)
-        await asyncio.to_thread(shutil.rmtree, directory, True)
+        await self.files.remove_job(job_id)
         self._dispatch()
         return True
 
@@ -1093,14 +1040,6 @@ class Scheduler:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {row and row['status']}")
             await asyncio.sleep(0.02)
-
-
-def _child_alive(pid: int) -> bool:
-    """True while our child `pid` runs; reaps it once it has exited."""
-    try:
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return False
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -12,8 +12,14 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from simple_scheduler import protocol
-from simple_scheduler.backend import BackendError, Event, TaskRecord, TaskSpec, Unreachable
+from simple_scheduler.execution import protocol
+from simple_scheduler.execution.backend import (
+    BackendError,
+    Event,
+    TaskRecord,
+    TaskSpec,
+    Unreachable,
+)
 
 #: Keys per release request: a flushed batch of any size in few frames, far below the
 #: protocol's payload limit.
@@ -166,6 +172,10 @@ class HypervisorClient:
                 self._events.put_nowait(item)  # every later reader sees it too
                 raise item
             yield item
+
+    async def detach(self) -> None:
+        """Ask the hypervisor to stop once no client is connected and nothing runs."""
+        await self._request({"op": "stop_when_idle"})
 
     async def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():

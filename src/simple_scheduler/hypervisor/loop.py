@@ -21,23 +21,17 @@ import fcntl
 import heapq
 import logging
 import os
-import re
 import select
 import signal
 import socket
 import stat
-import struct
-import subprocess
-import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from simple_scheduler import _core, posix, protocol, taskdir
-from simple_scheduler.backend import (
+from simple_scheduler.execution import protocol, taskdir
+from simple_scheduler.execution.backend import (
     KEY_PATTERN,
     BackendError,
     Event,
@@ -45,308 +39,25 @@ from simple_scheduler.backend import (
     ExitStatus,
     Lost,
     Started,
-    TaskRecord,
-    TaskState,
 )
+from simple_scheduler.hypervisor import _core, posix
+from simple_scheduler.hypervisor.forkserver import _FS_HEADER, _REPORT, ForkServer
+from simple_scheduler.hypervisor.journal import LiveJournal
+from simple_scheduler.hypervisor.records import Execution
 
 log = logging.getLogger("simple_scheduler.hypervisor")
 
-JOURNAL = ".live.journal"
-JOURNAL_COMPACT_BYTES = 1 << 20
 LIVENESS_INTERVAL = 1.0
 #: After a restart, how long an execution journaled as prepared (its monitor's pid never
 #: recorded) waits for its monitor to report (heartbeats come every 2 s) before it is lost.
 PREPARED_GRACE_S = 10.0
 REPORT_SUFFIX = ".report"
-_FS_HEADER = struct.Struct("=IIQIIII")
-_FS_REPLY = struct.Struct("=IIQiiQ")
-_REPORT = struct.Struct("=IHHiiQiiiiqq104s160s")
-assert _FS_HEADER.size == _core.FS_REQUEST_HEADER_SIZE
-assert _FS_REPLY.size == _core.FS_REPLY_SIZE
-assert _REPORT.size == _core.REPORT_SIZE
-
-_FORK_SERVER_CODE = (
-    "import sys; sys.path[:0] = [sys.argv[1]]; "
-    "from simple_scheduler._core import fork_server_main; fork_server_main(int(sys.argv[2]))"
-)
-
-
-def single_threaded() -> bool:
-    """Forking is only safe with exactly one thread (no lock can be held by another)."""
-    return threading.active_count() == 1 and len(os.listdir("/proc/self/task")) == 1
-
-
 def describe_wait_status(status: int) -> str:
     w = posix.decode_wait_status(status)
     if w.signal is not None:
         return f"killed by signal {w.signal}" + (" (core dumped)" if w.core_dumped else "")
     return f"exited with code {w.exit_code}"
 
-
-class ForkServer:
-    """The hypervisor's end of the fork server's SOCK_SEQPACKET socketpair."""
-
-    def __init__(self) -> None:
-        if not single_threaded():
-            raise RuntimeError("the hypervisor must be single-threaded before it forks")
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(_core.__file__)))
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-I",
-                "-S",
-                "-c",
-                _FORK_SERVER_CODE,
-                package_parent,
-                str(theirs.fileno()),
-            ],
-            pass_fds=(theirs.fileno(),),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={},
-            close_fds=True,
-        )
-        theirs.close()
-        ours.setblocking(False)
-        self.sock = ours
-        self._queue: deque[bytes] = deque()
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def send(self, message: bytes) -> None:
-        """Queue one request; `flush` sends, once per loop iteration, after the journal."""
-        self._queue.append(message)
-
-    @property
-    def wants_write(self) -> bool:
-        return bool(self._queue)
-
-    def flush(self) -> None:
-        """Send what is queued while the socket takes it (never blocks)."""
-        queue = self._queue
-        while queue:
-            try:
-                self.sock.send(queue[0])
-            except BlockingIOError:
-                return
-            queue.popleft()
-
-    def receive(self) -> list[tuple[int, int, int, int, int]] | None:
-        """(kind, request_id, pid, value, start_ticks) records; None at EOF."""
-        out: list[tuple[int, int, int, int, int]] = []
-        while True:
-            try:
-                data = self.sock.recv(64)
-            except BlockingIOError:
-                return out
-            except ConnectionError:
-                return None
-            if not data:
-                return out or None
-            magic, kind, rid, pid, value, ticks = _FS_REPLY.unpack(data)
-            if magic == _core.FS_REPLY_MAGIC:
-                out.append((kind, rid, pid, value, ticks))
-
-    def close(self) -> None:
-        self.sock.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-@dataclass(slots=True, eq=False)
-class Execution:
-    """What the hypervisor knows about one unreleased execution."""
-
-    key: str
-    task_dir: str
-    state: TaskState = "spawned"
-    monitor_pid: int = 0
-    monitor_start: int = 0
-    pid: int | None = None
-    pid_start: int | None = None
-    status: ExitStatus | None = None
-    reason: str | None = None
-    semaphore: str | None = None
-    released_sem: bool = False  #: sem_post done (or none needed)
-    kill_grace: float | None = None  #: kill requested before the task pid was known
-    owned: bool = True  #: a child of our fork server (it tells us when it dies)
-    last_heartbeat: float = 0.0
-    #: recovered with no monitor pid: lost if nothing is heard of it by then (monotonic)
-    grace_until: float = 0.0
-
-    def record(self) -> TaskRecord:
-        extra = {"task_dir": self.task_dir, "monitor_pid": str(self.monitor_pid)}
-        if self.last_heartbeat:
-            extra["last_heartbeat"] = f"{self.last_heartbeat:.3f}"
-        return TaskRecord(
-            key=self.key,
-            state=self.state,
-            pid=self.pid,
-            pid_start_time=self.pid_start,
-            status=self.status,
-            reason=self.reason,
-            extra=extra,
-        )
-
-
-_UNESCAPE = re.compile(rb"\\(.)", re.DOTALL)
-
-
-def _escape(raw: bytes) -> bytes:
-    if b"\\" in raw or b"\n" in raw:
-        raw = raw.replace(b"\\", b"\\\\").replace(b"\n", b"\\n")
-    return raw
-
-
-def _unescape(raw: bytes) -> bytes:
-    if b"\\" not in raw:
-        return raw
-    return _UNESCAPE.sub(lambda m: b"\n" if m.group(1) == b"n" else m.group(1), raw)
-
-
-@dataclass(frozen=True, slots=True)
-class LiveEntry:
-    key: str
-    task_dir: str
-    monitor_pid: int
-    monitor_start: int
-    semaphore: str | None
-
-
-class LiveJournal:
-    """The unreleased executions, as an append-only journal (no file per execution).
-
-    One line per change, appended (O_APPEND) by the hypervisor:
-
-        P <key> <semaphore or -> <task_dir>                                 prepared
-        S <key> <monitor_pid> <monitor_start> <semaphore or -> <task_dir>   spawned
-        R <key>                                                             released
-
-    `P` is written to the file before the spawn request goes to the fork server: once a
-    monitor may exist, a restarted hypervisor knows of it (else the execution could run
-    twice: once unknown, once again when the scheduler re-sends it). Fork requests are
-    queued and sent once per loop iteration, after the journal write, so the spawns of
-    one iteration cost one journal write.
-    (`task_dir` runs to the end of the line, `\\` and newline backslash-escaped.) Lines
-    are buffered and written once per loop iteration, before any reply goes out, so
-    a client never hears of a spawn or release that the file does not hold. No fsync:
-    the page cache survives the hypervisor's death, which is what the journal is for
-    (after a machine crash no monitor is left to find). A restarted hypervisor replays
-    it, then compacts it (a fresh file with only the unreleased entries, renamed over);
-    so does a running one whenever it has grown past a bound proportional to the live
-    set, keeping the work per change O(1) amortized.
-    """
-
-    def __init__(self, directory: str) -> None:
-        self.path = os.path.join(directory, JOURNAL)
-        self.pending = bytearray()
-        self.fd = -1
-        self.size = 0
-        self.limit = JOURNAL_COMPACT_BYTES
-
-    @staticmethod
-    def spawn_line(ex: Execution) -> bytes:
-        """`S` once the monitor's pid is known, `P` before."""
-        sem = os.fsencode(ex.semaphore) if ex.semaphore else b"-"
-        task_dir = _escape(os.fsencode(ex.task_dir))
-        if not ex.monitor_pid:
-            return b"P %s %s %s\n" % (ex.key.encode(), sem, task_dir)
-        return b"S %s %d %d %s %s\n" % (
-            ex.key.encode(),
-            ex.monitor_pid,
-            ex.monitor_start,
-            sem,
-            task_dir,
-        )
-
-    def prepared(self, ex: Execution) -> None:
-        """Journal an execution about to be forked (on file before its fork request
-        leaves: `Hypervisor._flush` writes the journal first)."""
-        self.pending += self.spawn_line(ex)
-
-    def spawned(self, ex: Execution) -> None:
-        self.pending += self.spawn_line(ex)
-
-    def released(self, key: str) -> None:
-        self.pending += b"R %s\n" % key.encode()
-
-    def replay(self) -> dict[str, LiveEntry]:
-        """The unreleased entries the file holds (a torn or bad line is skipped)."""
-        entries: dict[str, LiveEntry] = {}
-        try:
-            with open(self.path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return entries
-        lines = data.split(b"\n")
-        if lines.pop():
-            log.warning("ignoring a torn last line in %s", self.path)
-        for line in lines:
-            try:
-                if line.startswith(b"P "):
-                    _, key, sem, tdir = line.split(b" ", 3)
-                    entries[key.decode()] = LiveEntry(
-                        key.decode(),
-                        os.fsdecode(_unescape(tdir)),
-                        0,
-                        0,
-                        None if sem == b"-" else os.fsdecode(sem),
-                    )
-                elif line.startswith(b"S "):
-                    _, key, mpid, mstart, sem, tdir = line.split(b" ", 5)
-                    entries[key.decode()] = LiveEntry(
-                        key.decode(),
-                        os.fsdecode(_unescape(tdir)),
-                        int(mpid),
-                        int(mstart),
-                        None if sem == b"-" else os.fsdecode(sem),
-                    )
-                elif line.startswith(b"R "):
-                    entries.pop(line[2:].decode(), None)
-                elif line:
-                    raise ValueError("unknown record")
-            except ValueError as exc:
-                log.warning("ignoring bad line in %s: %r (%s)", self.path, line[:200], exc)
-        return entries
-
-    def compact(self, live: list[Execution]) -> None:
-        """Replace the file by one holding just `live`; drops what is pending."""
-        data = b"".join(self.spawn_line(ex) for ex in live)
-        tmp = self.path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.path)
-        if self.fd >= 0:
-            os.close(self.fd)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        self.size = len(data)
-        self.limit = max(JOURNAL_COMPACT_BYTES, 4 * self.size)
-        self.pending.clear()
-
-    def flush(self) -> bool:
-        """Write what is pending; True when the file outgrew its bound (compact it)."""
-        pending = self.pending
-        while pending:
-            n = os.write(self.fd, pending)
-            del pending[:n]
-            self.size += n
-        return self.size > self.limit
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 class _Conn:
@@ -361,10 +72,6 @@ class _Conn:
 
 
 _Op = Callable[["Hypervisor", _Conn, int, dict[str, Any]], dict[str, Any] | None]
-
-
-class _Shutdown(Exception):
-    pass
 
 
 class AlreadyRunning(RuntimeError):
@@ -407,8 +114,20 @@ def _bind_unix(path: str, kind: socket.SocketKind) -> socket.socket:
 class Hypervisor:
     """The loop and the state. `run()` is the process entry; tests may drive it too."""
 
-    def __init__(self, socket_path: str, process_directory: str, *, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        socket_path: str,
+        process_directory: str,
+        *,
+        fsync: bool = True,
+        idle_exit_s: float | None = None,
+    ) -> None:
         self.fsync = fsync  #: monitors fsync the status file (after their report)
+        #: Stop after this long with no client and no execution running (None: never).
+        self.idle_exit_s = idle_exit_s
+        #: A client stopping cleanly asked us to stop as soon as nothing runs.
+        self.stop_when_idle = False
+        self._idle_since = time.monotonic()
         self.socket_path = os.path.abspath(socket_path)
         self.report_path = self.socket_path + REPORT_SUFFIX
         if len(self.report_path.encode()) >= 108:
@@ -442,14 +161,43 @@ class Hypervisor:
         self.epoll.register(self.reports.fileno(), select.EPOLLIN)
         self.epoll.register(self.fork_server.fileno(), select.EPOLLIN)
         self._fs_mask = select.EPOLLIN
+        #: Signals recorded by the handlers, dispatched by the loop (`_dispatch_signals`).
+        self.signals: deque[int] = deque()
+        self.stopping = False
+        self._wakeup_installed = False
+        self._signal_r, self._signal_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.epoll.register(self._signal_r, select.EPOLLIN)
         self._recover()
         self._later(LIVENESS_INTERVAL, self._check_liveness)
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the loop. The handler only records the signal; the
+        wakeup fd (written by the interpreter at C level) makes `epoll.poll` return, and
+        the loop acts on it between two steps, never in the middle of one."""
+        signal.set_wakeup_fd(self._signal_w, warn_on_full_buffer=False)
+        self._wakeup_installed = True
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._record_signal)
+
+    def _record_signal(self, signum: int, frame: object) -> None:
+        self.signals.append(signum)
+
+    def _dispatch_signals(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._signal_r, 512):
+                pass
+        while self.signals:
+            signum = self.signals.popleft()
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                log.info("%s received", signal.Signals(signum).name)
+                self.stopping = True
 
     # ------------------------------------------------------------ loop
 
     def serve_forever(self) -> None:
-        lfd, rfd = self.listener.fileno(), self.reports.fileno()
-        while True:
+        """Serve until a stop signal has been dispatched (see `install_signal_handlers`)."""
+        lfd, rfd, sfd = self.listener.fileno(), self.reports.fileno(), self._signal_r
+        while not self.stopping:
             timeout = -1.0
             if self.timers:
                 timeout = max(0.0, self.timers[0][0] - time.monotonic())
@@ -458,6 +206,8 @@ class Hypervisor:
                     self._drain_reports()
                 elif fd == lfd:
                     self._accept()
+                elif fd == sfd:
+                    self._dispatch_signals()
                 elif fd == self.fork_server.fileno():
                     if ev & select.EPOLLOUT:
                         self.fork_server.flush()
@@ -477,6 +227,8 @@ class Hypervisor:
                 fn()
             if self.dirty or self.journal.pending or self.fork_server.wants_write:
                 self._flush()
+            if self.signals:
+                self._dispatch_signals()
 
     def close(self) -> None:
         """Stop serving: sockets closed, the fork server ends; monitors keep running."""
@@ -493,6 +245,10 @@ class Hypervisor:
                 os.unlink(path)
         self.fork_server.close()
         os.close(self.lock_fd)
+        if self._wakeup_installed:
+            signal.set_wakeup_fd(-1)
+        os.close(self._signal_r)
+        os.close(self._signal_w)
 
     def _later(self, delay: float, fn: Callable[[], None]) -> None:
         self._seq += 1
@@ -525,6 +281,25 @@ class Hypervisor:
             self.epoll.unregister(fd)
         conn.sock.close()
         self.dirty.discard(conn)
+        if not self.conns:
+            self._idle_since = time.monotonic()
+            self._check_idle()
+
+    def _check_idle(self) -> None:
+        """Stop when no client is connected, nothing runs, and either the last client
+        asked for it or `idle_exit_s` has passed. Executions that ended but were not
+        released stay in the journal (and their status files): the next hypervisor
+        reports them, so no outcome is lost."""
+        if self.conns or self.stopping:
+            return
+        if not self.stop_when_idle and (
+            self.idle_exit_s is None or time.monotonic() - self._idle_since < self.idle_exit_s
+        ):
+            return
+        if any(ex.state in ("spawned", "running") for ex in self.execs.values()):
+            return
+        log.info("no client and nothing running: stopping")
+        self.stopping = True
 
     def _conn_readable(self, conn: _Conn) -> None:
         try:
@@ -752,6 +527,11 @@ class Hypervisor:
     def op_ping(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
         return {"pid": os.getpid(), "executions": len(self.execs)}
 
+    def op_stop_when_idle(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
+        """The server stops cleanly: stop once it is gone and nothing runs."""
+        self.stop_when_idle = True
+        return {}
+
     _ops: ClassVar[dict[str, _Op]] = {
         "spawn": op_spawn,
         "start": op_start,
@@ -760,6 +540,7 @@ class Hypervisor:
         "release": op_release,
         "subscribe": op_subscribe,
         "ping": op_ping,
+        "stop_when_idle": op_stop_when_idle,
     }
 
     def _get(self, key: Any) -> Execution:
@@ -959,6 +740,7 @@ class Hypervisor:
 
     def _check_liveness(self) -> None:
         self._later(LIVENESS_INTERVAL, self._check_liveness)
+        self._check_idle()
         for ex in list(self.unowned):
             if ex.state not in ("spawned", "running"):
                 self.unowned.discard(ex)
@@ -1008,130 +790,3 @@ class Hypervisor:
                 ex.reason = self._end_orphan(ex, "monitor vanished while the hypervisor was down")
         self._compact_journal()
         log.info("recovered %d executions", len(self.execs))
-
-
-def run(socket_path: str, process_directory: str, *, fsync: bool = True) -> None:
-    """The `simple-scheduler hypervisor` process: serve until SIGTERM or SIGINT."""
-    hv = Hypervisor(socket_path, process_directory, fsync=fsync)
-    # Monitors inherit this working directory: keep them where their tasks live.
-    os.chdir(hv.process_directory)
-    with contextlib.suppress(OSError):
-        posix.set_proc_title("simple-scheduler: hypervisor", "ss-hypervisor")
-
-    def stop(signum: int, frame: object) -> None:
-        raise _Shutdown
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        hv.serve_forever()
-    except _Shutdown:
-        log.info("shutting down; monitors keep running")
-    finally:
-        hv.close()
-
-
-def main(argv: list[str]) -> int:
-    """`simple-scheduler hypervisor ...` without the CLI stack; returns the exit code."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="simple-scheduler hypervisor",
-        description="Run the hypervisor: the process that starts and tracks tasks.",
-    )
-    parser.add_argument("--socket", required=True, help="Unix socket to listen on")
-    parser.add_argument("--process-directory", required=True, help="Root of the task directories")
-    parser.add_argument(
-        "--fsync",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="fsync each task's status file (durability)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s hypervisor %(message)s")
-    try:
-        run(args.socket, args.process_directory, fsync=args.fsync)
-    except AlreadyRunning as exc:
-        print(f"simple-scheduler hypervisor: {exc}", file=sys.stderr)
-        return 3
-    return 0
-
-
-# ---------------------------------------------------------------- starting one
-
-
-def _accepts(socket_path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        try:
-            s.connect(socket_path)
-        except OSError:
-            return False
-    return True
-
-
-def _command(socket_path: str, process_directory: str, *, fsync: bool = True) -> list[str]:
-    """The hypervisor's command line: `python -m`, which takes the lean entry point."""
-    cmd = [sys.executable, "-m", "simple_scheduler", "hypervisor", "--socket", socket_path]
-    cmd += ["--process-directory", process_directory, "--fsync" if fsync else "--no-fsync"]
-    return cmd
-
-
-def spawn_hypervisor(
-    socket_path: str,
-    process_directory: str,
-    *,
-    timeout: float = 15.0,
-    stderr: int | None = None,
-    fsync: bool = True,
-) -> subprocess.Popen[bytes]:
-    """Start `simple-scheduler hypervisor` in its own session and wait until it accepts.
-
-    Its own session: it outlives the web process (and a Ctrl-C aimed at it). Its working
-    directory (and so its monitors') is the process directory.
-    """
-    socket_path = os.path.abspath(socket_path)
-    process_directory = os.path.abspath(process_directory)
-    cmd = _command(socket_path, process_directory, fsync=fsync)
-    os.makedirs(process_directory, exist_ok=True)
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-        start_new_session=True,
-        cwd=process_directory,
-    )
-    deadline = time.monotonic() + timeout
-    while not _accepts(socket_path):
-        if proc.poll() is not None:
-            raise RuntimeError(f"the hypervisor exited with code {proc.returncode} at start")
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError(f"the hypervisor did not accept on {socket_path} in {timeout}s")
-        time.sleep(0.01)
-    return proc
-
-
-def launch_hypervisor(socket_path: str, process_directory: str) -> int:
-    """Start a hypervisor from a process that may have threads (the web process).
-
-    posix_spawn, not fork: glibc implements it with clone(CLONE_VFORK) and runs no Python
-    in the child, so aiosqlite's threads cannot leave it a half-held lock. It does not
-    wait: the caller retries its connection. Returns the pid (the caller reaps it).
-    """
-    cmd = _command(os.path.abspath(socket_path), os.path.abspath(process_directory))
-    devnull = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-    ]
-    return os.posix_spawn(sys.executable, cmd, os.environ, file_actions=devnull, setsid=True)
-
-
-def ensure_hypervisor(
-    socket_path: str, process_directory: str, *, timeout: float = 15.0
-) -> subprocess.Popen[bytes] | None:
-    """A hypervisor listening on `socket_path`: the running one (None) or a new one."""
-    if _accepts(socket_path):
-        return None
-    return spawn_hypervisor(socket_path, process_directory, timeout=timeout)

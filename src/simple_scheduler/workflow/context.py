@@ -10,9 +10,9 @@ from lxml import etree
 
 from simple_scheduler.workflow.errors import Problem, WorkflowError, WorkflowTooLarge
 from simple_scheduler.workflow.limits import Limits
-from simple_scheduler.workflow.models import check_model
 from simple_scheduler.workflow.values import parse_bool
 from simple_scheduler.workflow.variables import Scope, SubstitutionTooLarge
+from simple_scheduler.workflow.varmodels import check_model
 
 T = TypeVar("T")
 

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from lxml import etree
 
+from simple_scheduler.workflow.context import Context, line_of, text_of
 from simple_scheduler.workflow.model import (
     ON_TASK_ERROR,
     SCRIPT_LANGUAGES,
@@ -22,7 +23,6 @@ from simple_scheduler.workflow.model import (
     Script,
     Task,
 )
-from simple_scheduler.workflow.util import Context, line_of, text_of
 from simple_scheduler.workflow.values import parse_bool, parse_choice, parse_duration, parse_int
 from simple_scheduler.workflow.variables import Scope
 

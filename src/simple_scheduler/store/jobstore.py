@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from simple_scheduler.db import Row, Store, Tx
 from simple_scheduler.states import JOB_TERMINAL
+from simple_scheduler.store.db import Row, Store, Tx
 from simple_scheduler.workflow import Job, NativeCommand, Script, Task
 
 TASK_COLUMNS = (

@@ -1,0 +1,116 @@
+"""Reading task output by byte offset: the pieces the log and result endpoints share.
+
+Sizes are taken once per request, so a growing file gives a consistent answer; bodies are
+streamed in chunks, so a 10 GB log never sits in memory. The files are found through the
+execution seam (`Scheduler.files`), never by building paths here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from quart import Response
+
+from simple_scheduler.api.context import services
+from simple_scheduler.execution.backend import OutputKind
+from simple_scheduler.store import jobstore
+from simple_scheduler.store.db import Row
+
+CHUNK = 64 * 1024
+STREAMS: dict[str, tuple[OutputKind, ...]] = {
+    "out": ("stdout",),
+    "err": ("stderr",),
+    "all": ("stdout", "stderr"),
+}
+TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Segment:
+    path: Path
+    start: int  # first byte to send
+    end: int  # size when the request was made
+
+
+def task_output_files(job_id: int, task: Row, kinds: Sequence[OutputKind]) -> list[Path]:
+    """The task's output files over its attempts (1..attempts), through the seam."""
+    files = services().scheduler.files
+    index = int(task["task_index"])
+    return [
+        Path(files.output_path(job_id, index, attempt, kind))
+        for attempt in range(1, int(task["attempts"]) + 1)
+        for kind in kinds
+    ]
+
+
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def from_offset(paths: Iterable[Path], offset: int) -> tuple[list[Segment], int]:
+    """Segments for the bytes after `offset` of the concatenation, and its total size."""
+    segments: list[Segment] = []
+    position = 0
+    for path in paths:
+        size = file_size(path)
+        if size and position + size > offset:
+            segments.append(Segment(path, max(0, offset - position), size))
+        position += size
+    return segments, position
+
+
+async def chunks(segments: Sequence[Segment]) -> AsyncIterator[bytes]:
+    for segment in segments:
+        try:
+            with segment.path.open("rb") as f:
+                f.seek(segment.start)
+                remaining = segment.end - segment.start
+                while remaining > 0:
+                    data = f.read(min(CHUNK, remaining))
+                    if not data:
+                        break
+                    remaining -= len(data)
+                    yield data
+        except FileNotFoundError:
+            continue  # removed meanwhile (job deleted): what was sent stays valid
+
+
+def stream(segments: Sequence[Segment], next_offset: int) -> Response:
+    response = Response(chunks(segments), content_type=TEXT)
+    response.headers["X-Next-Offset"] = str(next_offset)
+    return response
+
+
+def read_all(paths: Iterable[Path]) -> str:
+    """Whole files as text (the seed's small JSON endpoint only)."""
+    parts: list[bytes] = []
+    for path in paths:
+        try:
+            parts.append(path.read_bytes())
+        except OSError:
+            continue
+    return b"".join(parts).decode("utf-8", "replace")
+
+
+def task_log(job: Row, task: Row, kinds: Sequence[OutputKind], offset: int) -> Response:
+    """One task's streams over its attempts, from byte `offset` of their concatenation."""
+    segments, total = from_offset(task_output_files(int(job["id"]), task, kinds), offset)
+    return stream(segments, max(offset, total))
+
+
+async def job_paths(job: Row, kinds: Sequence[OutputKind]) -> list[Path]:
+    """Every task's output files, in task order."""
+    job_id = int(job["id"])
+    tasks = await jobstore.list_tasks(services().store, job_id, 0, int(job["total_tasks"]))
+    return [p for t in tasks for p in task_output_files(job_id, t, kinds)]
+
+
+async def job_log(job: Row, offset: int) -> Response:
+    """Every task's output in task order, from byte `offset`."""
+    segments, total = from_offset(await job_paths(job, STREAMS["all"]), offset)
+    return stream(segments, max(offset, total))

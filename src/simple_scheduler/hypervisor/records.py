@@ -1,0 +1,43 @@
+"""What the hypervisor knows about one unreleased execution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simple_scheduler.execution.backend import ExitStatus, TaskRecord, TaskState
+
+
+@dataclass(slots=True, eq=False)
+class Execution:
+    """What the hypervisor knows about one unreleased execution."""
+
+    key: str
+    task_dir: str
+    state: TaskState = "spawned"
+    monitor_pid: int = 0
+    monitor_start: int = 0
+    pid: int | None = None
+    pid_start: int | None = None
+    status: ExitStatus | None = None
+    reason: str | None = None
+    semaphore: str | None = None
+    released_sem: bool = False  #: sem_post done (or none needed)
+    kill_grace: float | None = None  #: kill requested before the task pid was known
+    owned: bool = True  #: a child of our fork server (it tells us when it dies)
+    last_heartbeat: float = 0.0
+    #: recovered with no monitor pid: lost if nothing is heard of it by then (monotonic)
+    grace_until: float = 0.0
+
+    def record(self) -> TaskRecord:
+        extra = {"task_dir": self.task_dir, "monitor_pid": str(self.monitor_pid)}
+        if self.last_heartbeat:
+            extra["last_heartbeat"] = f"{self.last_heartbeat:.3f}"
+        return TaskRecord(
+            key=self.key,
+            state=self.state,
+            pid=self.pid,
+            pid_start_time=self.pid_start,
+            status=self.status,
+            reason=self.reason,
+            extra=extra,
+        )

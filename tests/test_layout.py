@@ -1,0 +1,44 @@
+"""The process roles hold in the code: the web process never loads the C extension or
+the hypervisor package, and the workflow parser imports nothing else of ours."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def _modules_after(imports: str) -> list[str]:
+    """The `simple_scheduler` modules a fresh interpreter holds after `imports`."""
+    code = (
+        f"{imports}\n"
+        "import json, sys\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('simple_scheduler'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return list(json.loads(out.stdout))
+
+
+def test_web_process_never_loads_the_extension_or_the_hypervisor() -> None:
+    loaded = _modules_after(
+        "import simple_scheduler.server, simple_scheduler.api, simple_scheduler.scheduler\n"
+        "import simple_scheduler.execution.local, simple_scheduler.store.jobstore\n"
+        "from simple_scheduler.api import create_app"
+    )
+    assert "simple_scheduler.api.app" in loaded  # the import really happened
+    assert "simple_scheduler.execution.client" in loaded
+    assert not [m for m in loaded if m.endswith("_core") or ".hypervisor" in m], loaded
+
+
+def test_hypervisor_never_loads_the_web_stack() -> None:
+    loaded = _modules_after("import simple_scheduler.hypervisor.main")
+    assert "simple_scheduler.hypervisor._core" in loaded
+    forbidden = (".api", ".store", ".scheduler", ".auth", ".server", ".cli")
+    assert not [m for m in loaded if m.startswith(tuple("simple_scheduler" + f for f in forbidden))]
+
+
+def test_workflow_is_pure() -> None:
+    loaded = _modules_after("import simple_scheduler.workflow")
+    assert {m.split(".")[1] for m in loaded if m.count(".") >= 1} == {"workflow"}

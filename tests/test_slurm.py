@@ -1,0 +1,230 @@
+"""The Slurm backend against a live one-node Slurm cluster and the real `run-server`.
+
+`.ci/slurm-up.sh` brings the cluster up (munge, slurmctld, slurmd) when it is not; a
+cluster that cannot start fails these tests, never skips them. Each task is a Slurm job,
+so each step waits for Slurm's scheduling tick (about a second here).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+from conftest import TOKEN_VAR, kill_everything_under
+from test_e2e import Server, submit, wait
+from wfxml import job_xml
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+ENDED = {"FINISHED", "CANCELED", "FAILED", "KILLED"}
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def slurm_answers() -> bool:
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and any(
+        s.startswith(("idle", "mix", "alloc")) for s in out.stdout.decode().split()
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster() -> None:
+    """A live Slurm: started by `.ci/slurm-up.sh` when it is not up (fails if it cannot)."""
+    if not slurm_answers():
+        done = subprocess.run(
+            ["bash", str(REPO / ".ci" / "slurm-up.sh")], capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"cannot start Slurm: {done.stdout}{done.stderr}"
+    assert slurm_answers()
+
+
+@pytest.fixture
+def server(cluster: None) -> Iterator[Server]:
+    root = Path(tempfile.mkdtemp(prefix="ss-slurm-", dir="/tmp"))
+    srv = Server(root, uuid.uuid4().hex)
+    srv.env.update(
+        SIMPLE_SCHEDULER_EXECUTION_BACKEND="slurm",
+        SIMPLE_SCHEDULER_NB_OF_WORKERS="0",
+        SIMPLE_SCHEDULER_SLURM_POLL_INTERVAL_S="0.2",
+        SIMPLE_SCHEDULER_ADMIN_PASSWORD="alice-pw",
+    )
+    try:
+        srv.start("--create-admin", "alice")
+        yield srv
+    finally:
+        srv.kill()
+        for job in our_slurm_jobs(root):
+            subprocess.run(["scancel", job], capture_output=True)
+        kill_everything_under(root, srv.env[TOKEN_VAR])
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def our_slurm_jobs(root: Path) -> list[str]:
+    """The Slurm job ids of this test's server (their output goes under `root`)."""
+    out = subprocess.run(
+        ["squeue", "--me", "-h", "-o", "%i|%o"], capture_output=True, text=True
+    ).stdout
+    ids = []
+    for line in out.splitlines():
+        job_id, _, command = line.partition("|")
+        if command.startswith(str(root)):
+            ids.append(job_id)
+    return ids
+
+
+def client(server: Server) -> httpx.Client:
+    token = server.login("alice", "alice-pw")
+    return httpx.Client(base_url=server.url, headers={"sessionid": token}, timeout=30)
+
+
+def task(c: httpx.Client, job: int, name: str) -> dict[str, Any]:
+    info: dict[str, Any] = c.get(f"/scheduler/jobs/{job}/tasks/{name}").json()["taskInfo"]
+    return info
+
+
+def marked(marker: str) -> list[psutil.Process]:
+    """Processes whose command line holds `marker` (a task's own, unique to a test)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if marker in " ".join(proc.info["cmdline"] or []):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_diamond_runs_in_dependency_order_as_slurm_jobs(server: Server) -> None:
+    xml = job_xml(
+        [
+            {"name": "A", "bash": "echo A; echo $SLURM_JOB_ID"},
+            {"name": "B", "depends": ["A"], "bash": "echo B"},
+            {"name": "C", "depends": ["A"], "bash": "echo C"},
+            {"name": "D", "depends": ["B", "C"], "bash": "echo D"},
+        ],
+        name="diamond",
+    )
+    with client(server) as c:
+        job = submit(c, xml)
+        info = wait(c, job, ENDED, timeout=90)
+        assert info["status"] == "FINISHED" and info["numberOfFinishedTasks"] == 4
+        t = {name: task(c, job, name) for name in "ABCD"}
+        assert t["A"]["finishedTime"] <= min(t["B"]["startTime"], t["C"]["startTime"])
+        assert max(t["B"]["finishedTime"], t["C"]["finishedTime"]) <= t["D"]["startTime"]
+        out = c.get(f"/scheduler/jobs/{job}/tasks/A/result/log/out").text.split()
+        assert out[0] == "A" and out[1].isdigit()  # it ran inside a Slurm job
+
+
+def test_failures_retry_then_fault_and_dependents_still_run(server: Server) -> None:
+    xml = job_xml(
+        [
+            {"name": "bad", "bash": "echo try >> ../../tries; exit 3", "max_exec": 2,
+             "retry_delay": "1"},
+            {"name": "after", "depends": ["bad"], "bash": "echo after"},
+        ],
+        name="policy",
+    )
+    with client(server) as c:
+        job = submit(c, xml)
+        info = wait(c, job, ENDED, timeout=120)
+        assert info["status"] == "FINISHED" and info["numberOfFaultyTasks"] == 1
+        bad = task(c, job, "bad")
+        assert bad["taskStatus"] == "FAULTY" and bad["numberOfExecutionLeft"] == 0
+        assert task(c, job, "after")["taskStatus"] == "FINISHED"
+
+
+def test_walltime_and_kill_leave_no_process(server: Server) -> None:
+    marker = f"sleep {1000 + os.getpid() % 1000}.{uuid.uuid4().int % 10**6}"
+    with client(server) as c:
+        timed = submit(c, job_xml([{"name": "T", "bash": marker, "walltime": "00:00:03"}]))
+        killed = submit(c, job_xml([{"name": "K", "bash": marker}]))
+        wait_for(lambda: task(c, killed, "K")["taskStatus"] == "RUNNING"
+                 and bool(marked(marker)), 60, "the task to run in Slurm")
+        assert c.put(f"/scheduler/jobs/{killed}/kill").status_code == 200
+        assert wait(c, killed, ENDED, timeout=60)["status"] == "KILLED"
+        info = wait(c, timed, ENDED, timeout=90)
+        assert task(c, timed, "T")["taskStatus"] == "FAULTY", info
+        wait_for(lambda: not marked(marker), 60, "every task process to be gone")
+
+
+def test_a_task_cancelled_from_outside_fails_with_a_reason(server: Server) -> None:
+    marker = f"sleep {2000 + os.getpid() % 1000}.{uuid.uuid4().int % 10**6}"
+    with client(server) as c:
+        job = submit(c, job_xml([{"name": "X", "bash": marker}]))
+        wait_for(lambda: bool(marked(marker)), 60, "the task to run")
+        (slurm_id,) = our_slurm_jobs(server.root)
+        subprocess.run(["scancel", slurm_id], check=True)
+        wait(c, job, ENDED, timeout=60)
+        x = task(c, job, "X")
+        assert x["taskStatus"] == "FAULTY"
+        assert "Slurm" in (x.get("statusReason") or x.get("reason") or str(x)), x
+        wait_for(lambda: not marked(marker), 60, "the cancelled task's processes to go")
+
+
+def test_server_killed_mid_job_adopts_its_slurm_jobs(server: Server) -> None:
+    flag = server.root / "go"
+    ledger = server.root / "ledger"
+    script = f"while [ ! -e {flag} ]; do sleep 0.1; done; echo $PA_TASK_NAME >> {ledger}"
+    xml = job_xml(
+        [
+            {"name": "A", "bash": script},
+            {"name": "B", "bash": script},
+            {"name": "C", "depends": ["A", "B"], "bash": f"echo C >> {ledger}"},
+        ],
+        name="adopt",
+    )
+    with client(server) as c:
+        job = submit(c, xml)
+        wait_for(lambda: len(our_slurm_jobs(server.root)) == 2, 60, "two Slurm jobs")
+    server.kill(signal.SIGKILL)
+    flag.touch()  # A and B end while no server watches
+    server.start()
+    with client(server) as c:
+        info = wait(c, job, ENDED, timeout=90)
+        assert info["status"] == "FINISHED" and info["numberOfFinishedTasks"] == 3
+    assert sorted(ledger.read_text().split()) == ["A", "B", "C"]  # each ran once
+
+
+def test_slurmctld_restarted_mid_job(server: Server) -> None:
+    flag = server.root / "go"
+    xml = job_xml(
+        [
+            {"name": "A", "bash": f"while [ ! -e {flag} ]; do sleep 0.1; done"},
+            {"name": "B", "depends": ["A"], "bash": "echo B"},
+        ],
+        name="restart",
+    )
+    with client(server) as c:
+        job = submit(c, xml)
+        wait_for(lambda: task(c, job, "A")["taskStatus"] == "RUNNING"
+                 and bool(our_slurm_jobs(server.root)), 60, "A to run")
+        pid = int(Path("/run/slurmctld.pid").read_text())
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not psutil.pid_exists(pid), 30, "slurmctld to stop")
+        flag.touch()  # A ends, and B must be submitted, while the controller is away
+        subprocess.run(["slurmctld"], check=True)  # state restored from StateSaveLocation
+        wait_for(slurm_answers, 60, "slurmctld to answer again")
+        info = wait(c, job, ENDED, timeout=120)
+        assert info["status"] == "FINISHED" and info["numberOfFinishedTasks"] == 2
