@@ -33,6 +33,7 @@ import pytest
 from conftest import TOKEN_VAR, kill_everything_under
 from test_e2e import DIAMOND, Server, wait_task
 from test_e2e import wait as wait_job
+from test_layout import _modules_after
 from wfxml import job_xml
 
 pytestmark = pytest.mark.slow
@@ -763,3 +764,13 @@ def test_ctrl_c_while_waiting_exits_130_and_the_job_goes_on(cli: Cli) -> None:
         assert http.get(f"/scheduler/jobs/{job_id}/info").json()["status"] == "RUNNING"
         gate.touch()
         wait_job(http, job_id, TERMINAL)
+
+
+def test_the_client_imports_nothing_of_the_server() -> None:
+    loaded = _modules_after(
+        "from simple_scheduler.client import action_verbs, inspect_verbs, rest\n"
+        "from simple_scheduler.client import session_verbs, submit_verbs"
+    )
+    assert "simple_scheduler.client.rest" in loaded
+    others = [m for m in loaded if not m.startswith("simple_scheduler.client")]
+    assert others == ["simple_scheduler", "simple_scheduler.states"]
