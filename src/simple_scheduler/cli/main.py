@@ -70,5 +70,14 @@ def hypervisor(ctx: typer.Context) -> None:
 admin.register(app)
 
 
+def _register_client_commands() -> None:
+    from simple_scheduler.client import register
+
+    register(app)
+
+
+_register_client_commands()
+
+
 def main() -> None:
     app()
