@@ -95,7 +95,7 @@ def test_config_file_from_environment_variable(tmp_path: Path) -> None:
         ("[default]\nport = -1\n", ["port", "-1", "[default]", "out of range"]),
         ("[default]\nport = 70000\n", ["port", "out of range"]),
         ('[default]\nport = "80"\n', ["port", "'80'", "should be an integer"]),
-        ("[default]\nnb_of_workers = 0\n", ["nb_of_workers", "out of range"]),
+        ("[default]\nnb_of_workers = -1\n", ["nb_of_workers", "out of range"]),
         ("[default]\nnb_of_workers = true\n", ["nb_of_workers", "should be an integer"]),
         ("[default]\nkill_grace_s = -0.5\n", ["kill_grace_s", "out of range"]),
         ("[default]\ndata_dir = 3\n", ["data_dir", "string (a path)"]),
