@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from harness import kill_under, new_token, short_tmp, wait_for
+from harness import TOKEN_VAR, kill_under, new_token, short_tmp, wait_for
 from test_e2e import Server, submit, wait
 from wfxml import job_xml
 
