@@ -26,6 +26,8 @@ setup(
     package_data={
         "simple_scheduler": ["py.typed", "*.pyi"],
         "simple_scheduler.migrations": ["*.sql"],
+        # The dashboard's pages: served as they are, no build step.
+        "simple_scheduler.dashboard": ["static/*", "static/*/*"],
     },
     ext_modules=cythonize(
         extensions,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 from quart import current_app, g, request
 
 from simple_scheduler import auth, jobstore
+from simple_scheduler.api import csrf
 from simple_scheduler.api.errors import NOT_CONNECTED, ApiError
 from simple_scheduler.auth import AuthError, Principal
 from simple_scheduler.db import Row
@@ -36,6 +37,7 @@ async def authenticate(*, query_token: bool = False) -> Principal:
 
     `query_token`: also accept `?sessionid=` (ProActive's `log/full` downloads, which a
     browser opens without headers); nowhere else, so tokens stay out of access logs.
+    A state change authenticated by the cookie alone must pass `csrf.protect`.
     """
     cached: Principal | None = g.get("principal")
     if cached is not None:
@@ -50,6 +52,7 @@ async def authenticate(*, query_token: bool = False) -> Principal:
     if principal is None:
         principal = await auth.verify_token(svc.store, svc.keys, token)
         svc.tokens.put(token, principal)
+    csrf.protect(svc.keys, principal.jti)
     g.principal = principal
     return principal
 
