@@ -13,11 +13,21 @@ a stricter policy (nothing at all may load), so a log opened in a tab stays iner
 
 from __future__ import annotations
 
-from importlib import resources
+import functools
+import hashlib
+from pathlib import Path
 
-from quart import Blueprint, Quart, Response
+from quart import Blueprint, Quart, Response, send_from_directory
+from werkzeug.exceptions import NotFound
 
-STATIC = resources.files("simple_scheduler.dashboard") / "static"
+STATIC = Path(__file__).resolve().parent / "static"
+#: Static files live under /dashboard/static/<version>/, cached for a year: the version is
+#: a hash of their contents, so a release changes every URL and nothing stale is ever used,
+#: and a page load costs no revalidation round trips (the scripts are ES modules that
+#: import each other by relative path, so they all inherit the versioned prefix).
+STATIC_PREFIX = "/dashboard/static"
+IMMUTABLE = "public, max-age=31536000, immutable"
+_PRELOAD_MARK = b"<!-- modulepreload -->"
 
 PAGE_CSP = "; ".join(
     (
@@ -36,12 +46,7 @@ PAGE_CSP = "; ".join(
 #: For everything that is not a page: JSON, logs, downloads.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 
-blueprint = Blueprint(
-    "dashboard",
-    __name__,
-    static_folder="static",
-    static_url_path="/dashboard/static",
-)
+blueprint = Blueprint("dashboard", __name__)
 
 #: Page paths the shell answers (the browser-side router draws them).
 PAGES = (
@@ -54,13 +59,36 @@ PAGES = (
 )
 
 
-def _shell_bytes() -> bytes:
-    return (STATIC / "index.html").read_bytes()
+def _files() -> list[Path]:
+    return sorted(p for p in STATIC.rglob("*") if p.is_file())
+
+
+@functools.cache
+def version() -> str:
+    """A hash of every static file: changes exactly when one of them does."""
+    digest = hashlib.sha256()
+    for path in _files():
+        digest.update(str(path.relative_to(STATIC)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@functools.cache
+def shell_bytes() -> bytes:
+    """index.html with versioned URLs and a modulepreload link for every script, so the
+    browser fetches all modules at once instead of discovering them import by import."""
+    prefix = f"{STATIC_PREFIX}/{version()}"
+    scripts = [p.relative_to(STATIC).as_posix() for p in _files() if p.suffix == ".js"]
+    links = "\n".join(
+        f'<link rel="modulepreload" href="{STATIC_PREFIX}/{name}">' for name in scripts
+    )
+    html = (STATIC / "index.html").read_bytes()
+    html = html.replace(_PRELOAD_MARK, links.encode())
+    return html.replace(f'"{STATIC_PREFIX}/'.encode(), f'"{prefix}/'.encode())
 
 
 async def shell(**_: str) -> Response:
-    """The app shell; never cached, so a new release's script is picked up at once."""
-    response = Response(_shell_bytes(), content_type="text/html; charset=utf-8")
+    """The app shell; never cached, so a new release's scripts are picked up at once."""
+    response = Response(shell_bytes(), content_type="text/html; charset=utf-8")
     response.headers["Cache-Control"] = "no-cache"
     return response
 
@@ -69,11 +97,15 @@ for _number, _path in enumerate(PAGES):
     blueprint.add_url_rule(_path, f"page{_number}", shell, methods=["GET"])
 
 
-@blueprint.after_request
-async def revalidate_static(response: Response) -> Response:
-    """Static files are small and change with each release: revalidate (ETag /
-    Last-Modified) instead of Quart's default of 12 hours of stale scripts."""
-    response.headers["Cache-Control"] = "no-cache"
+@blueprint.get(f"{STATIC_PREFIX}/<tag>/<path:filename>")
+async def static_file(tag: str, filename: str) -> Response:
+    """A static file; cached for good when `tag` is the current version (an older page
+    still open during an upgrade gets today's file, revalidated every time)."""
+    try:
+        response = await send_from_directory(STATIC, filename)
+    except (NotFound, FileNotFoundError):
+        raise NotFound() from None
+    response.headers["Cache-Control"] = IMMUTABLE if tag == version() else "no-cache"
     return response
 
 

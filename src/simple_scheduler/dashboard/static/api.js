@@ -80,6 +80,29 @@ export const put = (path, options) => request("PUT", path, options);
 export const post = (path, options) => request("POST", path, options);
 export const del = (path, options) => request("DELETE", path, options);
 
+const prefetched = new Map();
+
+/**
+ * Start a GET before the page that needs it is drawn (the job page's graph, while the
+ * session is being checked); `take` hands the promise over once. Failures stay with the
+ * promise: the page reports them as for its own request.
+ */
+export function prefetch(path) {
+  const promise = fetch(path, { credentials: "same-origin", cache: "no-store" });
+  promise.catch(() => {});
+  prefetched.set(path, promise);
+}
+
+/** A prefetched GET's JSON (or a fresh request when there was none). */
+export async function take(path) {
+  const promise = prefetched.get(path);
+  if (!promise) return get(path);
+  prefetched.delete(path);
+  const response = await promise;
+  if (!response.ok) return get(path); // let the normal path report the error
+  return response.json();
+}
+
 /** The logged-in session, or null when there is none. */
 export async function loadSession() {
   const body = await get(`${DATA}/session`);

@@ -3,12 +3,12 @@
 // /login), so deep links survive a reload. Each page is a function that draws into
 // <main> and returns a cleanup function (stopping its live updates).
 
-import { currentSession, loadSession, logout } from "./api.js";
+import { currentSession, loadSession, logout, prefetch } from "./api.js";
 import { announce, h } from "./dom.js";
 import { navigate, setRouter } from "./nav.js";
 import { errorBox, setTitle } from "./ui.js";
 import { jobsView } from "./views/jobs.js";
-import { jobView } from "./views/job.js";
+import { graphPath, jobView } from "./views/job.js";
 import { loginView } from "./views/login.js";
 import { submitView } from "./views/submit.js";
 import { taskView } from "./views/task.js";
@@ -129,6 +129,9 @@ document.getElementById("logout").addEventListener("click", async () => {
 setRouter(route);
 
 async function start() {
+  // A deep link to a job: fetch its graph while the session is checked.
+  const job = /^\/jobs\/([^/]+)$/.exec(location.pathname);
+  if (job) prefetch(graphPath(decode(job[1])));
   try {
     await loadSession();
   } catch (error) {

@@ -9,6 +9,8 @@ import { s } from "./dom.js";
 import { number, taskStatusSymbol, taskStatusText } from "./format.js";
 
 const NAME_CHARS = 22;
+/** Nodes attached per task after the first paint. */
+const REST_CHUNK = 300;
 /** Which status a mixed cluster is coloured by: what needs attention first. */
 const PRECEDENCE = [
   "IN_ERROR", "RUNNING", "WAITING_ON_ERROR", "WAITING_ON_FAILURE", "FAULTY", "FAILED",
@@ -63,6 +65,7 @@ export function renderGraph(container, jobId, data, { onCluster }) {
   for (let i = 0; i < n; i += 1) status[i] = codes[data.statuses[i]] || "SUBMITTED";
 
   const model = layout(n, edges);
+  performance.mark("graph-laid-out");
   const { nodes, nodeOf } = model;
   const elements = new Array(nodes.length);
   const clusterCounts = new Array(nodes.length);
@@ -146,12 +149,27 @@ export function renderGraph(container, jobId, data, { onCluster }) {
     );
   }
 
-  const nodeLayer = s("g", { class: "nodes" });
-  nodes.forEach((node, id) => {
-    const el = node.cluster ? clusterNode(id, node) : taskNode(node);
+  // Nodes in document order: by column, then row (the keyboard's Tab order too).
+  // Elements are built when attached (with the statuses of that moment).
+  const order = nodes.map((_, id) => id).sort((a, b) => nodes[a].x - nodes[b].x || nodes[a].y - nodes[b].y);
+  function build(id) {
+    const el = nodes[id].cluster ? clusterNode(id, nodes[id]) : taskNode(nodes[id]);
     elements[id] = el;
-    nodeLayer.appendChild(el);
-  });
+    return el;
+  }
+
+  // A graph wider than the box starts scaled down to fit its width, but never below
+  // half size, where names stop being readable.
+  const boxWidth = container.clientWidth || model.width;
+  let scale = model.width > boxWidth ? Math.max(0.5, boxWidth / model.width) : 1;
+
+  // The columns that are on screen are attached first; the others follow in chunks
+  // after that frame is painted, so a big graph shows up at once and fills in.
+  const visibleWidth = boxWidth / scale + NODE_W + 64;
+  let firstCount = order.findIndex((id) => nodes[id].x > visibleWidth);
+  if (firstCount < 0) firstCount = order.length;
+  const nodeLayer = s("g", { class: "nodes" });
+  for (let i = 0; i < firstCount; i += 1) nodeLayer.appendChild(build(order[i]));
   const svg = s("svg", {
     class: "graph",
     viewBox: `0 0 ${model.width} ${model.height}`,
@@ -166,10 +184,27 @@ export function renderGraph(container, jobId, data, { onCluster }) {
     s("path", { class: "arrowhead", d: model.paths.heads || "M0 0" })),
   nodeLayer);
   container.replaceChildren(svg);
+  setScale(scale);
   performance.mark("graph-inserted");
-  requestAnimationFrame(() => setTimeout(() => performance.mark("graph-painted"), 0));
 
-  let scale = 1;
+  function attachRest(from) {
+    const end = Math.min(order.length, from + REST_CHUNK);
+    const fragment = document.createDocumentFragment();
+    for (let i = from; i < end; i += 1) fragment.appendChild(build(order[i]));
+    nodeLayer.appendChild(fragment);
+    if (end < order.length) setTimeout(() => attachRest(end), 0);
+    else {
+      performance.mark("graph-complete");
+      container.dataset.complete = "true";
+    }
+  }
+  // rAF runs just before the frame is painted; a task queued from it runs just after.
+  requestAnimationFrame(() => setTimeout(() => {
+    performance.mark("graph-painted");
+    container.dataset.painted = "true";
+    attachRest(firstCount);
+  }, 0));
+
   function setScale(next) {
     scale = Math.min(2, Math.max(0.05, next));
     svg.setAttribute("width", String(Math.round(model.width * scale)));
@@ -186,6 +221,7 @@ export function renderGraph(container, jobId, data, { onCluster }) {
       status[task] = next;
       const id = nodeOf[task];
       const node = nodes[id];
+      if (!elements[id]) continue; // not built yet: it will be, with this status
       if (node.cluster) {
         const counts = clusterCounts[id];
         counts.set(previous, (counts.get(previous) || 1) - 1);

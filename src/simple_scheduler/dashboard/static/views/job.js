@@ -2,7 +2,7 @@
 // filterable table (the usable view of a 10,000-task job), in-error tasks with their
 // actions, variables and generic information.
 
-import { DATA, REST, ApiError, del, get, jobPath, put, taskPath } from "../api.js";
+import { DATA, REST, ApiError, del, get, jobPath, put, take, taskPath } from "../api.js";
 import { announce, fill, h } from "../dom.js";
 import {
   JOB_ALIVE, TASK_STATUSES, badge, elapsed, isJobAlive, number, taskStatusText, time,
@@ -30,6 +30,10 @@ function keyValues(title, values, emptyText) {
       : h("p", { class: "muted" }, emptyText));
 }
 
+export function graphPath(jobId) {
+  return `${DATA}/jobs/${encodeURIComponent(jobId)}/graph`;
+}
+
 export function jobView(main, jobId) {
   setTitle(`Job ${jobId}`);
   const heading = h("h1", null, `Job ${jobId}`);
@@ -43,7 +47,9 @@ export function jobView(main, jobId) {
   let watcher = null;
   let stopped = false;
 
-  get(`${DATA}/jobs/${encodeURIComponent(jobId)}/graph`).then((data) => {
+  performance.mark("graph-requested");
+  take(graphPath(jobId)).then((data) => {
+    performance.mark("graph-received");
     if (!stopped) draw(data);
   }, (error) => {
     if (stopped) return;
@@ -320,11 +326,7 @@ export function jobView(main, jobId) {
     } else {
       note.remove();
     }
-    if (view.model.width > graphBox.clientWidth) {
-      view.fit();
-      if (view.scale() < 0.5) zoom(0.5);
-      else zoom(view.scale());
-    }
+    zoomText.textContent = `${Math.round(view.scale() * 100)}%`;
     drawTable();
     drawInError();
 
