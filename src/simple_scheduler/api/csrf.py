@@ -42,6 +42,13 @@ STATE_CHANGING_ENDPOINTS = frozenset(("submission.resubmit",))
 _KEY = "simple_scheduler.csrf_key"
 
 
+class CrossSiteRefused(ApiError):
+    """A state change that only the cookie authenticates, without the CSRF proofs (403)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(403, message)
+
+
 def _key(keys: KeyPair) -> bytes:
     """A MAC key derived from the private key, so tokens survive a restart and need no
     state: it changes exactly when the keys (and so every session) change."""
@@ -93,7 +100,7 @@ def check_origin() -> None:
         return
     host = urlsplit(origin).netloc.lower() if origin != "null" else ""
     if host not in own_hosts():
-        raise ApiError(403, f"cross-site request refused (Origin {origin[:100]!r})")
+        raise CrossSiteRefused(f"cross-site request refused (Origin {origin[:100]!r})")
 
 
 def protect(keys: KeyPair, jti: str) -> None:
@@ -103,8 +110,7 @@ def protect(keys: KeyPair, jti: str) -> None:
     check_origin()
     sent = request.headers.get(HEADER, "")
     if not sent or not hmac.compare_digest(sent, token_for(keys, jti)):
-        raise ApiError(
-            403,
+        raise CrossSiteRefused(
             "cross-site request refused: a request authenticated by the session cookie "
             f"must send the {HEADER} header (GET /dashboard/api/session gives it)",
         )

@@ -92,8 +92,8 @@ async def renew() -> Response:
     if request_token():
         try:
             principal = await authenticate()
-        except AuthError:
-            pass
+        except (AuthError, csrf.CrossSiteRefused):
+            pass  # no session this request may use: the form decides
         else:
             svc = services()
             token = await auth.renew(svc.store, svc.keys, principal, svc.config.token_lifetime_s)
