@@ -84,7 +84,8 @@ export function watchJobs(query, onPage, onError) {
 
 /**
  * Follow one job from the statuses string the page drew (`statuses`, one code per task).
- * Stops by itself once the job has ended and its final statuses were delivered.
+ * Stops by itself once the job has ended, no task runs, and the final statuses were
+ * delivered.
  */
 export function watchJob(jobId, statuses, onUpdate, onError) {
   let known = statuses;
@@ -102,7 +103,9 @@ export function watchJob(jobId, statuses, onUpdate, onError) {
     }
     onUpdate({ job: body.job, changes, first });
     first = false;
-    return isJobAlive(body.job.status);
+    // A killed job ends before its running tasks do (TERM, grace, KILL): keep following
+    // until none is left running.
+    return isJobAlive(body.job.status) || body.job.numberOfRunningTasks > 0;
   }, JOB_INTERVAL_MS, onError);
 }
 

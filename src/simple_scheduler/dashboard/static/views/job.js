@@ -288,7 +288,7 @@ export function jobView(main, jobId) {
               }, "Restart"), " ",
               h("button", {
                 type: "button", class: "secondary", "data-key": `finish-${t}`,
-                on: { click: () => act("Finish", () => put(`${path}/finishInErrorTask`), { confirm: `Mark task ${name} finished?`, body: "It will not run again; its dependents start." }) },
+                on: { click: () => act("Mark finished", () => put(`${path}/finishInErrorTask`), { confirm: `Mark task ${name} finished?`, body: "It will not run again; its dependents start." }) },
               }, "Mark finished"));
           })));
       });

@@ -80,8 +80,8 @@ export function submitView(main) {
   }
 
   function updateButton() {
-    const ok = lastResult && lastResult.valid && !checking && localErrors() === 0;
-    submitButton.disabled = !ok;
+    const bad = localErrors(); // also marks each field
+    submitButton.disabled = !(lastResult && lastResult.valid && !checking && bad === 0);
   }
 
   function drawProblems(result) {
