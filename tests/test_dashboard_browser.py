@@ -502,6 +502,19 @@ def test_in_error_tasks_are_finished_or_restarted(page: Any, site: Site) -> None
     site.kill(job_id)
 
 
+def test_logout_revokes_the_session(page: Any, site: Site) -> None:
+    login(page)
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "sessionid"]
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    expect(page.locator("#login-status")).to_have_text("You are logged out.")
+    assert not [c for c in page.context.cookies() if c["name"] == "sessionid"]
+    old = httpx.get(f"{site.origin}/rest/common/connected", cookies={"sessionid": cookie["value"]})
+    assert old.json() is False  # the token itself was revoked, not only the cookie dropped
+    page.goto("/jobs")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+
+
 def test_login_is_throttled_like_the_api(page: Any) -> None:
     page.goto("/login")
     status = page.locator("#login-status")
