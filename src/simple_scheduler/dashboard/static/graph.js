@@ -82,9 +82,10 @@ export function cluster(n, adj, layers) {
   const nodes = [];
   const maxWidth = layers.reduce((m, l) => Math.max(m, l.length), 0);
 
-  function add(tasks, layer, isCluster, label) {
+  // `layer`: the column drawn in; `span`: the task layers the node covers.
+  function add(tasks, layer, isCluster, span = [layer, layer]) {
     const id = nodes.length;
-    nodes.push({ tasks, layer, cluster: isCluster, label });
+    nodes.push({ tasks, layer, cluster: isCluster, span });
     for (const t of tasks) nodeOf[t] = id;
     return id;
   }
@@ -94,9 +95,10 @@ export function cluster(n, adj, layers) {
     return { nodeOf, nodes, note: null };
   }
 
-  // Step A: split wide layers by where their parents are drawn.
+  // Step A: split wide layers by where their parents are drawn (pointless when there
+  // are too many columns anyway).
   let wideLayers = 0;
-  for (let l = 0; l < layers.length; l += 1) {
+  for (let l = 0; l < (layers.length <= MAX_LAYERS ? layers.length : 0); l += 1) {
     const tasks = layers[l];
     if (tasks.length <= WIDE_LAYER) {
       for (const t of tasks) add([t], l, false);
@@ -125,13 +127,13 @@ export function cluster(n, adj, layers) {
         add(group, l, true);
         kept += 1;
       } else {
-        rest.push(...group);
+        for (const t of group) rest.push(t); // no spread: groups reach 100,000 tasks
       }
     }
     if (rest.length) add(rest, l, rest.length > 1);
   }
 
-  if (nodes.length <= MAX_NODES && layers.length <= MAX_LAYERS) {
+  if (nodes.length && nodes.length <= MAX_NODES && layers.length <= MAX_LAYERS) {
     return {
       nodeOf,
       nodes,
@@ -146,8 +148,10 @@ export function cluster(n, adj, layers) {
   const band = Math.max(1, Math.ceil(layers.length / MAX_LAYERS));
   for (let start = 0; start < layers.length; start += band) {
     const tasks = [];
-    for (let l = start; l < Math.min(layers.length, start + band); l += 1) tasks.push(...layers[l]);
-    add(tasks, start / band, tasks.length > 1);
+    for (let l = start; l < Math.min(layers.length, start + band); l += 1) {
+      for (const t of layers[l]) tasks.push(t);
+    }
+    add(tasks, start / band, tasks.length > 1, [start, Math.min(layers.length, start + band) - 1]);
   }
   const note = band === 1
     ? `each layer drawn as one cluster (${layers.length} layers)`

@@ -71,8 +71,8 @@ export function renderGraph(container, jobId, data, { onCluster }) {
   const clusterCounts = new Array(nodes.length);
 
   function layerLabel(node) {
-    const first = node.layer;
-    return `layer ${first + 1}`;
+    const [first, last] = node.span;
+    return first === last ? `layer ${first + 1}` : `layers ${first + 1}–${last + 1}`;
   }
 
   function taskNode(node) {

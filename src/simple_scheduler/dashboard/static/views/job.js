@@ -251,7 +251,7 @@ export function jobView(main, jobId) {
       table.cluster = id;
       const node = view.model.nodes[id];
       clusterChip.replaceChildren(
-        `Showing the ${number(node.tasks.length)} tasks of the selected cluster (layer ${node.layer + 1}). `,
+        `Showing the ${number(node.tasks.length)} tasks of the selected cluster (${node.span[0] === node.span[1] ? `layer ${node.span[0] + 1}` : `layers ${node.span[0] + 1}–${node.span[1] + 1}`}). `,
         h("button", {
           type: "button", class: "secondary",
           on: { click: () => { table.cluster = null; clusterChip.replaceChildren(); refilter(); } },
