@@ -245,6 +245,9 @@ def main() -> None:
             before = server.info(live)
             started = time.monotonic()
             frames = page.evaluate(COUNT_FRAMES, args.seconds * 1000)
+            updates = page.evaluate(
+                "performance.getEntriesByName('live-update').map((m) => m.duration)"
+            )
             after = server.info(live)
             elapsed = time.monotonic() - started
             shown_finished = page.locator("svg.graph a.node.st-FINISHED").count()
@@ -277,6 +280,10 @@ def main() -> None:
         f"{fps:.1f} frames/s, longest frame {frames['longest']:.0f} ms (goal >= 30 fps); "
         f"the page showed {shown_finished} finished tasks, the server "
         f"{after['numberOfFinishedTasks']}"
+    )
+    print(
+        f"page work per live update ({len(updates)}): median "
+        f"{statistics.median(updates):.1f} ms, max {max(updates):.1f} ms"
     )
     print(
         json.dumps(

@@ -331,6 +331,7 @@ export function jobView(main, jobId) {
     drawInError();
 
     watcher = watchJob(jobId, data.statuses, (update) => {
+      const start = performance.now();
       job = update.job;
       drawHeader();
       if (update.changes.length) {
@@ -338,6 +339,7 @@ export function jobView(main, jobId) {
         drawTable();
         drawInError();
       }
+      performance.measure("live-update", { start }); // read by the benchmark
     }, (error) => problems.replaceChildren(errorBox(error)));
   }
 
