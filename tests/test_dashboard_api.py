@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from typing import Any
 
 from apiutil import PASSWORDS, Api, api_fixture  # noqa: F401
@@ -321,6 +322,11 @@ async def test_workflow_inspection_shows_variables_and_problems_without_storing(
     assert bad["valid"] is False
     assert bad["problems"][0]["task"] == "A" and bad["problems"][0]["line"] == 1
     assert "Z" in bad["problems"][0]["message"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("workflow/job.xml", VARIABLES_JOB)
+    zipped = await inspect(api, archive.getvalue(), '{"COUNT": "2"}')
+    assert zipped["valid"] is True and zipped["name"] == "vars"
     syntax = await inspect(api, b"<job><taskFlow></job>")
     assert syntax["valid"] is False and syntax["problems"][0]["line"] == 1
     after = await (await api.get("/rest/scheduler/jobs")).get_json()
