@@ -42,10 +42,10 @@ HOSTILE_NAME = "<img src=x onerror=alert(1)>"
 
 SLOW_DIAMOND = job_xml(
     [
-        {"name": "A", "bash": "sleep 1; echo A"},
-        {"name": "B", "depends": ["A"], "bash": "sleep 1; echo B"},
-        {"name": "C", "depends": ["A"], "bash": "sleep 1; echo C"},
-        {"name": "D", "depends": ["B", "C"], "bash": "sleep 1; echo D runs last"},
+        {"name": "A", "bash": "sleep 1.5; echo A"},
+        {"name": "B", "depends": ["A"], "bash": "sleep 1.5; echo B"},
+        {"name": "C", "depends": ["A"], "bash": "sleep 1.5; echo C"},
+        {"name": "D", "depends": ["B", "C"], "bash": "sleep 1.5; echo D runs last"},
     ],
     name="diamond",
 )
