@@ -27,6 +27,8 @@ setup(
         "simple_scheduler": ["py.typed"],
         "simple_scheduler.hypervisor": ["*.pyi"],
         "simple_scheduler.migrations": ["*.sql"],
+        # The dashboard's pages: served as they are, no build step.
+        "simple_scheduler.dashboard": ["static/*", "static/*/*"],
     },
     ext_modules=cythonize(
         extensions,

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from conftest import TOKEN_VAR, kill_everything_under
+from harness import TOKEN_VAR, kill_under
 from test_e2e import DIAMOND, Server, wait_task
 from test_e2e import wait as wait_job
 from test_layout import _modules_after
@@ -187,7 +187,7 @@ def server() -> Iterator[Server]:
         yield srv
     finally:
         srv.kill()
-        kill_everything_under(root, token)
+        kill_under(root, token)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -398,7 +398,7 @@ def test_session_expiry_says_log_in_again_but_a_wait_outlives_it() -> None:
     finally:
         cli.stop()
         srv.kill()
-        kill_everything_under(root, token)
+        kill_under(root, token)
         shutil.rmtree(root, ignore_errors=True)
 
 

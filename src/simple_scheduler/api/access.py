@@ -10,6 +10,7 @@ import sqlite3
 
 from quart import g, request
 
+from simple_scheduler.api import csrf
 from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import NOT_CONNECTED, ApiError
 from simple_scheduler.api.requests import job_ids_arg, parse_job_id
@@ -31,6 +32,7 @@ async def authenticate(*, query_token: bool = False) -> Principal:
 
     `query_token`: also accept `?sessionid=` (ProActive's `log/full` downloads, which a
     browser opens without headers); nowhere else, so tokens stay out of access logs.
+    A state change authenticated by the cookie alone must pass `csrf.protect`.
     """
     cached: Principal | None = g.get("principal")
     if cached is not None:
@@ -45,6 +47,7 @@ async def authenticate(*, query_token: bool = False) -> Principal:
     if principal is None:
         principal = await sessions.verify_token(svc.store, svc.keys, token)
         svc.tokens.put(token, principal)
+    csrf.protect(svc.keys, principal.jti)
     g.principal = principal
     return principal
 

@@ -53,4 +53,7 @@ def create_app(services: Services) -> SchedulerApp:
     ):
         app.register_blueprint(blueprint, url_prefix=PREFIX)
     register_error_handlers(app)
+    from simple_scheduler import dashboard  # here: dashboard imports the api package
+
+    dashboard.install(app)
     return app

@@ -1,7 +1,8 @@
 """Login, logout, session checks: ProActive's `/common` and `/scheduler` session calls.
 
 Login answers the token as `text/plain` (ProActive clients read the body as the session
-id) and also sets it as an HttpOnly, SameSite=Strict cookie for browsers. Bad credentials
+id) and also sets it as an HttpOnly, SameSite=Strict cookie (Secure over HTTPS, path /)
+for browsers; state changes through the cookie are guarded by `csrf`. Bad credentials
 are 401 (ProActive says 404, which no client relies on); repeated failures are throttled by
 `sessions.LoginThrottle` and answered 429 with `Retry-After`.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify, request
 
+from simple_scheduler.api import csrf
 from simple_scheduler.api.access import (
     authenticate,
     request_token,
@@ -42,20 +44,30 @@ async def _credentials() -> tuple[str, str]:
     return username, password
 
 
+def _https() -> bool:
+    """Served over HTTPS, directly or behind a proxy that says so (trusting the header
+    can only make the cookie stricter)."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.scheme == "https" or forwarded == "https"
+
+
 def _token_response(token: str) -> Response:
     response = Response(token, status=200, content_type="text/plain; charset=utf-8")
+    # Path "/": the dashboard's pages and data endpoints live outside /rest.
     response.set_cookie(
         sessions.SESSION_COOKIE,
         token,
         max_age=services().config.token_lifetime_s,
-        path="/rest",
+        path="/",
         httponly=True,
+        secure=_https(),
         samesite="Strict",
     )
     return response
 
 
 async def _login() -> Response:
+    csrf.check_origin()  # a forged cross-site login would sign the victim in as someone else
     username, password = await _credentials()
     svc = services()
     token = await sessions.login(
@@ -84,8 +96,8 @@ async def renew() -> Response:
     if request_token():
         try:
             principal = await authenticate()
-        except AuthError:
-            pass
+        except (AuthError, csrf.CrossSiteRefused):
+            pass  # no session this request may use: the form decides
         else:
             svc = services()
             lifetime = svc.config.token_lifetime_s
@@ -102,7 +114,7 @@ async def logout() -> Response:
     await sessions.revoke(services().store, principal)
     services().tokens.evict_jti(principal.jti)
     response = Response("", status=204)
-    response.delete_cookie(sessions.SESSION_COOKIE, path="/rest")
+    response.delete_cookie(sessions.SESSION_COOKIE, path="/", httponly=True, samesite="Strict")
     return response
 
 
