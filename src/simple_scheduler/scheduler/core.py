@@ -367,7 +367,11 @@ class Scheduler:
                     task.scheduled_time = task.scheduled_time or now_ms()
                     self._running += 1
                 else:
-                    if task.status is T.PENDING and not job.paused:
+                    if task.status is T.SUBMITTED and task.waiting_parents == 0:
+                        # Its PENDING was still in the status batch when we died (submit
+                        # commits SUBMITTED): an acknowledged job must run.
+                        self._make_eligible(job, task)
+                    elif task.status is T.PENDING and not job.paused:
                         heapq.heappush(self._ready, (job.rank, job.id, task.index))
                     elif (
                         task.status in (T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE)
