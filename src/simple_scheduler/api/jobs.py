@@ -13,6 +13,7 @@ from quart import Blueprint, Response, jsonify
 from simple_scheduler.api import requests, views
 from simple_scheduler.api.access import (
     authenticate,
+    check_priority,
     visible_job,
 )
 from simple_scheduler.api.context import services
@@ -35,6 +36,7 @@ async def submit(matrix: dict[str, str]) -> Response:
     job, document = await requests.parse_document(data, variables)
     xml = document.decode("utf-8", "replace")
     job = requests.with_query_generic_information(job)
+    check_priority(job.priority, principal)
     job_id = await services().scheduler.submit(job, principal.name, xml)
     return jsonify({"id": job_id, "readableName": job.name})
 
