@@ -957,13 +957,20 @@ class Scheduler:
         return True
 
     async def restart_task(self, job_id: int, name: str) -> bool:
+        """Kill a running task; true when it will run again, RESTART_DELAY_S later.
+
+        ProActive's restartTask: the kill uses up the execution, so a task with none
+        left is killed and not restarted (it ends through its error policy: FAULTY and
+        its dependents run, IN_ERROR, or the job cancelled): false, as is a task that
+        is not running (a no-op).
+        """
         job = self._live(job_id)
         task = self._task(job, name)
         if task.status is not T.RUNNING:
             return False  # ProActive: a no-op when the task is not alive
         task.kill_reason = "restart"
         await self._kill(execution_key(job.id, task.index, task.attempts))
-        return True
+        return task.attempts < task.max_exec
 
     async def restart_in_error_task(self, job_id: int, name: str) -> bool:
         job = self._live(job_id)
