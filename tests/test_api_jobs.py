@@ -284,3 +284,32 @@ async def test_query_parameters_become_generic_information(api: Api) -> None:
     assert info["bucketName"] == "b1" and info["submissionMode"] == "rest-api"
     out = await api.get(f"/rest/scheduler/jobs/{job_id}/tasks/A/result/log/out")
     assert (await out.get_data(as_text=True)) == "b1\n"
+
+
+async def test_deeply_nested_input_is_a_400_not_a_500(api: Api) -> None:
+    """Issue 14.9: 100,000 nested `[` in the variables part (a file part or a field),
+    or elements nested as deep in the XML, are refused with a 400 naming the limit."""
+    deep_json = b"[" * 100_000 + b"]" * 100_000
+    for part in (FileStorage(io.BytesIO(deep_json), filename="v.json"), deep_json.decode()):
+        files = {"file": FileStorage(io.BytesIO(DIAMOND), filename="job.xml")}
+        form: dict[str, object] = {}
+        (files if isinstance(part, FileStorage) else form)["variables"] = part  # type: ignore[index]
+        response = await api.client().post(
+            "/rest/scheduler/submit", headers=api.auth(), files=files, form=form
+        )
+        assert "over the limit" in await error_of(response, 400)
+    files = {
+        "file": FileStorage(io.BytesIO(DIAMOND), filename="job.xml"),
+        "variables": FileStorage(io.BytesIO(deep_json), filename="v.json"),
+    }
+    checked = await api.client().post("/rest/scheduler/validate", headers=api.auth(), files=files)
+    body = await checked.get_json()
+    assert checked.status_code == 200 and body["valid"] is False
+    assert "over the limit" in body["errorMessage"]
+    deep_xml = b'<job xmlns="urn:proactive:jobdescriptor:3.14" name="d">' + b"<a>" * 100_000
+    deep_xml += b"</a>" * 100_000 + b"</job>"
+    response = await api.post_workflow("/rest/scheduler/submit", deep_xml)
+    assert "nest deeper" in await error_of(response, 400)
+    # Nothing was stored, and the server goes on serving.
+    assert (await (await api.get("/rest/scheduler/jobs")).get_json())["size"] == 0
+    assert (await api.wait_status(await api.submit(DIAMOND)))["status"] == "FINISHED"
