@@ -6,8 +6,12 @@ them kill it, load it, or count what it did; teardown kills every process it sta
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import select
 import shutil
 import signal
+import socket
 import sqlite3
 import tempfile
 import uuid
@@ -66,3 +70,70 @@ def test_acknowledged_job_runs_after_a_crash_right_after_submit(fresh: Server) -
         info = wait(c, job_id, {"FINISHED", "CANCELED", "FAILED", "KILLED"})
         assert info["status"] == "FINISHED" and info["numberOfFinishedTasks"] == 2, info
         assert c.get(f"/scheduler/jobs/{job_id}/tasks/A/result/log/out").text == "A\n"
+
+
+def _chunked_upload(port: int, path: str, token: str, size: int) -> tuple[int, int]:
+    """POST a multipart body of about `size` bytes with `Transfer-Encoding: chunked` over
+    a raw socket, stopping as soon as the server answers; (status, bytes sent)."""
+    boundary = "b0undary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="j.xml"\r\n'
+        "Content-Type: application/xml\r\n\r\n"
+    ).encode()
+    chunk = b"<" * 65536
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nsessionid: {token}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n"
+            ).encode()
+        )
+        answer = b""
+        with contextlib.suppress(OSError):  # the server may close once it has answered
+            for i, part in enumerate(itertools.repeat(chunk, size // len(chunk))):
+                data = head + part if i == 0 else part
+                sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+                sent += len(data)
+                readable, _, _ = select.select([sock], [], [], 0)
+                if readable:
+                    break
+            else:
+                tail = f"\r\n--{boundary}--\r\n".encode()
+                sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(tail), tail))
+        sock.settimeout(30)
+        with contextlib.suppress(OSError):
+            while b"}" not in answer:
+                more = sock.recv(4096)
+                if not more:
+                    break
+                answer += more
+    return int(answer.split(b" ", 2)[1]), sent
+
+
+def test_chunked_upload_over_the_limit_is_refused_as_it_arrives(fresh: Server) -> None:
+    """Issue 14.3: a chunked multipart body 32 times the limit gets 413 on submit and on
+    validate, the server's memory (its peak) does not take the body in, and it goes on serving."""
+    limit = 2 * 1024 * 1024
+    fresh.env["SIMPLE_SCHEDULER_MAX_UPLOAD_BYTES"] = str(limit)
+    fresh.start()
+    assert fresh.proc is not None
+    status_file = Path(f"/proc/{fresh.proc.pid}/status")
+
+    def peak_rss() -> int:
+        """The server's resident memory high-water mark (VmHWM), in bytes."""
+        line = next(x for x in status_file.read_text().splitlines() if x.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
+
+    token = fresh.login("alice", "alice-pw")
+    size = 32 * limit
+    for path in ("/rest/scheduler/submit", "/rest/scheduler/validate"):
+        before = peak_rss()
+        status, sent = _chunked_upload(fresh.port, path, token, size)
+        grown = peak_rss() - before
+        assert status == 413, path
+        assert grown < size // 4, (path, grown, sent)
+    with client(fresh) as c:
+        job_id = submit(c, job_xml([{"name": "A", "bash": "echo A"}]))
+        assert wait(c, job_id, {"FINISHED", "CANCELED", "FAILED"})["status"] == "FINISHED"
