@@ -202,6 +202,40 @@ async def list_jobs(
     return await store.fetch_all(query, values), total
 
 
+async def count_jobs(store: Store, owner: str | None) -> int:
+    where, values = ("", {}) if owner is None else (" WHERE owner = :owner", {"owner": owner})
+    return int(await store.fetch_val("SELECT COUNT(*) FROM jobs" + where, values) or 0)
+
+
+async def jobs_page(
+    store: Store, owner: str | None, *, below: int | None, skip: int, count: int
+) -> list[Row]:
+    """Up to `count` jobs, newest first, with ids under `below` (None: from the newest),
+    after skipping `skip`. Long listings go page by page: each continues below the last
+    id of the one before (keyset), so a job submitted meanwhile shifts nothing."""
+    clauses: list[str] = []
+    values: dict[str, Any] = {"count": count, "skip": max(0, skip)}
+    if owner is not None:
+        clauses.append("owner = :owner")
+        values["owner"] = owner
+    if below is not None:
+        clauses.append("id < :below")
+        values["below"] = below
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    return await store.fetch_all(
+        "SELECT * FROM jobs" + where + " ORDER BY id DESC LIMIT :count OFFSET :skip", values
+    )
+
+
+async def task_range(store: Store, job_id: int, start: int, stop: int) -> list[Row]:
+    """Tasks with `start <= index < stop`, in order (a primary-key range)."""
+    return await store.fetch_all(
+        "SELECT * FROM tasks WHERE job_id = :job_id AND task_index >= :start"
+        " AND task_index < :stop ORDER BY task_index",
+        {"job_id": job_id, "start": start, "stop": stop},
+    )
+
+
 async def list_tasks(store: Store, job_id: int, offset: int, limit: int) -> list[Row]:
     return await store.fetch_all(
         "SELECT * FROM tasks WHERE job_id = :job_id ORDER BY task_index"
