@@ -89,32 +89,52 @@ def task_spec(task: Task, job: Job) -> dict[str, Any]:
 
 async def insert_job(tx: Tx, job: Job, owner: str, xml: str, now_ms: int) -> int:
     """Write a submitted job, its tasks and its dependencies; the caller holds the transaction."""
-    job_id = await tx.next_id("jobs")
-    total = len(job.tasks)
-    await tx.execute(
+    (job_id,) = await insert_jobs(tx, [(job, owner, xml)], now_ms)
+    return job_id
+
+
+async def insert_jobs(
+    tx: Tx, submissions: Sequence[tuple[Job, str, str]], now_ms: int
+) -> list[int]:
+    """Write several submitted jobs (job, owner, XML) in the caller's transaction; their
+    ids, in order. One statement per table for all of them: concurrent submits share
+    one transaction (group commit) instead of queueing one transaction each."""
+    if not submissions:
+        return []
+    count = len(submissions)
+    after = await tx.fetch_val(
+        "UPDATE id_sequences SET next_value = next_value + :count WHERE name = 'jobs'"
+        " RETURNING next_value",
+        {"count": count},
+    )
+    ids = list(range(int(after) - count, int(after)))
+    jobs = (
         "INSERT INTO jobs (id, owner, name, priority, status, on_task_error,"
         " max_number_of_execution, project_name, description, variables, generic_information,"
         " xml, submitted_time, total_tasks, pending_tasks, running_tasks, finished_tasks,"
         " faulty_tasks, failed_tasks, in_error_tasks) VALUES (:id, :owner, :name, :priority,"
         " 'PENDING', :on_task_error, :max_exec, :project_name, :description, :variables,"
         " :generic_information, :xml, :submitted_time, :total, :total, 0, 0, 0, 0, 0)",
-        {
-            "id": job_id,
-            "owner": owner,
-            "name": job.name,
-            "priority": job.priority,
-            "on_task_error": job.on_task_error,
-            "max_exec": job.max_number_of_execution,
-            "project_name": job.project_name,
-            "description": job.description,
-            "variables": json.dumps(job.variables),
-            "generic_information": json.dumps(job.generic_information),
-            "xml": xml,
-            "submitted_time": now_ms,
-            "total": total,
-        },
+        [
+            {
+                "id": job_id,
+                "owner": owner,
+                "name": job.name,
+                "priority": job.priority,
+                "on_task_error": job.on_task_error,
+                "max_exec": job.max_number_of_execution,
+                "project_name": job.project_name,
+                "description": job.description,
+                "variables": json.dumps(job.variables),
+                "generic_information": json.dumps(job.generic_information),
+                "xml": xml,
+                "submitted_time": now_ms,
+                "total": len(job.tasks),
+            }
+            for job_id, (job, owner, xml) in zip(ids, submissions, strict=True)
+        ],
     )
-    await tx.execute_many(
+    tasks = (
         "INSERT INTO tasks (job_id, task_index, name, status, spec, on_task_error,"
         " max_number_of_execution, attempts) VALUES (:job_id, :task_index, :name, 'SUBMITTED',"
         " :spec, :on_task_error, :max_exec, 0)",
@@ -127,19 +147,22 @@ async def insert_job(tx: Tx, job: Job, owner: str, xml: str, now_ms: int) -> int
                 "on_task_error": task.on_task_error or job.on_task_error,
                 "max_exec": effective_max_executions(job, task),
             }
+            for job_id, (job, _, _) in zip(ids, submissions, strict=True)
             for task in job.tasks
         ],
     )
-    await tx.execute_many(
+    dependencies = (
         "INSERT INTO dependencies (job_id, task_index, parent)"
         " VALUES (:job_id, :task_index, :parent)",
         [
             {"job_id": job_id, "task_index": task.index, "parent": parent}
+            for job_id, (job, _, _) in zip(ids, submissions, strict=True)
             for task in job.tasks
             for parent in task.depends
         ],
     )
-    return job_id
+    await tx.execute_batches([jobs, tasks, dependencies])
+    return ids
 
 
 def effective_max_executions(job: Job, task: Task) -> int:
@@ -153,8 +176,7 @@ async def write_batch(
     tx: Tx, tasks: Sequence[Mapping[str, Any]], jobs: Sequence[Mapping[str, Any]]
 ) -> None:
     """One batch of status changes: rows carry every column of TASK_COLUMNS / JOB_COLUMNS."""
-    await tx.execute_many(_UPDATE_TASK, tasks)
-    await tx.execute_many(_UPDATE_JOB, jobs)
+    await tx.execute_batches([(_UPDATE_TASK, tasks), (_UPDATE_JOB, jobs)])
 
 
 async def load_live(store: Store) -> tuple[list[Row], list[Row], list[Row]]:
