@@ -14,7 +14,7 @@ from apiutil import Api, api_fixture, with_config  # noqa: F401
 from werkzeug.datastructures import FileStorage
 from wfxml import job_xml
 
-from simple_scheduler.api import views
+from simple_scheduler.api import results, views
 from simple_scheduler.store import jobstore
 from simple_scheduler.workflow import Limits, parse_workflow
 
@@ -335,10 +335,16 @@ async def _store_jobs(api: Api, tasks: int, copies: int) -> list[int]:
 async def _health_completes_while_rendering(
     api: Api, monkeypatch: pytest.MonkeyPatch, builder: str, path: str
 ) -> tuple[int, dict[str, Any]]:
-    """GET `path`; when its first row is rendered (by `views.<builder>`), ask for
+    return await _health_completes_while_rendering_in(views, api, monkeypatch, builder, path)
+
+
+async def _health_completes_while_rendering_in(
+    module: Any, api: Api, monkeypatch: pytest.MonkeyPatch, builder: str, path: str
+) -> tuple[int, dict[str, Any]]:
+    """GET `path`; when its first row is rendered (by `module.<builder>`), ask for
     /rest/health. How many rows were rendered after the health answer came, and the body."""
     loop = asyncio.get_running_loop()
-    real = getattr(views, builder)
+    real = getattr(module, builder)
     health_done = threading.Event()
     after_health = 0
     pending: list[asyncio.Future[Any]] = []
@@ -357,7 +363,7 @@ async def _health_completes_while_rendering(
             after_health += 1
         return real(*args)
 
-    monkeypatch.setattr(views, builder, spy)
+    monkeypatch.setattr(module, builder, spy)
     response = await api.get(path)
     assert response.status_code == 200
     body = await response.get_json()
@@ -396,3 +402,30 @@ async def test_listing_every_job_does_not_stall_the_loop(
     assert [int(j["jobid"]) for j in some["list"]] == ids[::-1][1499:2499]
     names = await (await api.get("/rest/scheduler/jobs?index=2990&limit=50")).get_json()
     assert names == {"list": [str(i) for i in ids[::-1][2990:]], "size": 3000}
+
+
+@pytest.mark.parametrize(
+    ("builder", "suffix"), [("value", "result"), ("value_text", "result/value")]
+)
+async def test_a_large_job_result_does_not_stall_the_loop(
+    api: Api, monkeypatch: pytest.MonkeyPatch, builder: str, suffix: str
+) -> None:
+    """The same for the results of a 5,000-task job that ended (each task's outputs are
+    read, on the loop in one piece before)."""
+    (job_id,) = await _store_jobs(api, 5000, 1)
+    async with api.services.store.transaction() as tx:
+        await tx.execute(
+            "UPDATE tasks SET status = 'FINISHED', attempts = 1, exit_code = 0 WHERE job_id = :id",
+            {"id": job_id},
+        )
+        await tx.execute("UPDATE jobs SET status = 'FINISHED' WHERE id = :id", {"id": job_id})
+    after, body = await _health_completes_while_rendering_in(
+        results, api, monkeypatch, builder, f"/rest/scheduler/jobs/{job_id}/{suffix}"
+    )
+    assert after > 0
+    values = body["allResults"] if suffix == "result" else body
+    assert len(values) == 5000 and list(values)[-1] == "t4999"
+    if suffix == "result":
+        assert values["t0"]["value"] == "0" and body["exceptionResults"] == {}
+    else:
+        assert values["t0"] == "0"

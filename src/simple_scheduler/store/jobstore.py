@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from simple_scheduler.states import JOB_TERMINAL
+from simple_scheduler.states import JOB_TERMINAL, TASK_TERMINAL
 from simple_scheduler.store.db import Row, Store, Tx
 from simple_scheduler.workflow import Job, NativeCommand, Script, Task
 
@@ -246,6 +246,16 @@ async def jobs_page(
     where = " WHERE " + " AND ".join(clauses) if clauses else ""
     return await store.fetch_all(
         "SELECT * FROM jobs" + where + " ORDER BY id DESC LIMIT :count OFFSET :skip", values
+    )
+
+
+async def first_unended_task(store: Store, job_id: int) -> Row | None:
+    """A task of the job that has not reached a terminal status, if any."""
+    terminal = ", ".join(f"'{s}'" for s in sorted(TASK_TERMINAL))
+    return await store.fetch_one(
+        f"SELECT name, status FROM tasks WHERE job_id = :job_id AND status NOT IN ({terminal})"
+        " LIMIT 1",
+        {"job_id": job_id},
     )
 
 
