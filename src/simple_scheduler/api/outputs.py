@@ -103,15 +103,21 @@ def stream(segments: Sequence[Segment], next_offset: int) -> Response:
     return response
 
 
-def read_all(paths: Iterable[Path]) -> str:
-    """Whole files as text (the seed's small JSON endpoint only)."""
-    parts: list[bytes] = []
-    for path in paths:
-        try:
-            parts.append(path.read_bytes())
-        except OSError:
-            continue
-    return b"".join(parts).decode("utf-8", "replace")
+#: Per stream in a JSON answer that carries outputs (ProActive caps its full logs at 10 MB).
+MAX_OUTPUT_BYTES = 10 * 1024 * 1024
+
+
+def read_tail(paths: Sequence[Path], endpoint: str) -> str:
+    """The concatenated files as text, their last MAX_OUTPUT_BYTES when longer, after a
+    line saying what was left out and where it is (`endpoint`). Blocking: for worker
+    threads; a JSON answer never holds more of a log than that."""
+    total = sum(file_size(p) for p in paths)
+    start = max(0, total - MAX_OUTPUT_BYTES)
+    segments, _ = from_offset(paths, start)
+    text = read_segments(segments).decode("utf-8", "replace")
+    if start:
+        text = f"[first {start} bytes omitted: {endpoint} has them all]\n" + text
+    return text
 
 
 def task_log(job: Row, task: Row, kinds: Sequence[OutputKind], offset: int) -> Response:

@@ -49,8 +49,6 @@ blueprint = Blueprint("results", __name__)
 
 JsonDict = dict[str, Any]
 
-#: Per stream and task in a result's `output` (ProActive caps its full logs at 10 MB).
-MAX_OUTPUT_BYTES = 10 * 1024 * 1024
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -88,14 +86,7 @@ def value_text(task: Row) -> str:
 def _output(job: Row, task: Row, kind: OutputKind, files: TaskFiles) -> str:
     """One stream over all attempts; its last MAX_OUTPUT_BYTES when longer (blocking)."""
     paths = outputs.task_output_files(int(job["id"]), task, (kind,), files)
-    total = sum(outputs.file_size(p) for p in paths)
-    start = max(0, total - MAX_OUTPUT_BYTES)
-    segments, _ = outputs.from_offset(paths, start)
-    text = outputs.read_segments(segments).decode("utf-8", "replace")
-    if start:
-        endpoint = "out" if kind == "stdout" else "err"
-        text = f"[first {start} bytes omitted: result/log/{endpoint} has them all]\n" + text
-    return text
+    return outputs.read_tail(paths, f"result/log/{'out' if kind == 'stdout' else 'err'}")
 
 
 def task_result(job: Row, task: Row, files: TaskFiles) -> JsonDict:
