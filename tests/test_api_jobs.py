@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import threading
 import zipfile
+from typing import Any
 
+import pytest
 from apiutil import Api, api_fixture, with_config  # noqa: F401
 from werkzeug.datastructures import FileStorage
 from wfxml import job_xml
+
+from simple_scheduler.api import results, views
+from simple_scheduler.store import jobstore
+from simple_scheduler.workflow import Limits, parse_workflow
 
 DIAMOND = job_xml(
     [
@@ -284,3 +292,143 @@ async def test_query_parameters_become_generic_information(api: Api) -> None:
     assert info["bucketName"] == "b1" and info["submissionMode"] == "rest-api"
     out = await api.get(f"/rest/scheduler/jobs/{job_id}/tasks/A/result/log/out")
     assert (await out.get_data(as_text=True)) == "b1\n"
+
+
+async def test_deeply_nested_input_is_a_400_not_a_500(api: Api) -> None:
+    """Issue 14.9: 100,000 nested `[` in the variables part (a file part or a field),
+    or elements nested as deep in the XML, are refused with a 400 naming the limit."""
+    deep_json = b"[" * 100_000 + b"]" * 100_000
+    for part in (FileStorage(io.BytesIO(deep_json), filename="v.json"), deep_json.decode()):
+        files = {"file": FileStorage(io.BytesIO(DIAMOND), filename="job.xml")}
+        form: dict[str, str] = {}
+        if isinstance(part, FileStorage):
+            files["variables"] = part
+        else:
+            form["variables"] = part
+        response = await api.client().post(
+            "/rest/scheduler/submit", headers=api.auth(), files=files, form=form
+        )
+        assert "over the limit" in await error_of(response, 400)
+    files = {
+        "file": FileStorage(io.BytesIO(DIAMOND), filename="job.xml"),
+        "variables": FileStorage(io.BytesIO(deep_json), filename="v.json"),
+    }
+    checked = await api.client().post("/rest/scheduler/validate", headers=api.auth(), files=files)
+    body = await checked.get_json()
+    assert checked.status_code == 200 and body["valid"] is False
+    assert "over the limit" in body["errorMessage"]
+    deep_xml = b'<job xmlns="urn:proactive:jobdescriptor:3.14" name="d">' + b"<a>" * 100_000
+    deep_xml += b"</a>" * 100_000 + b"</job>"
+    response = await api.post_workflow("/rest/scheduler/submit", deep_xml)
+    assert "nest deeper" in await error_of(response, 400)
+    # Nothing was stored, and the server goes on serving.
+    assert (await (await api.get("/rest/scheduler/jobs")).get_json())["size"] == 0
+    assert (await api.wait_status(await api.submit(DIAMOND)))["status"] == "FINISHED"
+
+
+async def _store_jobs(api: Api, tasks: int, copies: int) -> list[int]:
+    """`copies` jobs of `tasks` independent tasks, written as submit writes them but not
+    handed to the scheduler: they stay PENDING, a fixed large answer to read."""
+    xml = job_xml([{"name": f"t{i}"} for i in range(tasks)], name="big")
+    job = parse_workflow(xml, limits=Limits(max_bytes=64 * 1024 * 1024))
+    async with api.services.store.transaction() as tx:
+        return [await jobstore.insert_job(tx, job, "alice", xml.decode(), 0) for _ in range(copies)]
+
+
+async def _health_completes_while_rendering(
+    api: Api, monkeypatch: pytest.MonkeyPatch, builder: str, path: str
+) -> tuple[int, dict[str, Any]]:
+    return await _health_completes_while_rendering_in(views, api, monkeypatch, builder, path)
+
+
+async def _health_completes_while_rendering_in(
+    module: Any, api: Api, monkeypatch: pytest.MonkeyPatch, builder: str, path: str
+) -> tuple[int, dict[str, Any]]:
+    """GET `path`; when its first row is rendered (by `module.<builder>`), ask for
+    /rest/health. How many rows were rendered after the health answer came, and the body."""
+    loop = asyncio.get_running_loop()
+    real = getattr(module, builder)
+    health_done = threading.Event()
+    after_health = 0
+    pending: list[asyncio.Future[Any]] = []
+
+    async def health() -> None:
+        response = await api.get("/rest/health", user=None)
+        assert response.status_code == 200
+        health_done.set()
+
+    def spy(*args: Any) -> Any:
+        nonlocal after_health
+        if not pending:
+            pending.append(loop.create_future())  # placeholder: start health only once
+            loop.call_soon_threadsafe(lambda: pending.append(asyncio.ensure_future(health())))
+        if health_done.is_set():
+            after_health += 1
+        return real(*args)
+
+    monkeypatch.setattr(module, builder, spy)
+    response = await api.get(path)
+    assert response.status_code == 200
+    body = await response.get_json()
+    await pending[-1]
+    return after_health, body
+
+
+async def test_a_large_job_state_does_not_stall_the_loop(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14.8: a health request issued while `GET /jobs/{id}` of a 20,000-task job is
+    being built is answered before the last task is rendered (built on the loop in one
+    piece, it waited for all of them); the streamed answer is the same JSON."""
+    (job_id,) = await _store_jobs(api, 20_000, 1)
+    after, state = await _health_completes_while_rendering(
+        api, monkeypatch, "task_state", f"/rest/scheduler/jobs/{job_id}"
+    )
+    assert after > 0
+    assert state["id"] == str(job_id) and state["jobInfo"]["totalNumberOfTasks"] == 20_000
+    assert list(state["tasks"]) == [str(i) for i in range(20_000)]
+    assert state["tasks"]["19999"]["name"] == "t19999"
+    assert state["tasks"]["0"]["taskInfo"]["taskStatus"] == "SUBMITTED"
+
+
+async def test_listing_every_job_does_not_stall_the_loop(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for `jobsinfo?limit=-1` over 3,000 jobs; paging still works."""
+    ids = await _store_jobs(api, 1, 3000)
+    after, page = await _health_completes_while_rendering(
+        api, monkeypatch, "user_job", "/rest/scheduler/jobsinfo?limit=-1"
+    )
+    assert after > 0
+    assert page["size"] == 3000 and [int(j["jobid"]) for j in page["list"]] == ids[::-1]
+    some = await (await api.get("/rest/scheduler/jobsinfo?index=1499&limit=1000")).get_json()
+    assert [int(j["jobid"]) for j in some["list"]] == ids[::-1][1499:2499]
+    names = await (await api.get("/rest/scheduler/jobs?index=2990&limit=50")).get_json()
+    assert names == {"list": [str(i) for i in ids[::-1][2990:]], "size": 3000}
+
+
+@pytest.mark.parametrize(
+    ("builder", "suffix"), [("value", "result"), ("value_text", "result/value")]
+)
+async def test_a_large_job_result_does_not_stall_the_loop(
+    api: Api, monkeypatch: pytest.MonkeyPatch, builder: str, suffix: str
+) -> None:
+    """The same for the results of a 5,000-task job that ended (each task's outputs are
+    read, on the loop in one piece before)."""
+    (job_id,) = await _store_jobs(api, 5000, 1)
+    async with api.services.store.transaction() as tx:
+        await tx.execute(
+            "UPDATE tasks SET status = 'FINISHED', attempts = 1, exit_code = 0 WHERE job_id = :id",
+            {"id": job_id},
+        )
+        await tx.execute("UPDATE jobs SET status = 'FINISHED' WHERE id = :id", {"id": job_id})
+    after, body = await _health_completes_while_rendering_in(
+        results, api, monkeypatch, builder, f"/rest/scheduler/jobs/{job_id}/{suffix}"
+    )
+    assert after > 0
+    values = body["allResults"] if suffix == "result" else body
+    assert len(values) == 5000 and list(values)[-1] == "t4999"
+    if suffix == "result":
+        assert values["t0"]["value"] == "0" and body["exceptionResults"] == {}
+    else:
+        assert values["t0"] == "0"

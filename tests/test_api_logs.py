@@ -94,6 +94,20 @@ async def test_seed_task_endpoint(api: Api) -> None:
     assert (await api.get(f"/rest/scheduler/tasks/{job_id}t1", user="bob")).status_code == 404
 
 
+async def test_seed_task_endpoint_caps_each_stream(api: Api, monkeypatch: Any) -> None:
+    """Issue 14.8: it read whole log files into one JSON answer, on the loop; now each
+    stream is its last MAX_OUTPUT_BYTES (the log endpoints have the rest)."""
+    from simple_scheduler.api import outputs
+
+    monkeypatch.setattr(outputs, "MAX_OUTPUT_BYTES", 4)
+    job_id = await api.submit(job_xml([{"name": "A", "bash": "echo 123456789; echo e >&2"}]))
+    await api.wait_status(job_id)
+    body = await (await api.get(f"/rest/scheduler/tasks/{job_id}t0")).get_json()
+    where = f"/jobs/{job_id}/tasks/A/result/log/out"
+    assert body["stdout"] == f"[first 6 bytes omitted: {where} has them all]\n789\n"
+    assert body["stderr"] == "e\n"
+
+
 async def test_bad_task_ids_and_log_offsets(api: Api) -> None:
     job_id = await api.submit(job_xml([{"name": "A", "bash": "echo a"}]))
     await api.wait_status(job_id)

@@ -225,9 +225,9 @@ async def test_full_logs_with_query_session(api: Api) -> None:
 
 
 async def test_result_output_is_capped(api: Api, monkeypatch: Any) -> None:
-    from simple_scheduler.api import results
+    from simple_scheduler.api import outputs
 
-    monkeypatch.setattr(results, "MAX_OUTPUT_BYTES", 4)
+    monkeypatch.setattr(outputs, "MAX_OUTPUT_BYTES", 4)
     job_id = await api.submit(job_xml([{"name": "A", "bash": "echo 123456789"}]))
     await api.wait_status(job_id)
     body = await (await api.get(f"{JOBS}/{job_id}/tasks/A/result")).get_json()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import io
+from collections import Counter
 
 from apiutil import PASSWORDS, Api, api_fixture  # noqa: F401
 from werkzeug.datastructures import FileStorage
 
+from simple_scheduler.api import create_app
 from simple_scheduler.auth.credentials import create_credential
+from simple_scheduler.auth.sessions import LoginThrottle
 
 
 async def test_login_by_form_returns_a_token_and_a_cookie(api: Api) -> None:
@@ -85,6 +90,32 @@ async def test_repeated_failures_are_throttled(api: Api) -> None:
     )
     assert locked.status_code == 429
     assert int(locked.headers["Retry-After"]) >= 1
+
+
+async def _concurrent_wrong_logins(api: Api, names: list[str]) -> Counter[int]:
+    """Every login at once, on a fresh throttle; how many got each status."""
+    app = create_app(dataclasses.replace(api.services, throttle=LoginThrottle()))
+    client = app.test_client()
+    responses = await asyncio.gather(
+        *(
+            client.post("/rest/scheduler/login", form={"username": n, "password": "wrong"})
+            for n in names
+        )
+    )
+    return Counter(r.status_code for r in responses)
+
+
+async def test_concurrent_guesses_for_one_user_are_checked_three_times_at_most(api: Api) -> None:
+    """Issue 14.4: the attempt is counted before the password is checked."""
+    statuses = await _concurrent_wrong_logins(api, ["bob"] * 64)
+    assert set(statuses) == {401, 429} and statuses[401] <= 3, statuses
+
+
+async def test_concurrent_guesses_from_one_address_are_checked_ten_times_at_most(
+    api: Api,
+) -> None:
+    statuses = await _concurrent_wrong_logins(api, [f"user{i}" for i in range(64)])
+    assert set(statuses) == {401, 429} and statuses[401] <= 10, statuses
 
 
 async def test_connected_currentuser_and_logout(api: Api) -> None:

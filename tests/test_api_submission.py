@@ -228,3 +228,26 @@ async def test_priority_change_rules(api: Api) -> None:
     assert finished.status_code == 409
     info = await (await api.get(f"/rest/scheduler/jobs/{sleeper}/info")).get_json()
     assert info["priority"] == "HIGHEST"
+
+
+async def test_only_an_admin_sets_a_high_priority_wherever_it_is_set(api: Api) -> None:
+    """Issue 14.5: the XML's priority, directly or through a variable, follows the rule of
+    the priority endpoint: 403 for a user, nothing stored; allowed for an admin."""
+    jobs = await (await api.get("/rest/scheduler/jobs", user="root")).get_json()
+    for priority in ("highest", "HIGH", "${P}"):
+        xml = job_xml([{"name": "t"}], priority=priority, variables={"P": "highest"})
+        refused = await api.post_workflow("/rest/scheduler/submit", xml)
+        assert refused.status_code == 403, priority
+        assert "HIGH" in (await refused.get_json())["errorMessage"]
+    low = await api.submit(job_xml([{"name": "t"}], priority="${P}", variables={"P": "low"}))
+    await api.wait_status(low)
+    # Resubmit with a variable raising it, alone or in a batch: refused, none stored.
+    raised = await api.get(f"/rest/scheduler/jobs/{low}/resubmit;P=highest")
+    assert raised.status_code == 403
+    admins = await api.submit(job_xml([{"name": "t"}], priority="highest"), user="root")
+    info = await api.wait_status(admins)
+    assert info["priority"] == "HIGHEST"
+    again = await api.get(f"/rest/scheduler/jobs/{admins}/resubmit", user="root")
+    assert again.status_code == 200
+    after = await (await api.get("/rest/scheduler/jobs", user="root")).get_json()
+    assert after["size"] == jobs["size"] + 3  # low, admins, again: no refused one stored

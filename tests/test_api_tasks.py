@@ -68,6 +68,27 @@ async def test_kill_and_restart_a_running_task(api: Api) -> None:
     assert idle.status_code == 409  # the job has ended
 
 
+async def test_restart_without_an_execution_left_says_false_and_the_task_ends(api: Api) -> None:
+    """Issue 14.12: ProActive's restartTask uses up the execution; with none left (the
+    default maxNumberOfExecution 1) the task is killed, not restarted: the answer is
+    false, the task ends FAULTY and, by the default policy, its dependent runs."""
+    xml = job_xml([{"name": "long", "bash": "sleep 30"}, {"name": "after", "depends": ["long"]}])
+    job_id = await api.submit(xml)
+    await api.wait_task(job_id, "long", "RUNNING")
+    restart = await api.put(f"/rest/scheduler/jobs/{job_id}/tasks/long/restart")
+    assert restart.status_code == 200 and await restart.get_json() is False
+    state = await api.wait_task(job_id, "long", "FAULTY")
+    assert state["taskInfo"]["statusReason"] == "restarted by user"
+    assert state["taskInfo"]["numberOfExecutionLeft"] == 0
+    info = await api.wait_status(job_id)
+    assert info["status"] == "FINISHED" and info["numberOfFaultyTasks"] == 1
+    after = await api.get(f"/rest/scheduler/jobs/{job_id}/tasks/after")
+    assert (await after.get_json())["taskInfo"]["taskStatus"] == "FINISHED"
+    spec = await (await api.get("/rest/openapi.json", user=None)).get_json()
+    text = spec["paths"]["/rest/scheduler/jobs/{job_id}/tasks/{task_name}/restart"]["put"]
+    assert "no execution left" in text["description"]
+
+
 async def test_in_error_tasks(api: Api) -> None:
     xml = job_xml(
         [

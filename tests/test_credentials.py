@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from simple_scheduler.auth import credentials
 from simple_scheduler.auth.credentials import CredentialError, create_credential, read_credential
 from simple_scheduler.auth.keys import (
     KEY_BITS,
@@ -17,6 +20,7 @@ from simple_scheduler.auth.keys import (
     generate_keys,
     load_keys,
 )
+from simple_scheduler.jsonlimits import JsonTooLarge, loads_bounded, nesting_depth
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +122,26 @@ def test_file_for_another_key_is_refused(keys: KeyPair, other_key: rsa.RSAPrivat
     data = create_credential(other_key.public_key(), "alice", "pw")
     with pytest.raises(CredentialError, match="not made for this server's key"):
         read_credential(keys.private_key, data)
+
+
+def test_deeply_nested_credential_content_is_refused(keys: KeyPair) -> None:
+    """Issue 14.9: anyone can encrypt for the public key; 60,000 nested `[` (within the
+    file's 64 KiB) must be a CredentialError, not a RecursionError."""
+    data_key = AESGCM.generate_key(bit_length=256)
+    wrapped = keys.public_key.encrypt(data_key, credentials._oaep())
+    header = credentials._HEADER.pack(credentials.MAGIC, credentials.VERSION, len(wrapped))
+    nonce = os.urandom(credentials.NONCE_BYTES)
+    plaintext = b"[" * 30_000 + b"]" * 30_000
+    data = header + wrapped + nonce + AESGCM(data_key).encrypt(nonce, plaintext, header)
+    with pytest.raises(CredentialError, match="over the limit"):
+        read_credential(keys.private_key, data)
+
+
+def test_nesting_depth_ignores_brackets_in_strings() -> None:
+    assert nesting_depth('{"a": "[[[{{{\\"]]]", "b": [1, [2]]}') == 3
+    assert nesting_depth("12") == 0
+    assert loads_bounded('{"a": "[[["}', max_depth=1) == {"a": "[[["}
+    with pytest.raises(JsonTooLarge, match="nested 2 levels"):
+        loads_bounded('{"a": []}', max_depth=1)
+    with pytest.raises(JsonTooLarge, match="bytes"):
+        loads_bounded('"' + "x" * 100 + '"', max_bytes=50)

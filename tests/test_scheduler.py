@@ -400,3 +400,40 @@ async def test_removing_a_running_job_keeps_its_slot_until_the_process_is_gone(
         assert s.max_running_seen == 1
     finally:
         await s.stop()
+
+
+async def test_concurrent_submits_share_one_transaction(
+    sched: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14.11: 32 submits at once are committed together (group commit), not queued
+    one transaction each behind the single writer; a job the store refuses fails alone."""
+    import asyncio
+
+    opened = 0  # transactions that write submitted jobs
+
+    def counted(real: Any) -> Any:
+        async def write(*args: Any) -> Any:
+            nonlocal opened
+            opened += 1
+            return await real(*args)
+
+        return write
+
+    for name in ("insert_job", "insert_jobs"):
+        if hasattr(jobstore, name):
+            monkeypatch.setattr(jobstore, name, counted(getattr(jobstore, name)))
+    xml = job_xml([{"name": "A", "bash": "echo A"}])
+    job = parse_workflow(xml)
+    ids = await asyncio.gather(*(sched.submit(job, "alice", xml.decode()) for _ in range(32)))
+    assert opened == 1
+    assert sorted(ids) == list(range(ids[0], ids[0] + 32)) and ids == sorted(ids)
+    for job_id in ids:
+        assert await sched.wait_job(job_id) == "FINISHED"
+    # Text SQLite cannot encode fails that job only (retried alone), not its group.
+    outcomes = await asyncio.gather(
+        *(sched.submit(job, "alice", xml.decode() if i != 2 else "\udcff") for i in range(4)),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[2], UnicodeEncodeError)
+    for outcome in (o for i, o in enumerate(outcomes) if i != 2):
+        assert isinstance(outcome, int) and await sched.wait_job(outcome) == "FINISHED"

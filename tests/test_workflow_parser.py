@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import gc
 import io
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -287,18 +290,32 @@ def test_bytearray_and_memoryview_inputs() -> None:
         parse_workflow(data.decode())  # type: ignore[arg-type]
 
 
-def test_gc_state_is_restored() -> None:
+def test_parses_never_turn_the_gc_off() -> None:
+    """Issue 14.10: parses run in worker threads; the cyclic GC is process-wide state, so
+    no parse may toggle it: watched while parses run, and after them, it stays on."""
+    big = job_xml(
+        "".join(bash(f"t{i}", inner=depends(f"t{i - 1}") if i else "") for i in range(3000))
+    )
+    seen_off = threading.Event()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if not gc.isenabled():
+                seen_off.set()
+            time.sleep(0)
+
     assert gc.isenabled()
-    parse(job_xml(bash("A")))
-    with pytest.raises(WorkflowError):
-        parse(b"<job")
-    assert gc.isenabled()
-    gc.disable()
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     try:
-        parse(job_xml(bash("A")))
-        assert not gc.isenabled()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            jobs = list(pool.map(lambda _: parse_workflow(big), range(8)))
     finally:
-        gc.enable()
+        done.set()
+        watcher.join()
+    assert all(len(job.tasks) == 3000 for job in jobs)
+    assert gc.isenabled() and not seen_off.is_set()
 
 
 def test_many_tasks_stream_in_batches() -> None:

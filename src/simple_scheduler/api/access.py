@@ -101,3 +101,18 @@ async def visible_task(job: Row, name: str) -> Row:
     return row
 
 
+#: Priorities only an admin may give a job (ProActive: "HIGH and HIGHEST are for admins").
+ADMIN_PRIORITIES = frozenset(("high", "highest"))
+
+
+def check_priority(priority: str, principal: Principal) -> None:
+    """403 unless this user may give a job `priority` (any case).
+
+    The one rule for every way a priority is set: the workflow's `priority` attribute at
+    submit and resubmit, submitflat, and the priority endpoint. Refused, not capped, as
+    ProActive's submit does ("Only the administrator can submit a job with such
+    priority"): a job never runs at a priority other than the one its owner asked for.
+    """
+    name = priority.lower()
+    if name in ADMIN_PRIORITIES and not principal.is_admin:
+        raise ApiError(403, f"only an administrator may set the priority {name.upper()}")

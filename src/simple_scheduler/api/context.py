@@ -14,6 +14,7 @@ from typing import cast
 
 from quart import Quart, current_app
 
+from simple_scheduler.api.bodylimit import LimitedRequest
 from simple_scheduler.api.tokencache import TokenCache
 from simple_scheduler.auth.keys import KeyPair
 from simple_scheduler.auth.sessions import LoginThrottle
@@ -65,6 +66,8 @@ class SchedulerApp(Quart):
     """A Quart app that carries its services, reached through `current_app`."""
 
     services: Services
+    #: The upload limit holds for chunked bodies too (see bodylimit.py).
+    request_class = LimitedRequest
 
 
 def services() -> Services:

@@ -8,27 +8,32 @@ in a worker thread: a 10,000-task workflow must not stall every other request.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import orjson
 from quart import Blueprint, Response, jsonify
 
 from simple_scheduler.api import requests, views
 from simple_scheduler.api.access import (
     authenticate,
+    check_priority,
     requested_job,
     requested_jobs,
 )
 from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import ApiError
 from simple_scheduler.api.requests import int_arg
+from simple_scheduler.api.streaming import PAGE_ROWS, json_stream, rest_page
 from simple_scheduler.store import jobstore
-from simple_scheduler.store.db import Row
+from simple_scheduler.store.db import Row, Store
 from simple_scheduler.workflow import (
     WorkflowError,
     WorkflowTooLarge,
 )
 
 blueprint = Blueprint("jobs", __name__)
+
 
 @blueprint.post("/scheduler/submit<matrix:matrix>")
 async def submit(matrix: dict[str, str]) -> Response:
@@ -38,6 +43,7 @@ async def submit(matrix: dict[str, str]) -> Response:
     job, document = await requests.parse_document(data, variables)
     xml = document.decode("utf-8", "replace")
     job = requests.with_query_generic_information(job)
+    check_priority(job.priority, principal)
     job_id = await services().scheduler.submit(job, principal.name, xml)
     return jsonify({"id": job_id, "readableName": job.name})
 
@@ -80,30 +86,77 @@ async def validate(matrix: dict[str, str]) -> Response:
 async def list_job_ids() -> Response:
     """Job ids, newest first: RestPage<String> (`index`/`limit`, -1 = everything)."""
     principal = await authenticate()
-    rows, total = await _page(principal.is_admin, principal.name)
-    return jsonify(views.rest_page([str(r["id"]) for r in rows], total))
+    pages, total = await _pages(principal.is_admin, principal.name)
+    return json_stream(rest_page(pages, _job_id_text, total))
 
 
 @blueprint.get("/scheduler/jobsinfo")
 async def list_jobs_info() -> Response:
     """Jobs with their info, newest first: RestPage<UserJobData>."""
     principal = await authenticate()
-    rows, total = await _page(principal.is_admin, principal.name)
-    return jsonify(views.rest_page([views.user_job(r) for r in rows], total))
+    pages, total = await _pages(principal.is_admin, principal.name)
+    return json_stream(rest_page(pages, views.user_job, total))
 
 
-async def _page(is_admin: bool, name: str) -> tuple[list[Row], int]:
+def _job_id_text(row: Row) -> str:
+    return str(row["id"])
+
+
+async def _pages(is_admin: bool, name: str) -> tuple[AsyncIterator[list[Row]], int]:
+    """The requested listing as pages of rows (streamed: `limit=-1` may be every job),
+    and the total count."""
     index = int_arg("index", -1, minimum=-1)
     limit = int_arg("limit", -1, minimum=-1)
-    return await jobstore.list_jobs(services().store, None if is_admin else name, index, limit)
+    store = services().store
+    owner = None if is_admin else name
+    total = await jobstore.count_jobs(store, owner)
+
+    async def pages() -> AsyncIterator[list[Row]]:
+        # ProActive: index is used only with a limit; -1 means no paging at all.
+        left: int | None = None if limit < 0 else limit
+        below: int | None = None
+        skip = 0 if limit < 0 else max(0, index)
+        while left is None or left > 0:
+            count = PAGE_ROWS if left is None else min(PAGE_ROWS, left)
+            rows = await jobstore.jobs_page(store, owner, below=below, skip=skip, count=count)
+            if rows:
+                yield rows
+            if len(rows) < count:
+                return
+            left = None if left is None else left - len(rows)
+            below, skip = int(rows[-1]["id"]), 0
+
+    return pages(), total
 
 
 @blueprint.get("/scheduler/jobs/<job_id>")
 async def job_state(job_id: str) -> Response:
-    """The job and all its tasks: JobStateData, tasks keyed by index."""
+    """The job and all its tasks: JobStateData, tasks keyed by index (streamed)."""
     job = await requested_job(job_id)
-    tasks = await jobstore.list_tasks(services().store, int(job["id"]), 0, int(job["total_tasks"]))
-    return jsonify(views.job_state(job, tasks))
+    return json_stream(_job_state_chunks(services().store, job))
+
+
+async def _job_state_chunks(store: Store, job: Row) -> AsyncIterator[bytes]:
+    """JobStateData: the job without tasks, then its tasks a page at a time."""
+    head = await asyncio.to_thread(orjson.dumps, views.job_state(job, []))
+    # `tasks` is the last key: the head ends with `"tasks":{}}`; the tasks go in between.
+    yield head[: -len(b"}}")]
+    job_id, total, first = int(job["id"]), int(job["total_tasks"]), True
+    for start in range(0, total, PAGE_ROWS):
+        rows = await jobstore.task_range(store, job_id, start, start + PAGE_ROWS)
+        if rows:
+            body = await asyncio.to_thread(_render_tasks, rows, job)
+            yield body if first else b"," + body
+            first = False
+    yield b"}}"
+
+
+def _render_tasks(rows: list[Row], job: Row) -> bytes:
+    """`"index": TaskStateData` of each row, comma-separated (in a worker thread)."""
+    return b",".join(
+        b'"%d":%s' % (int(row["task_index"]), orjson.dumps(views.task_state(row, job)))
+        for row in rows
+    )
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/info")

@@ -12,6 +12,7 @@ time). `livelog` keeps a per-session cursor on each file and returns only what i
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -127,10 +128,12 @@ async def seed_task(task_id: str) -> Response:
     if task is None:
         raise ApiError(404, f"task {task_id!r} does not exist")
     job_number = int(job["id"])
-    return jsonify(
-        {
-            "status": task["status"],
-            "stdout": outputs.read_all(outputs.task_output_files(job_number, task, ("stdout",))),
-            "stderr": outputs.read_all(outputs.task_output_files(job_number, task, ("stderr",))),
-        }
+    out = outputs.task_output_files(job_number, task, ("stdout",))
+    err = outputs.task_output_files(job_number, task, ("stderr",))
+    base = f"/jobs/{job_number}/tasks/{task['name']}/result/log"
+    # Read in a worker thread, each stream capped (the whole of a 10 GB log never sits
+    # in memory, nor does reading it hold the loop).
+    stdout, stderr = await asyncio.to_thread(
+        lambda: (outputs.read_tail(out, f"{base}/out"), outputs.read_tail(err, f"{base}/err"))
     )
+    return jsonify({"status": task["status"], "stdout": stdout, "stderr": stderr})

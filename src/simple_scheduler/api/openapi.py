@@ -6,6 +6,7 @@ construction: a route cannot be added without appearing here.
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -199,7 +200,11 @@ def build_spec() -> dict[str, Any]:
             continue
         path, names = _path(rule.rule)
         view = current_app.view_functions[rule.endpoint]
-        doc = (view.__doc__ or "").strip()
+        doc = inspect.cleandoc(view.__doc__ or "")
+        # The docstring's first line is the summary; the paragraphs after it, if any,
+        # say what the answer means (e.g. restart's true/false).
+        rest = doc.partition("\n")[2].strip()
+        details = "\n\n".join(" ".join(par.split()) for par in rest.split("\n\n"))
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             operation: dict[str, Any] = {
                 "operationId": method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", path).rstrip("_"),
@@ -221,10 +226,11 @@ def build_spec() -> dict[str, Any]:
                 operation["requestBody"] = extra["requestBody"]
             has_input = bool(extra)
             operation["responses"] = _responses(rule.endpoint, path in _PUBLIC, has_input)
+            if details:
+                operation["description"] = details
             if "<matrix:" in rule.rule:
-                operation["description"] = (
-                    "Matrix parameters `;NAME=value` after the path set workflow variables."
-                )
+                matrix = "Matrix parameters `;NAME=value` after the path set workflow variables."
+                operation["description"] = f"{details}\n\n{matrix}".strip()
             if path not in _PUBLIC:
                 operation["security"] = [{"sessionid": []}, {"bearer": []}, {"cookie": []}]
             paths.setdefault(path, {})[method.lower()] = operation

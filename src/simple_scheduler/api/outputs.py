@@ -7,6 +7,7 @@ execution seam (`Scheduler.files`), never by building paths here.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from quart import Response
 
 from simple_scheduler.api.context import services
-from simple_scheduler.execution.backend import OutputKind
+from simple_scheduler.execution.backend import OutputKind, TaskFiles
 from simple_scheduler.store import jobstore
 from simple_scheduler.store.db import Row
 
@@ -34,9 +35,12 @@ class Segment:
     end: int  # size when the request was made
 
 
-def task_output_files(job_id: int, task: Row, kinds: Sequence[OutputKind]) -> list[Path]:
-    """The task's output files over its attempts (1..attempts), through the seam."""
-    files = services().scheduler.files
+def task_output_files(
+    job_id: int, task: Row, kinds: Sequence[OutputKind], files: TaskFiles | None = None
+) -> list[Path]:
+    """The task's output files over its attempts (1..attempts), through the seam
+    (`files`: the scheduler's, given where no request context is, e.g. a stream)."""
+    files = files or services().scheduler.files
     index = int(task["task_index"])
     return [
         Path(files.output_path(job_id, index, attempt, kind))
@@ -64,6 +68,19 @@ def from_offset(paths: Iterable[Path], offset: int) -> tuple[list[Segment], int]
     return segments, position
 
 
+def read_segments(segments: Sequence[Segment]) -> bytes:
+    """The segments' bytes in one piece (blocking: for worker threads)."""
+    parts: list[bytes] = []
+    for segment in segments:
+        try:
+            with segment.path.open("rb") as f:
+                f.seek(segment.start)
+                parts.append(f.read(segment.end - segment.start))
+        except FileNotFoundError:
+            continue  # removed meanwhile (job deleted)
+    return b"".join(parts)
+
+
 async def chunks(segments: Sequence[Segment]) -> AsyncIterator[bytes]:
     for segment in segments:
         try:
@@ -86,15 +103,21 @@ def stream(segments: Sequence[Segment], next_offset: int) -> Response:
     return response
 
 
-def read_all(paths: Iterable[Path]) -> str:
-    """Whole files as text (the seed's small JSON endpoint only)."""
-    parts: list[bytes] = []
-    for path in paths:
-        try:
-            parts.append(path.read_bytes())
-        except OSError:
-            continue
-    return b"".join(parts).decode("utf-8", "replace")
+#: Per stream in a JSON answer that carries outputs (ProActive caps its full logs at 10 MB).
+MAX_OUTPUT_BYTES = 10 * 1024 * 1024
+
+
+def read_tail(paths: Sequence[Path], endpoint: str) -> str:
+    """The concatenated files as text, their last MAX_OUTPUT_BYTES when longer, after a
+    line saying what was left out and where it is (`endpoint`). Blocking: for worker
+    threads; a JSON answer never holds more of a log than that."""
+    total = sum(file_size(p) for p in paths)
+    start = max(0, total - MAX_OUTPUT_BYTES)
+    segments, _ = from_offset(paths, start)
+    text = read_segments(segments).decode("utf-8", "replace")
+    if start:
+        text = f"[first {start} bytes omitted: {endpoint} has them all]\n" + text
+    return text
 
 
 def task_log(job: Row, task: Row, kinds: Sequence[OutputKind], offset: int) -> Response:
@@ -107,10 +130,15 @@ async def job_paths(job: Row, kinds: Sequence[OutputKind]) -> list[Path]:
     """Every task's output files, in task order."""
     job_id = int(job["id"])
     tasks = await jobstore.list_tasks(services().store, job_id, 0, int(job["total_tasks"]))
-    return [p for t in tasks for p in task_output_files(job_id, t, kinds)]
+    files = services().scheduler.files
+    # 100,000 tasks make 200,000 paths: built in a worker thread, not on the loop.
+    return await asyncio.to_thread(
+        lambda: [p for t in tasks for p in task_output_files(job_id, t, kinds, files)]
+    )
 
 
 async def job_log(job: Row, offset: int) -> Response:
     """Every task's output in task order, from byte `offset`."""
-    segments, total = from_offset(await job_paths(job, STREAMS["all"]), offset)
+    paths = await job_paths(job, STREAMS["all"])
+    segments, total = await asyncio.to_thread(from_offset, paths, offset)  # a stat per file
     return stream(segments, max(offset, total))

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import math
 
 from quart import request
 
 from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import ApiError
+from simple_scheduler.jsonlimits import JsonTooLarge, loads_bounded
 from simple_scheduler.workflow import Job, load_workflow_bytes, parse_workflow
 
 
@@ -63,13 +63,12 @@ def bool_arg(name: str, default: bool) -> bool:
 XML_TYPES = ("application/xml", "text/xml", "application/zip", "application/octet-stream")
 
 
-def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not a JSON value")
-
-
 def variables_from_json(text: str) -> dict[str, str]:
+    """The `variables` part: a flat JSON object, within `jsonlimits`' size and depth."""
     try:
-        document = json.loads(text, parse_constant=_no_constant) if text.strip() else {}
+        document = loads_bounded(text) if text.strip() else {}
+    except JsonTooLarge as exc:
+        raise ApiError(400, f"the variables part is too large: {exc}") from None
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity
         raise ApiError(400, f"the variables part is not JSON: {exc}") from None
     if not isinstance(document, dict):

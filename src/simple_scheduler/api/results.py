@@ -21,10 +21,12 @@ and `log/err` endpoints always give everything). `serializedValue` and
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
 from quart import Blueprint, Response, jsonify, request
 
 from simple_scheduler.api import outputs, views
@@ -32,18 +34,17 @@ from simple_scheduler.api.access import requested_job, requested_task
 from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import ApiError
 from simple_scheduler.api.requests import int_arg
+from simple_scheduler.api.streaming import PAGE_ROWS, json_stream
 from simple_scheduler.errors import StateConflict
-from simple_scheduler.execution.backend import OutputKind
+from simple_scheduler.execution.backend import OutputKind, TaskFiles
 from simple_scheduler.states import JOB_TERMINAL, TASK_TERMINAL, TaskStatus
 from simple_scheduler.store import jobstore
-from simple_scheduler.store.db import Row
+from simple_scheduler.store.db import Row, Store
 
 blueprint = Blueprint("results", __name__)
 
 JsonDict = dict[str, Any]
 
-#: Per stream and task in a result's `output` (ProActive caps its full logs at 10 MB).
-MAX_OUTPUT_BYTES = 10 * 1024 * 1024
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -78,22 +79,14 @@ def value_text(task: Row) -> str:
     return value(task) or exception_message(task) or ""
 
 
-async def _output(job: Row, task: Row, kind: OutputKind) -> str:
-    """One stream over all attempts; its last MAX_OUTPUT_BYTES when longer."""
-    paths = outputs.task_output_files(int(job["id"]), task, (kind,))
-    total = sum(outputs.file_size(p) for p in paths)
-    start = max(0, total - MAX_OUTPUT_BYTES)
-    segments, _ = outputs.from_offset(paths, start)
-    data = b"".join([chunk async for chunk in outputs.chunks(segments)])
-    text = data.decode("utf-8", "replace")
-    if start:
-        endpoint = "out" if kind == "stdout" else "err"
-        text = f"[first {start} bytes omitted: result/log/{endpoint} has them all]\n" + text
-    return text
+def _output(job: Row, task: Row, kind: OutputKind, files: TaskFiles) -> str:
+    """One stream over all attempts; its last MAX_OUTPUT_BYTES when longer (blocking)."""
+    paths = outputs.task_output_files(int(job["id"]), task, (kind,), files)
+    return outputs.read_tail(paths, f"result/log/{'out' if kind == 'stdout' else 'err'}")
 
 
-async def task_result(job: Row, task: Row) -> JsonDict:
-    """TaskResultData."""
+def task_result(job: Row, task: Row, files: TaskFiles) -> JsonDict:
+    """TaskResultData (reads the outputs: call it in a worker thread)."""
     return {
         "id": {"id": int(task["task_index"]), "readableName": task["name"]},
         "value": value(task),
@@ -103,8 +96,8 @@ async def task_result(job: Row, task: Row) -> JsonDict:
         "metadata": {},
         "propagatedVariables": {},
         "output": {
-            "stdoutLogs": await _output(job, task, "stdout"),
-            "stderrLogs": await _output(job, task, "stderr"),
+            "stdoutLogs": _output(job, task, "stdout", files),
+            "stderrLogs": _output(job, task, "stderr", files),
         },
         "raw": False,
     }
@@ -114,36 +107,95 @@ def _precious(task: Row) -> bool:
     return bool(jobstore.json_field(task["spec"]).get("precious_result"))
 
 
-async def job_result(job: Row, tasks: Sequence[Row]) -> JsonDict:
-    """JobResultData: results by task name (task order)."""
-    ended = [t for t in tasks if has_result(t)]
-    results = {str(t["name"]): await task_result(job, t) for t in ended}
-    return {
-        "id": views.job_id_data(job),
-        "jobInfo": views.job_info(job),
-        "allResults": results,
-        "preciousResults": {str(t["name"]): results[t["name"]] for t in ended if _precious(t)},
-        "resultMap": {},
-        "exceptionResults": {str(t["name"]): results[t["name"]] for t in ended if not succeeded(t)},
-    }
+#: A job result's bytes rendered per worker-thread step (outputs make tasks unequal).
+RESULT_STEP_BYTES = 4 * 1024 * 1024
+
+
+def _render_results(
+    job: Row, rows: list[Row], keep: Callable[[Row], bool], files: TaskFiles, at: int
+) -> tuple[bytes, int]:
+    """`"name": TaskResultData` of the kept rows from `at`, until about
+    RESULT_STEP_BYTES are made; the bytes and the index of the first row left."""
+    parts: list[bytes] = []
+    size = 0
+    while at < len(rows) and size < RESULT_STEP_BYTES:
+        row = rows[at]
+        at += 1
+        if keep(row):
+            part = (
+                orjson.dumps(str(row["name"])) + b":" + orjson.dumps(task_result(job, row, files))
+            )
+            parts.append(part)
+            size += len(part)
+    return b",".join(parts), at
+
+
+async def _result_map(
+    store: Store, job: Row, keep: Callable[[Row], bool], files: TaskFiles
+) -> AsyncIterator[bytes]:
+    """The members of a `{taskName: TaskResultData}` map, in task order, streamed."""
+    first = True
+    for start in range(0, int(job["total_tasks"]), PAGE_ROWS):
+        rows = await jobstore.task_range(store, int(job["id"]), start, start + PAGE_ROWS)
+        at = 0
+        while at < len(rows):
+            body, at = await asyncio.to_thread(_render_results, job, rows, keep, files, at)
+            if body:
+                yield body if first else b"," + body
+                first = False
+
+
+async def _job_result_chunks(store: Store, job: Row, files: TaskFiles) -> AsyncIterator[bytes]:
+    """JobResultData, one map after the other, each read and rendered page by page."""
+    head = orjson.dumps({"id": views.job_id_data(job), "jobInfo": views.job_info(job)})
+    yield head[:-1] + b',"allResults":{'
+    async for part in _result_map(store, job, has_result, files):
+        yield part
+    yield b'},"preciousResults":{'
+    async for part in _result_map(store, job, lambda t: has_result(t) and _precious(t), files):
+        yield part
+    yield b'},"resultMap":{},"exceptionResults":{'
+    async for part in _result_map(store, job, lambda t: has_result(t) and not succeeded(t), files):
+        yield part
+    yield b"}}"
+
+
+async def _values_chunks(store: Store, job: Row) -> AsyncIterator[bytes]:
+    """`{taskName: value text}` of the tasks that have a result, page by page."""
+
+    def render(rows: list[Row]) -> bytes:
+        return b",".join(
+            orjson.dumps(str(t["name"])) + b":" + orjson.dumps(value_text(t))
+            for t in rows
+            if has_result(t)
+        )
+
+    yield b"{"
+    first = True
+    for start in range(0, int(job["total_tasks"]), PAGE_ROWS):
+        rows = await jobstore.task_range(store, int(job["id"]), start, start + PAGE_ROWS)
+        body = await asyncio.to_thread(render, rows)
+        if body:
+            yield body if first else b"," + body
+            first = False
+    yield b"}"
 
 
 # -- lookups -------------------------------------------------------------------------------
 
 
-async def _ended_job(job_id: str) -> tuple[Row, list[Row]]:
+async def _ended_job(job_id: str) -> Row:
     job = await requested_job(job_id)
     if job["status"] not in JOB_TERMINAL:
         raise ApiError(409, f"job {job['id']} is {job['status']}: no result yet")
-    tasks = await jobstore.list_tasks(services().store, int(job["id"]), 0, int(job["total_tasks"]))
-    for task in tasks:
-        if task["status"] not in TASK_TERMINAL:  # killed, its process not yet gone
-            raise ApiError(
-                409,
-                f"job {job['id']} is {job['status']} but task {task['name']} is still"
-                f" {task['status']}: no result yet",
-            )
-    return job, tasks
+    task = await jobstore.first_unended_task(services().store, int(job["id"]))
+    if task is not None:  # killed, its process not yet gone
+        raise ApiError(
+            409,
+            f"job {job['id']} is {job['status']} but task {task['name']} is still"
+            f" {task['status']}: no result yet",
+        )
+    return job
 
 
 async def _ended_task(job_id: str, task_name: str) -> tuple[Row, Row]:
@@ -162,7 +214,8 @@ async def _ended_task(job_id: str, task_name: str) -> tuple[Row, Row]:
 async def get_task_result(job_id: str, task_name: str) -> Response:
     """A task's result: TaskResultData (409 until the task has ended)."""
     job, task = await _ended_task(job_id, task_name)
-    return jsonify(await task_result(job, task))
+    files = services().scheduler.files
+    return jsonify(await asyncio.to_thread(task_result, job, task, files))
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/tasks/<task_name>/result/value")
@@ -174,16 +227,17 @@ async def get_task_result_value(job_id: str, task_name: str) -> Response:
 
 @blueprint.get("/scheduler/jobs/<job_id>/result")
 async def get_job_result(job_id: str) -> Response:
-    """The job's results: JobResultData (409 while the job is alive)."""
-    job, tasks = await _ended_job(job_id)
-    return jsonify(await job_result(job, tasks))
+    """The job's results: JobResultData (409 while the job is alive; streamed)."""
+    job = await _ended_job(job_id)
+    svc = services()
+    return json_stream(_job_result_chunks(svc.store, job, svc.scheduler.files))
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/result/value")
 async def get_job_result_value(job_id: str) -> Response:
     """Task name -> result value text (failure message for failed tasks); 409 while alive."""
-    _, tasks = await _ended_job(job_id)
-    return jsonify({str(t["name"]): value_text(t) for t in tasks if has_result(t)})
+    job = await _ended_job(job_id)
+    return json_stream(_values_chunks(services().store, job))
 
 
 # -- In-Error ------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
   limits apply, and `/jobs/{id}/xml` returns a document that can be submitted again.
 - `resubmit`: the stored XML of a job, parsed again with the job's variables overridden
   by `;NAME=value` matrix parameters, submitted as a new job of the caller.
-- `priority/byname/{name}`: HIGH and HIGHEST are for admins only (PROACTIVE.md 1.1).
+- `priority/byname/{name}`: HIGH and HIGHEST are for admins only (PROACTIVE.md 1.1), as
+  at submit and resubmit (`access.check_priority`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from quart import Blueprint, Response, jsonify, request
 
 from simple_scheduler.api.access import (
     authenticate,
+    check_priority,
     requested_jobs,
     visible_job,
 )
@@ -31,7 +33,7 @@ from simple_scheduler.api.requests import (
 )
 from simple_scheduler.auth.sessions import Principal
 from simple_scheduler.store.db import Row
-from simple_scheduler.workflow import PRIORITIES
+from simple_scheduler.workflow import PRIORITIES, Job
 
 blueprint = Blueprint("submission", __name__)
 
@@ -39,8 +41,6 @@ blueprint = Blueprint("submission", __name__)
 FLAT_NAMESPACE = "urn:proactive:jobdescriptor:3.14"
 #: Java's BufferedReader.readLine: a line ends at \n, \r or \r\n (nothing else).
 _LINE_END = re.compile(r"\r\n|\r|\n")
-#: Priorities only an admin may set (ProActive: "HIGH and HIGHEST are for admins only").
-ADMIN_PRIORITIES = frozenset(("high", "highest"))
 
 
 def flat_commands(content: str) -> list[list[str]]:
@@ -102,19 +102,26 @@ async def submit_flat() -> Response:
     data = flat_job_xml(job_name, commands)
     job, document = await parse_document(data, {})
     job = with_query_generic_information(job)
+    check_priority(job.priority, principal)
     xml = document.decode("utf-8")
     job_id = await services().scheduler.submit(job, principal.name, xml)
     return jsonify({"id": job_id, "readableName": job.name})
 
 
-async def _resubmit(row: Row, principal: Principal, matrix: dict[str, str]) -> dict[str, object]:
+async def _resubmission(row: Row, principal: Principal, matrix: dict[str, str]) -> tuple[Job, str]:
+    """The job to submit again and its XML: parsed and checked, not stored yet."""
     # The stored variables are the job's final ones (declared values with the original
     # submit-time overrides applied): they are the base the new values override.
     variables = {str(k): str(v) for k, v in json.loads(row["variables"] or "{}").items()}
     variables.update(matrix)
     job, document = await parse_document(str(row["xml"]).encode("utf-8"), variables)
     job = with_query_generic_information(job, exclude=("jobsid",))
-    job_id = await services().scheduler.submit(job, principal.name, document.decode("utf-8"))
+    check_priority(job.priority, principal)
+    return job, document.decode("utf-8")
+
+
+async def _submit(job: Job, principal: Principal, xml: str) -> dict[str, object]:
+    job_id = await services().scheduler.submit(job, principal.name, xml)
     return {"id": job_id, "readableName": job.name}
 
 
@@ -123,15 +130,19 @@ async def resubmit(job_id: str, matrix: dict[str, str]) -> Response:
     """Submit a job again as a new job of the caller (`;NAME=value` overrides variables)."""
     principal = await authenticate()
     row = await visible_job(job_id, principal)
-    return jsonify(await _resubmit(row, principal, matrix))
+    job, xml = await _resubmission(row, principal, matrix)
+    return jsonify(await _submit(job, principal, xml))
 
 
 @blueprint.post("/scheduler/jobs/resubmit")
 async def resubmit_jobs() -> Response:
-    """Submit several jobs again (`?jobsid=1&jobsid=2`): their new JobIdData, in order."""
+    """Submit several jobs again (`?jobsid=1&jobsid=2`): their new JobIdData, in order.
+
+    All are parsed and checked before any is stored: a refusal stores none."""
     principal = await authenticate()
     rows = await requested_jobs(principal)
-    return jsonify([await _resubmit(row, principal, {}) for row in rows])
+    prepared = [await _resubmission(row, principal, {}) for row in rows]
+    return jsonify([await _submit(job, principal, xml) for job, xml in prepared])
 
 
 @blueprint.put("/scheduler/jobs/<job_id>/priority/byname/<priority_name>")
@@ -144,7 +155,6 @@ async def change_priority(job_id: str, priority_name: str) -> Response:
         shown = priority_name if len(priority_name) <= 40 else priority_name[:40] + "..."
         choices = ", ".join(p.upper() for p in PRIORITIES)
         raise ApiError(400, f"unknown priority {shown!r}: one of {choices}")
-    if name in ADMIN_PRIORITIES and not principal.is_admin:
-        raise ApiError(403, f"only an administrator may set the priority {name.upper()}")
+    check_priority(name, principal)
     await services().scheduler.change_priority(int(row["id"]), name)
     return Response(status=204)

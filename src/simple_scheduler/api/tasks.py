@@ -89,7 +89,13 @@ async def kill_task(job_id: str, task_name: str) -> Response:
 
 @blueprint.put("/scheduler/jobs/<job_id>/tasks/<task_name>/restart")
 async def restart_task(job_id: str, task_name: str) -> Response:
-    """Kill a running task and run it again after 5 s; false when it was not running."""
+    """Kill a running task and run it again after 5 s if it has an execution left.
+
+    The kill uses up the running execution (ProActive's restartTask). true: the task
+    runs again after 5 s. false: it was not running (nothing done), or it had no
+    execution left (default maxNumberOfExecution 1): it was killed and ends through its
+    error policy, by default FAULTY with its dependents run.
+    """
     return await _act(job_id, task_name, lambda: services().scheduler.restart_task)
 
 

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from simple_scheduler.jsonlimits import JsonTooLarge, loads_bounded
+
 MAGIC = b"SSCRED"
 VERSION = 1
 NONCE_BYTES = 12
@@ -83,8 +85,10 @@ def read_credential(private_key: rsa.RSAPrivateKey, data: bytes) -> tuple[str, s
     except InvalidTag:
         raise CredentialError("credential file is corrupted (authentication failed)") from None
     try:
-        document = json.loads(plaintext.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = loads_bounded(plaintext.decode("utf-8"))
+    except JsonTooLarge as exc:
+        raise CredentialError(f"credential file content is too large: {exc}") from None
+    except ValueError:  # UnicodeDecodeError, JSONDecodeError
         raise CredentialError("credential file content is not JSON") from None
     if not isinstance(document, dict):
         raise CredentialError("credential file content is not a JSON object")

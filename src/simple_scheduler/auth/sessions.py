@@ -13,7 +13,10 @@ lifetime (`token_lifetime_s`, default one day) must outlive long polling clients
 Throttle. Failed logins are counted per user name and per client address. The first
 `free_failures` failures of a key (3 per user, 10 per address, which may be a shared NAT
 or proxy) cost nothing; after that the key is locked for 1 s, 2 s, 4 s, ... up to 30 s
-from its last failure. A login attempted while locked is refused at once with
+from its last failure. An attempt is counted as a failure *before* its password is
+checked (`begin`) and taken back on success: checked after, 64 concurrent guesses would
+all pass the lock test while the first ones were still hashing. A login attempted while
+locked is refused at once with
 `LoginThrottled` (the REST layer answers 429 with `Retry-After`) without checking the
 password: refusing instead of sleeping costs the server nothing and holds no connection,
 and a guesser gains nothing by sending more. A success clears the user's counter; an
@@ -202,6 +205,18 @@ class LoginThrottle:
             )
         return wait
 
+    def begin(self, username: str, address: str | None) -> None:
+        """Admit one login attempt, counted as a failure until `record_success` says
+        otherwise; `LoginThrottled` while the user or the address is locked.
+
+        Test and count happen in one step (no await between them), so concurrent
+        attempts cannot all pass the test before any of them is counted.
+        """
+        wait = self.wait_time(username, address)
+        if wait > 0:
+            raise LoginThrottled(wait)
+        self.record_failure(username, address)
+
     def record_failure(self, username: str, address: str | None) -> None:
         now = self.clock()
         self._bump(self._users, username, now)
@@ -209,15 +224,20 @@ class LoginThrottle:
             self._bump(self._addresses, address, now)
 
     def record_success(self, username: str, address: str | None) -> None:
+        """Clear the user's count; take back the address's count of this attempt only."""
         self._users.pop(username, None)
+        entry = self._addresses.get(address) if address is not None else None
+        if entry is not None and entry.count > 0:
+            entry.count -= 1
 
     def _wait(self, entry: _Failures | None, free: int, now: float) -> float:
         if entry is None or now - entry.last >= self.forget_after:
             return 0.0
+        # `free` failures cost nothing; the one that reaches it locks the key.
         excess = entry.count - free
-        if excess <= 0:
+        if excess < 0:
             return 0.0
-        delay = min(self.max_delay, self.base_delay * 2.0 ** min(excess - 1, 62))
+        delay = min(self.max_delay, self.base_delay * 2.0 ** min(excess, 62))
         return max(0.0, entry.last + delay - now)
 
     def _bump(self, table: dict[str, _Failures], key: str, now: float) -> None:
@@ -254,12 +274,9 @@ async def login(
     Raises `LoginThrottled` while locked out, `AuthError` for a bad name or password
     (one message for both, so it does not tell which names exist).
     """
-    wait = throttle.wait_time(username, address)
-    if wait > 0:
-        raise LoginThrottled(wait)
+    throttle.begin(username, address)  # counted as a failure until it succeeds
     user = await users.verify_password(store, username, password, rounds=rounds)
     if user is None:
-        throttle.record_failure(username, address)
         raise AuthError("bad user name or password")
     throttle.record_success(username, address)
     return issue_token(keys, user, lifetime)

@@ -78,6 +78,8 @@ RESTART_DELAY_S = 5.0
 FLUSH_WINDOW_S = 0.02
 
 BackendFactory = Callable[[], Awaitable[ExecutionBackend]]
+#: A submit waiting for its group write: the job, its owner, its XML, and its id to come.
+_Submission = tuple[Job, str, str, "asyncio.Future[int]"]
 
 
 #: States whose log line does not repeat the task's last reason.
@@ -227,6 +229,9 @@ class Scheduler:
         self._connected = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
         self._closing = False
+        #: Submits waiting for the next group write, and the task writing them (if any).
+        self._submissions: list[_Submission] = []
+        self._submitter: asyncio.Future[None] | None = None
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -356,7 +361,11 @@ class Scheduler:
                     task.scheduled_time = task.scheduled_time or now_ms()
                     self._running += 1
                 else:
-                    if task.status is T.PENDING and not job.paused:
+                    if task.status is T.SUBMITTED and task.waiting_parents == 0:
+                        # Its PENDING was still in the status batch when we died (submit
+                        # commits SUBMITTED): an acknowledged job must run.
+                        self._make_eligible(job, task)
+                    elif task.status is T.PENDING and not job.paused:
                         heapq.heappush(self._ready, (job.rank, job.id, task.index))
                     elif (
                         task.status in TASK_WAITING_TO_RETRY
@@ -404,9 +413,48 @@ class Scheduler:
     # -- submission ----------------------------------------------------------------------
 
     async def submit(self, job: Job, owner: str, xml: str) -> int:
-        """Store a validated job in one transaction, then start scheduling it."""
-        async with self.store.transaction() as tx:
-            job_id = await jobstore.insert_job(tx, job, owner, xml, now_ms())
+        """Store a validated job, then start scheduling it; its id once it is committed.
+
+        Group commit: submits that arrive while a write is in progress are stored
+        together by the next one, in one transaction. One transaction per submit,
+        serialised on the single writer, made 32 concurrent clients queue behind each
+        other (400 ms p50 for a one-task job).
+        """
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._submissions.append((job, owner, xml, done))
+        if self._submitter is None:
+            self._submitter = asyncio.ensure_future(self._store_submissions())
+        # Shielded: a client that goes away must not cancel the others' group write.
+        return await asyncio.shield(done)
+
+    async def _store_submissions(self) -> None:
+        """Write the waiting submissions, a group at a time, until none is left."""
+        try:
+            while self._submissions:
+                group, self._submissions = self._submissions, []
+                await self._store_group(group)
+        finally:
+            self._submitter = None
+
+    async def _store_group(self, group: list[_Submission]) -> None:
+        try:
+            async with self.store.transaction() as tx:
+                ids = await jobstore.insert_jobs(tx, [(j, o, x) for j, o, x, _ in group], now_ms())
+        except Exception as exc:
+            if len(group) > 1:  # one bad job must not fail the others: each alone
+                for item in group:
+                    await self._store_group([item])
+                return
+            if not group[0][3].done():
+                group[0][3].set_exception(exc)
+            return
+        for (job, owner, _, done), job_id in zip(group, ids, strict=True):
+            self._go_live(job_id, job, owner)
+            if not done.done():
+                done.set_result(job_id)
+
+    def _go_live(self, job_id: int, job: Job, owner: str) -> None:
+        """A committed job joins the live ones; its tasks without parents are eligible."""
         tasks = [
             LiveTask(
                 index=t.index,
@@ -441,7 +489,6 @@ class Scheduler:
             if t.waiting_parents == 0:
                 self._make_eligible(live, t)
         self._settle({live})
-        return job_id
 
     # -- the state machine -----------------------------------------------------------
 
@@ -931,13 +978,20 @@ class Scheduler:
         return True
 
     async def restart_task(self, job_id: int, name: str) -> bool:
+        """Kill a running task; true when it will run again, RESTART_DELAY_S later.
+
+        ProActive's restartTask: the kill uses up the execution, so a task with none
+        left is killed and not restarted (it ends through its error policy: FAULTY and
+        its dependents run, IN_ERROR, or the job cancelled): false, as is a task that
+        is not running (a no-op).
+        """
         job = self._live(job_id)
         task = self._task(job, name)
         if task.status is not T.RUNNING:
             return False  # ProActive: a no-op when the task is not alive
         task.kill_reason = "restart"
         await self._kill(execution_key(job.id, task.index, task.attempts))
-        return True
+        return task.attempts < task.max_exec
 
     async def restart_in_error_task(self, job_id: int, name: str) -> bool:
         job = self._live(job_id)

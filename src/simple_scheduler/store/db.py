@@ -10,6 +10,7 @@ only committed state thanks to WAL.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -50,6 +51,27 @@ class Tx:
             await raw.executemany(query, [dict(v) for v in values])
         else:
             await self._conn.execute_many(query, [dict(v) for v in values])
+
+    async def execute_batches(
+        self, batches: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]
+    ) -> None:
+        """Several `execute_many`, in order; on SQLite all in one hop to the driver's
+        thread. Each hop waits for a turn of a busy event loop: a submit's inserts paid
+        several of them while holding the single writer."""
+        work = [(query, [dict(v) for v in values]) for query, values in batches if values]
+        raw = self._conn.raw_connection
+        run = getattr(raw, "_execute", None)  # aiosqlite: runs a callable in its thread
+        driver = getattr(raw, "_conn", None)
+        if run is None or not isinstance(driver, sqlite3.Connection):
+            for query, values in work:
+                await self.execute_many(query, values)
+            return
+
+        def execute_all() -> None:
+            for query, values in work:
+                driver.executemany(query, values)
+
+        await run(execute_all)
 
     async def execute_raw(self, statement: str) -> None:
         """Run one statement verbatim on the driver connection, in this transaction.

@@ -11,7 +11,14 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from simple_scheduler.states import JOB_COUNTERS, JOB_TERMINAL, JobStatus, TaskStatus, count_tasks
+from simple_scheduler.states import (
+    JOB_COUNTERS,
+    JOB_TERMINAL,
+    TASK_TERMINAL,
+    JobStatus,
+    TaskStatus,
+    count_tasks,
+)
 from simple_scheduler.store.db import Row, Store, Tx
 from simple_scheduler.workflow import Job, NativeCommand, Script, Task
 
@@ -80,9 +87,26 @@ def task_spec(task: Task, job: Job) -> dict[str, Any]:
 
 async def insert_job(tx: Tx, job: Job, owner: str, xml: str, now_ms: int) -> int:
     """Write a submitted job, its tasks and its dependencies; the caller holds the transaction."""
-    job_id = await tx.next_id("jobs")
-    total = len(job.tasks)
-    await tx.execute(
+    (job_id,) = await insert_jobs(tx, [(job, owner, xml)], now_ms)
+    return job_id
+
+
+async def insert_jobs(
+    tx: Tx, submissions: Sequence[tuple[Job, str, str]], now_ms: int
+) -> list[int]:
+    """Write several submitted jobs (job, owner, XML) in the caller's transaction; their
+    ids, in order. One statement per table for all of them: concurrent submits share
+    one transaction (group commit) instead of queueing one transaction each."""
+    if not submissions:
+        return []
+    count = len(submissions)
+    after = await tx.fetch_val(
+        "UPDATE id_sequences SET next_value = next_value + :count WHERE name = 'jobs'"
+        " RETURNING next_value",
+        {"count": count},
+    )
+    ids = list(range(int(after) - count, int(after)))
+    jobs = (
         "INSERT INTO jobs (id, owner, name, priority, status, on_task_error,"
         " max_number_of_execution, project_name, description, variables, generic_information,"
         " xml, submitted_time, total_tasks, "
@@ -92,25 +116,28 @@ async def insert_job(tx: Tx, job: Job, owner: str, xml: str, now_ms: int) -> int
         " :submitted_time, :total, "
         + ", ".join(f":{c}" for c in JOB_COUNTERS)
         + ")",
-        {
-            **count_tasks([TaskStatus.SUBMITTED] * total),
-            "status": JobStatus.PENDING.value,
-            "id": job_id,
-            "owner": owner,
-            "name": job.name,
-            "priority": job.priority,
-            "on_task_error": job.on_task_error,
-            "max_exec": job.max_number_of_execution,
-            "project_name": job.project_name,
-            "description": job.description,
-            "variables": json.dumps(job.variables),
-            "generic_information": json.dumps(job.generic_information),
-            "xml": xml,
-            "submitted_time": now_ms,
-            "total": total,
-        },
+        [
+            {
+                **count_tasks([TaskStatus.SUBMITTED] * len(job.tasks)),
+                "status": JobStatus.PENDING.value,
+                "id": job_id,
+                "owner": owner,
+                "name": job.name,
+                "priority": job.priority,
+                "on_task_error": job.on_task_error,
+                "max_exec": job.max_number_of_execution,
+                "project_name": job.project_name,
+                "description": job.description,
+                "variables": json.dumps(job.variables),
+                "generic_information": json.dumps(job.generic_information),
+                "xml": xml,
+                "submitted_time": now_ms,
+                "total": len(job.tasks),
+            }
+            for job_id, (job, owner, xml) in zip(ids, submissions, strict=True)
+        ],
     )
-    await tx.execute_many(
+    tasks = (
         "INSERT INTO tasks (job_id, task_index, name, status, spec, on_task_error,"
         " max_number_of_execution, attempts) VALUES (:job_id, :task_index, :name, :status,"
         " :spec, :on_task_error, :max_exec, 0)",
@@ -124,27 +151,29 @@ async def insert_job(tx: Tx, job: Job, owner: str, xml: str, now_ms: int) -> int
                 "on_task_error": job.task_on_error(task),
                 "max_exec": job.task_max_number_of_execution(task),
             }
+            for job_id, (job, _, _) in zip(ids, submissions, strict=True)
             for task in job.tasks
         ],
     )
-    await tx.execute_many(
+    dependencies = (
         "INSERT INTO dependencies (job_id, task_index, parent)"
         " VALUES (:job_id, :task_index, :parent)",
         [
             {"job_id": job_id, "task_index": task.index, "parent": parent}
+            for job_id, (job, _, _) in zip(ids, submissions, strict=True)
             for task in job.tasks
             for parent in task.depends
         ],
     )
-    return job_id
+    await tx.execute_batches([jobs, tasks, dependencies])
+    return ids
 
 
 async def write_batch(
     tx: Tx, tasks: Sequence[Mapping[str, Any]], jobs: Sequence[Mapping[str, Any]]
 ) -> None:
     """One batch of status changes: rows carry every column of TASK_COLUMNS / JOB_COLUMNS."""
-    await tx.execute_many(_UPDATE_TASK, tasks)
-    await tx.execute_many(_UPDATE_JOB, jobs)
+    await tx.execute_batches([(_UPDATE_TASK, tasks), (_UPDATE_JOB, jobs)])
 
 
 async def load_live(store: Store) -> tuple[list[Row], list[Row], list[Row]]:
@@ -191,6 +220,50 @@ async def list_jobs(
         query += " LIMIT :limit OFFSET :offset"
         values |= {"limit": limit, "offset": max(0, index)}
     return await store.fetch_all(query, values), total
+
+
+async def count_jobs(store: Store, owner: str | None) -> int:
+    where, values = ("", {}) if owner is None else (" WHERE owner = :owner", {"owner": owner})
+    return int(await store.fetch_val("SELECT COUNT(*) FROM jobs" + where, values) or 0)
+
+
+async def jobs_page(
+    store: Store, owner: str | None, *, below: int | None, skip: int, count: int
+) -> list[Row]:
+    """Up to `count` jobs, newest first, with ids under `below` (None: from the newest),
+    after skipping `skip`. Long listings go page by page: each continues below the last
+    id of the one before (keyset), so a job submitted meanwhile shifts nothing."""
+    clauses: list[str] = []
+    values: dict[str, Any] = {"count": count, "skip": max(0, skip)}
+    if owner is not None:
+        clauses.append("owner = :owner")
+        values["owner"] = owner
+    if below is not None:
+        clauses.append("id < :below")
+        values["below"] = below
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    return await store.fetch_all(
+        "SELECT * FROM jobs" + where + " ORDER BY id DESC LIMIT :count OFFSET :skip", values
+    )
+
+
+async def first_unended_task(store: Store, job_id: int) -> Row | None:
+    """A task of the job that has not reached a terminal status, if any."""
+    terminal = ", ".join(f"'{s}'" for s in sorted(TASK_TERMINAL))
+    return await store.fetch_one(
+        f"SELECT name, status FROM tasks WHERE job_id = :job_id AND status NOT IN ({terminal})"
+        " LIMIT 1",
+        {"job_id": job_id},
+    )
+
+
+async def task_range(store: Store, job_id: int, start: int, stop: int) -> list[Row]:
+    """Tasks with `start <= index < stop`, in order (a primary-key range)."""
+    return await store.fetch_all(
+        "SELECT * FROM tasks WHERE job_id = :job_id AND task_index >= :start"
+        " AND task_index < :stop ORDER BY task_index",
+        {"job_id": job_id, "start": start, "stop": stop},
+    )
 
 
 async def list_tasks(store: Store, job_id: int, offset: int, limit: int) -> list[Row]:
