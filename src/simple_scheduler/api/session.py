@@ -96,8 +96,12 @@ async def renew() -> Response:
     if request_token():
         try:
             principal = await authenticate()
-        except (AuthError, csrf.CrossSiteRefused):
-            pass  # no session this request may use: the form decides
+        except (AuthError, csrf.CrossSiteRefused) as exc:
+            # No session this request may use: the form decides, if it sent one; else
+            # the refusal stands (a client renewing an expired token needs its 401).
+            form, files = await request.form, await request.files
+            if not (form or files):
+                raise exc
         else:
             svc = services()
             lifetime = svc.config.token_lifetime_s
