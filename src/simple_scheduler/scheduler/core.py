@@ -43,6 +43,15 @@ from simple_scheduler.execution.backend import (
     Unreachable,
     execution_key,
 )
+from simple_scheduler.scheduler.events import (
+    JOB_STATE_UPDATED,
+    JOB_SUBMITTED,
+    TASK_STATE_UPDATED,
+    EventBus,
+    SchedulerEvent,
+    job_event_name,
+    task_event_name,
+)
 from simple_scheduler.scheduler.spec import build_spec, has_steps
 from simple_scheduler.states import (
     JOB_TERMINAL,
@@ -177,6 +186,9 @@ class LiveJob:
     finished_time: int | None = None
     in_error_time: int | None = None
     counters: dict[str, int] = field(default_factory=dict)
+    #: The job's columns that never change (owner, name, submitted time, ...): what an
+    #: event needs besides `row()` to be rendered like the REST answers.
+    static: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rank(self) -> int:
@@ -243,6 +255,13 @@ class Scheduler:
         self._connected = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
         self._closing = False
+        #: Subscribers to committed changes (the events WebSocket).
+        self.events = EventBus()
+        #: Events of changes not yet committed: published by `_write_batch` after commit.
+        self._pending_events: list[SchedulerEvent] = []
+        #: Executions already recorded as ended (killed) whose process is still dying:
+        #: they keep their worker slot until their exit arrives.
+        self._dying: set[str] = set()
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -331,6 +350,7 @@ class Scheduler:
                 start_time=jrow["start_time"],
                 finished_time=jrow["finished_time"],
                 in_error_time=jrow["in_error_time"],
+                static=_static_columns(jrow),
             )
             self._jobs[job_id] = job
         for d in deps:
@@ -416,8 +436,9 @@ class Scheduler:
 
     async def submit(self, job: Job, owner: str, xml: str) -> int:
         """Store a validated job in one transaction, then start scheduling it."""
+        submitted = now_ms()
         async with self.store.transaction() as tx:
-            job_id = await jobstore.insert_job(tx, job, owner, xml, now_ms())
+            job_id = await jobstore.insert_job(tx, job, owner, xml, submitted)
         tasks = [
             LiveTask(
                 index=t.index,
@@ -444,10 +465,25 @@ class Scheduler:
             on_error=job.on_task_error,
             variables=dict(job.variables),
             tasks=tasks,
+            static={
+                "id": job_id,
+                "owner": owner,
+                "name": job.name,
+                "project_name": job.project_name,
+                "description": job.description,
+                "variables": json.dumps(job.variables),
+                "generic_information": json.dumps(job.generic_information),
+                "submitted_time": submitted,
+                "total_tasks": len(tasks),
+            },
         )
         live.recount()
         self._jobs[job_id] = live
         log.info("job %d submitted by %s: %s (%d tasks)", job_id, owner, job.name, len(tasks))
+        if job.warnings:
+            log.info("job %d: ignored: %s", job_id, "; ".join(job.warnings))
+        if self.events.active:  # committed above: announce it before any of its changes
+            self.events.publish([self._submitted_event(live)])
         for t in tasks:
             if t.waiting_parents == 0:
                 self._make_eligible(live, t)
@@ -466,8 +502,52 @@ class Scheduler:
         if log.isEnabledFor(level):
             why = f" ({task.reason})" if task.reason and new not in _QUIET_REASON else ""
             log.log(level, "job %d task %s: %s -> %s%s", job.id, task.name, task.status, new, why)
+        if self.events.active:
+            snapshot = task.row(job.id)
+            snapshot["status"] = new.value
+            snapshot["name"] = task.name
+            snapshot["spec_variables"] = task.spec.get("variables")
+            self._pending_events.append(
+                SchedulerEvent(
+                    TASK_STATE_UPDATED,
+                    task_event_name(task.status, new),
+                    job.id,
+                    job.owner,
+                    job.static,
+                    _NO_ROW,
+                    snapshot,
+                )
+            )
         task.status = new
         self._mark(job, task)
+
+    def _job_status(self, job: LiveJob, new: JobStatus) -> None:
+        """The one place a job's status changes (ProActive's transitions, one event)."""
+        check_job(job.status, new)
+        log.info("job %d: %s -> %s", job.id, job.status, new)
+        old, job.status = job.status, new
+        self._dirty_jobs[job.id] = job
+        self._flush_needed.set()
+        if self.events.active:
+            name = job_event_name(old, new, job.counters["faulty_tasks"])
+            self._job_event(job, name)
+
+    def _job_event(self, job: LiveJob, name: str) -> None:
+        self._pending_events.append(
+            SchedulerEvent(JOB_STATE_UPDATED, name, job.id, job.owner, job.static, job.row())
+        )
+
+    def _submitted_event(self, job: LiveJob) -> SchedulerEvent:
+        rows = []
+        for task in job.tasks:
+            row = task.row(job.id)
+            row["name"] = task.name
+            row["spec"] = task.spec
+            row["on_task_error"] = task.on_error
+            rows.append(row)
+        return SchedulerEvent(
+            JOB_SUBMITTED, JOB_SUBMITTED, job.id, job.owner, job.static, job.row(), tasks=rows
+        )
 
     def _mark(self, job: LiveJob, task: LiveTask) -> None:
         self._dirty_tasks[(job.id, task.index)] = (job, task)
@@ -622,6 +702,10 @@ class Scheduler:
         entry = self._by_key.pop(key, None)
         self._release_after_flush.append(key)
         self._flush_needed.set()
+        if key in self._dying:  # recorded when killed: only its worker slot was left
+            self._dying.discard(key)
+            self._running -= 1
+            return entry[0] if entry is not None else None
         if entry is None:
             return None
         job, task = entry
@@ -692,7 +776,7 @@ class Scheduler:
         policy = task.on_error
         if policy == "cancelJob":
             self._set(job, task, T.FAULTY)
-            self._end_job(job, J.CANCELED)
+            self._end_job(job, J.CANCELED, f"aborted: job canceled (task {task.name} failed)")
         elif policy in ("suspendTask", "pauseJob"):
             self._set(job, task, T.IN_ERROR)
             task.in_error_time = job.in_error_time = now_ms()
@@ -719,23 +803,35 @@ class Scheduler:
             if child.waiting_parents == 0 and child.status is T.SUBMITTED:
                 self._make_eligible(job, child)
 
-    def _end_job(self, job: LiveJob, final: JobStatus) -> None:
-        """Kill, cancel: running tasks are killed (ABORTED on exit), the rest never run."""
-        check_job(job.status, final)
-        log.info("job %d: %s -> %s", job.id, job.status, final)
-        job.status = final
-        self._ended(job)
+    def _end_job(self, job: LiveJob, final: JobStatus, why: str) -> None:
+        """Kill, cancel: committed at once, in ProActive's order: the job's final status,
+        then its running tasks ABORTED (their processes get TERM, the grace, KILL, and
+        keep their worker slots until they are gone), then the others NOT_STARTED or
+        NOT_RESTARTED."""
         job.finished_time = now_ms()
-        self._dirty_jobs[job.id] = job
+        self._job_status(job, final)
+        self._ended(job)
         for task in job.tasks:
             task.cancel_timer()
+        for task in job.tasks:
             if task.status is T.RUNNING:
-                task.kill_reason = "job"
-                self._spawn_task(self._kill(execution_key(job.id, task.index, task.attempts)))
-            elif task.status in (T.SUBMITTED, T.PENDING, T.PAUSED):
+                self._abandon(job, task, why)
+                self._set(job, task, T.ABORTED)
+        for task in job.tasks:
+            if task.status in (T.SUBMITTED, T.PENDING, T.PAUSED):
                 self._set(job, task, T.NOT_STARTED)
             elif task.status in (T.WAITING_ON_ERROR, T.WAITING_ON_FAILURE, T.IN_ERROR):
                 self._set(job, task, T.NOT_RESTARTED)
+
+    def _abandon(self, job: LiveJob, task: LiveTask, why: str) -> None:
+        """Record a running task as ended now (`why`) and kill its process meanwhile."""
+        key = execution_key(job.id, task.index, task.attempts)
+        task.cancel_timer()
+        task.kill_reason = None
+        task.reason = why
+        task.finished_time = now_ms()
+        self._dying.add(key)
+        self._spawn_task(self._kill(key))
 
     def _pause(self, job: LiveJob) -> None:
         job.paused = True
@@ -763,13 +859,9 @@ class Scheduler:
         else:
             new = J.PENDING
         if new is not job.status:
-            check_job(job.status, new)
-            log.info("job %d: %s -> %s", job.id, job.status, new)
-            job.status = new
+            self._job_status(job, new)
             if new in JOB_TERMINAL:
                 self._ended(job)
-            self._dirty_jobs[job.id] = job
-            self._flush_needed.set()
 
     def _ended(self, job: LiveJob) -> None:
         waiter = self._end_waiters.pop(job.id, None)
@@ -819,6 +911,7 @@ class Scheduler:
         tasks, self._dirty_tasks = self._dirty_tasks, {}
         jobs, self._dirty_jobs = self._dirty_jobs, {}
         release, self._release_after_flush = self._release_after_flush, []
+        events, self._pending_events = self._pending_events, []
         try:
             if tasks or jobs:
                 task_rows = [t.row(j.id) for j, t in tasks.values()]
@@ -832,7 +925,10 @@ class Scheduler:
             for jk, jv in jobs.items():
                 self._dirty_jobs.setdefault(jk, jv)
             self._release_after_flush[:0] = release
+            self._pending_events[:0] = events
             raise
+        if events:  # committed: now it may be told
+            self.events.publish(events)
         for job in jobs.values():
             # Forget a finished job only once its final rows are committed: changes made
             # while this batch was being written are still dirty, for the next one.
@@ -882,7 +978,7 @@ class Scheduler:
         job = self._jobs.get(job_id)
         if job is None or job.status in JOB_TERMINAL:
             return False
-        self._end_job(job, J.KILLED)
+        self._end_job(job, J.KILLED, "killed by user (job killed)")
         self._settle({job})
         await self.flush()
         return True
@@ -937,6 +1033,8 @@ class Scheduler:
         job.priority = name
         self._dirty_jobs[job.id] = job
         self._flush_needed.set()
+        if self.events.active:
+            self._job_event(job, "JOB_CHANGE_PRIORITY")
         for task in job.tasks:
             if task.status is T.PENDING:
                 heapq.heappush(self._ready, (job.rank, job.id, task.index))
@@ -948,8 +1046,12 @@ class Scheduler:
         task = self._task(job, name)
         if task.status is not T.RUNNING:
             raise StateConflict(f"task {name!r} is {task.status}, not RUNNING")
-        task.kill_reason = "task"
-        await self._kill(execution_key(job.id, task.index, task.attempts))
+        # Recorded at once (no retry; the error policy applies), the process killed
+        # meanwhile: the answer comes once the new state is committed.
+        self._abandon(job, task, "killed by user")
+        self._fail(job, task, retry=False)
+        self._settle({job})
+        await self.flush()
         return True
 
     async def restart_task(self, job_id: int, name: str) -> bool:
@@ -992,14 +1094,28 @@ class Scheduler:
         """Kill it first if alive (ProActive's behaviour), then delete rows and files."""
         job = self._jobs.get(job_id)
         if job is not None and job.status not in JOB_TERMINAL:
-            self._end_job(job, J.KILLED)
+            self._end_job(job, J.KILLED, "killed by user (job removed)")
             self._settle({job})
         await self.flush()
+        row = await jobstore.get_job(self.store, job_id)
         # Executions still dying keep their worker slots until their exits arrive (the
         # rows they would update are gone by then, harmlessly).
         self._jobs.pop(job_id, None)
         await jobstore.delete_job(self.store, job_id)
         await self.files.remove_job(job_id)
+        if row is not None and self.events.active:
+            self.events.publish(
+                [
+                    SchedulerEvent(
+                        JOB_STATE_UPDATED,
+                        "JOB_REMOVE_FINISHED",
+                        job_id,
+                        str(row["owner"]),
+                        _static_columns(row),
+                        dict(row),
+                    )
+                ]
+            )
         self._dispatch()
         return True
 
@@ -1033,6 +1149,26 @@ class Scheduler:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {row and row['status']}")
             await asyncio.sleep(0.02)
+
+
+#: A task event's job part: its static columns say all TaskInfoData needs.
+_NO_ROW: Mapping[str, Any] = {}
+
+_STATIC_COLUMNS = (
+    "id",
+    "owner",
+    "name",
+    "project_name",
+    "description",
+    "variables",
+    "generic_information",
+    "submitted_time",
+    "total_tasks",
+)
+
+
+def _static_columns(row: Row) -> dict[str, Any]:
+    return {c: row[c] for c in _STATIC_COLUMNS}
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
