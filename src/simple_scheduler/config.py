@@ -64,6 +64,11 @@ class Config:
     log_level: str = "INFO"
     #: bcrypt cost for new password hashes (2**rounds iterations; 12 is about 0.2 s).
     bcrypt_rounds: int = 12
+    #: The events WebSocket sends a heartbeat frame `X` after this long without events.
+    events_heartbeat_s: float = 30.0
+    #: Events queued for one WebSocket subscriber at most; a subscriber that falls this far
+    #: behind is disconnected (bounded memory, scheduling never waits for it).
+    events_max_queued: int = 10_000
     #: The profile the values were read for.
     profile: str = DEFAULT_PROFILE
 
@@ -128,6 +133,8 @@ _KINDS: dict[str, tuple[type, Callable[[str], Any]]] = {
     "kill_grace_s": (float, float),
     "log_level": (str, str),
     "bcrypt_rounds": (int, _parse_int),
+    "events_heartbeat_s": (float, float),
+    "events_max_queued": (int, _parse_int),
 }
 
 _KIND_NAMES: dict[type, str] = {
@@ -145,6 +152,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "token_lifetime_s": (1, 366 * 24 * 3600),
     "kill_grace_s": (0.0, 3600.0),
     "bcrypt_rounds": (4, 31),
+    "events_heartbeat_s": (0.01, 3600.0),
+    "events_max_queued": (1, 10_000_000),
 }
 
 assert set(_KINDS) == {f.name for f in fields(Config)} - {"profile"}

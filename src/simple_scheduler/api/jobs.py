@@ -8,7 +8,9 @@ in a worker thread: a 10,000-task workflow must not stall every other request.
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, jsonify
+import logging
+
+from quart import Blueprint, Response, jsonify, request
 
 from simple_scheduler.api import requests, views
 from simple_scheduler.api.access import (
@@ -16,14 +18,19 @@ from simple_scheduler.api.access import (
     visible_job,
 )
 from simple_scheduler.api.context import services
-from simple_scheduler.api.errors import ApiError
-from simple_scheduler.api.requests import int_arg
+from simple_scheduler.api.details import job_details
+from simple_scheduler.api.errors import JOB_ALREADY_FINISHED_EXCEPTION, ApiError
+from simple_scheduler.api.requests import bool_arg, int_arg
+from simple_scheduler.states import JobStatus
 from simple_scheduler.store import jobstore
 from simple_scheduler.store.db import Row
 from simple_scheduler.workflow import (
     WorkflowError,
     WorkflowTooLarge,
 )
+from simple_scheduler.workflow.details import variable_details
+
+log = logging.getLogger("simple_scheduler.api")
 
 blueprint = Blueprint("jobs", __name__)
 
@@ -37,6 +44,17 @@ async def submit(matrix: dict[str, str]) -> Response:
     job = requests.with_query_generic_information(job)
     job_id = await services().scheduler.submit(job, principal.name, xml)
     return jsonify({"id": job_id, "readableName": job.name})
+
+
+_FLAGS = ("advanced", "hidden")
+#: JobValidationData's per-variable maps, and the detail each one carries.
+_UPDATED = {
+    "updatedModels": "model",
+    "updatedDescriptions": "description",
+    "updatedGroups": "group",
+    "updatedAdvanced": "advanced",
+    "updatedHidden": "hidden",
+}
 
 
 @blueprint.post("/scheduler/validate<matrix:matrix>")
@@ -54,10 +72,12 @@ async def validate(matrix: dict[str, str]) -> Response:
         "updatedGroups": {},
         "updatedAdvanced": {},
         "updatedHidden": {},
+        # ours: what the parser accepted but ignores (selection scripts, data spaces, ...)
+        "warnings": [],
     }
     try:
         data, variables = await requests.workflow_submission(matrix)
-        job, _ = await requests.parse_document(data, variables)
+        job, document = await requests.parse_document(data, variables)
     except WorkflowTooLarge as exc:
         result["errorMessage"] = f"workflow too large: {exc}"
     except WorkflowError as exc:
@@ -70,6 +90,13 @@ async def validate(matrix: dict[str, str]) -> Response:
     else:
         result["valid"] = True
         result["updatedVariables"] = dict(job.variables)
+        result["warnings"] = list(job.warnings)
+        declared = variable_details(document)
+        for key, detail in _UPDATED.items():
+            result[key] = {
+                name: declared.get(name, {}).get(detail, False if detail in _FLAGS else None)
+                for name in job.variables
+            }
     return jsonify(result)
 
 
@@ -86,7 +113,54 @@ async def list_jobs_info() -> Response:
     """Jobs with their info, newest first: RestPage<UserJobData>."""
     principal = await authenticate()
     rows, total = await _page(principal.is_admin, principal.name)
-    return jsonify(views.rest_page([views.user_job(r) for r in rows], total))
+    svc = services()
+    items = [views.user_job(r, await job_details(svc, int(r["id"]))) for r in rows]
+    return jsonify(views.rest_page(items, total))
+
+
+#: ProActive's status groups for the listing filters of `revisionjobsinfo`.
+_STATUS_FILTERS = {
+    "pending": (JobStatus.PENDING,),
+    "running": (JobStatus.RUNNING, JobStatus.STALLED, JobStatus.PAUSED, JobStatus.IN_ERROR),
+    "finished": (JobStatus.FINISHED, JobStatus.CANCELED, JobStatus.FAILED, JobStatus.KILLED),
+}
+
+
+@blueprint.get("/scheduler/revisionjobsinfo")
+async def revision_jobs_info() -> Response:
+    """Jobs with their info, filtered and paged, under the scheduler's state revision:
+    `{"revision": N, "map": {"N": [UserJobData...]}}` (ProActive's RestMapPage).
+
+    Filters as the clients send them: `myjobs`, `pending`, `running`, `finished`,
+    `withIssuesOnly`, `jobName`, `projectName`, `userName`; `index`/`limit` page (newest
+    first; `sortParams` is accepted and that order kept). A user lists their own jobs only.
+    """
+    principal = await authenticate()
+    owner: str | None = principal.name
+    if principal.is_admin and not bool_arg("myjobs", False):
+        owner = request.args.get("userName") or None
+    elif request.args.get("userName") and request.args["userName"] != principal.name:
+        owner = "\0"  # another user's jobs: none visible
+    statuses = [
+        s.value
+        for group, members in _STATUS_FILTERS.items()
+        if bool_arg(group, True)
+        for s in members
+    ]
+    rows, _total = await jobstore.list_jobs_filtered(
+        services().store,
+        owner=owner,
+        statuses=statuses,
+        with_issues_only=bool_arg("withIssuesOnly", False),
+        name=request.args.get("jobName") or None,
+        project=request.args.get("projectName") or None,
+        index=int_arg("index", -1, minimum=-1),
+        limit=int_arg("limit", -1, minimum=-1),
+    )
+    svc = services()
+    items = [views.user_job(r, await job_details(svc, int(r["id"]))) for r in rows]
+    revision = svc.scheduler.revision
+    return jsonify({"revision": revision, "map": {str(revision): items}})
 
 
 async def _page(is_admin: bool, name: str) -> tuple[list[Row], int]:
@@ -100,15 +174,17 @@ async def job_state(job_id: str) -> Response:
     """The job and all its tasks: JobStateData, tasks keyed by index."""
     principal = await authenticate()
     job = await visible_job(job_id, principal)
-    tasks = await jobstore.list_tasks(services().store, int(job["id"]), 0, int(job["total_tasks"]))
-    return jsonify(views.job_state(job, tasks))
+    svc = services()
+    tasks = await jobstore.list_tasks(svc.store, int(job["id"]), 0, int(job["total_tasks"]))
+    return jsonify(views.job_state(job, tasks, await job_details(svc, int(job["id"]))))
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/info")
 async def job_info(job_id: str) -> Response:
     """The job's status, times and task counters: JobInfoData."""
     principal = await authenticate()
-    return jsonify(views.job_info(await visible_job(job_id, principal)))
+    job = await visible_job(job_id, principal)
+    return jsonify(views.job_info(job, await job_details(services(), int(job["id"]))))
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/xml")
@@ -121,10 +197,19 @@ async def job_xml(job_id: str) -> Response:
 
 @blueprint.put("/scheduler/jobs/<job_id>/kill")
 async def kill_job(job_id: str) -> Response:
-    """Kill a job: true, or false when it had already ended."""
+    """Kill a job: true once it is KILLED and committed (running tasks ABORTED, the others
+    NOT_STARTED; their processes get TERM, the grace, KILL); 409 when it had ended."""
     principal = await authenticate()
     job = await visible_job(job_id, principal)
-    return jsonify(await services().scheduler.kill_job(int(job["id"])))
+    if not await services().scheduler.kill_job(int(job["id"])):
+        ended = await jobstore.get_job(services().store, int(job["id"]))
+        status = ended["status"] if ended is not None else job["status"]
+        raise ApiError(
+            409,
+            f"job {job['id']} has already ended ({status}): nothing to kill",
+            exception=JOB_ALREADY_FINISHED_EXCEPTION,
+        )
+    return jsonify(True)
 
 
 @blueprint.put("/scheduler/jobs/kill")

@@ -16,7 +16,9 @@ left out of the job's `allResults`, as in ProActive.
 `output` carries the task's stdout and stderr over all attempts, complete up to
 `MAX_OUTPUT_BYTES` per stream (beyond that the end, after a marker line; the `log/out`
 and `log/err` endpoints always give everything). `serializedValue` and
-`serializedException` are Java serializations in ProActive: they are null here.
+`serializedException` are Java serializations, as ProActive's Java client decodes them
+(javaser.py): the exit code as a `java.lang.Integer` on success, the failure as a
+`java.lang.Exception` carrying the reason (what makes `hadException()` true).
 """
 
 from __future__ import annotations
@@ -27,14 +29,15 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
-from simple_scheduler.api import outputs, views
+from simple_scheduler.api import javaser, outputs, views
 from simple_scheduler.api.access import (
     authenticate,
     visible_job,
     visible_task,
 )
 from simple_scheduler.api.context import services
-from simple_scheduler.api.errors import ApiError
+from simple_scheduler.api.details import job_details
+from simple_scheduler.api.errors import JOB_ALREADY_FINISHED_EXCEPTION, ApiError
 from simple_scheduler.api.requests import int_arg
 from simple_scheduler.errors import StateConflict
 from simple_scheduler.execution.backend import OutputKind
@@ -96,14 +99,27 @@ async def _output(job: Row, task: Row, kind: OutputKind) -> str:
     return text
 
 
+def serialized_value(task: Row) -> str | None:
+    """The exit code as a Java-serialized Integer (base64), on success."""
+    if not succeeded(task) or task["exit_code"] is None:
+        return None
+    return javaser.b64(javaser.integer(int(task["exit_code"])))
+
+
+def serialized_exception(task: Row) -> str | None:
+    """The failure as a Java-serialized Exception (base64), when the task failed."""
+    message = exception_message(task)
+    return None if message is None else javaser.b64(javaser.exception(message))
+
+
 async def task_result(job: Row, task: Row) -> JsonDict:
     """TaskResultData."""
     return {
         "id": {"id": int(task["task_index"]), "readableName": task["name"]},
         "value": value(task),
-        "serializedValue": None,
+        "serializedValue": serialized_value(task),
         "exceptionMessage": exception_message(task),
-        "serializedException": None,
+        "serializedException": serialized_exception(task),
         "metadata": {},
         "propagatedVariables": {},
         "output": {
@@ -124,7 +140,7 @@ async def job_result(job: Row, tasks: Sequence[Row]) -> JsonDict:
     results = {str(t["name"]): await task_result(job, t) for t in ended}
     return {
         "id": views.job_id_data(job),
-        "jobInfo": views.job_info(job),
+        "jobInfo": views.job_info(job, await job_details(services(), int(job["id"]))),
         "allResults": results,
         "preciousResults": {str(t["name"]): results[t["name"]] for t in ended if _precious(t)},
         "resultMap": {},
@@ -199,7 +215,11 @@ async def restart_all_in_error_tasks(job_id: str) -> Response:
     """Restart every IN_ERROR task of the job; false when there was none (409 if ended)."""
     job = await visible_job(job_id, await authenticate())
     if job["status"] in JOB_TERMINAL:
-        raise ApiError(409, f"job {job['id']} is {job['status']}: no In-Error task to restart")
+        raise ApiError(
+            409,
+            f"job {job['id']} is {job['status']}: no In-Error task to restart",
+            exception=JOB_ALREADY_FINISHED_EXCEPTION,
+        )
     tasks = await jobstore.list_tasks(services().store, int(job["id"]), 0, int(job["total_tasks"]))
     restarted = False
     for task in tasks:

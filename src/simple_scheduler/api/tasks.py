@@ -17,7 +17,9 @@ from simple_scheduler.api.access import (
     visible_task,
 )
 from simple_scheduler.api.context import services
+from simple_scheduler.api.errors import JOB_ALREADY_FINISHED_EXCEPTION, ApiError
 from simple_scheduler.api.requests import int_arg
+from simple_scheduler.states import JOB_TERMINAL
 from simple_scheduler.store import jobstore
 from simple_scheduler.store.db import Row
 
@@ -88,6 +90,14 @@ async def _act(job_id: str, task_name: str, pick: Callable[[], Action]) -> Respo
     principal = await authenticate()
     job = await visible_job(job_id, principal)
     task = await visible_task(job, task_name)
+    if job["status"] in JOB_TERMINAL:
+        # Kills are committed before they answer, so this row is the truth: say it.
+        raise ApiError(
+            409,
+            f"job {job['id']} has ended ({job['status']}): task {task['name']} is"
+            f" {task['status']}",
+            exception=JOB_ALREADY_FINISHED_EXCEPTION,
+        )
     return jsonify(await pick()(int(job["id"]), str(task["name"])))
 
 

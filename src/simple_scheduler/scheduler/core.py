@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from simple_scheduler.errors import StateConflict, UnknownTask
+from simple_scheduler.errors import JobAlreadyFinished, StateConflict, UnknownTask
 from simple_scheduler.execution.backend import (
     BackendError,
     Event,
@@ -964,7 +964,7 @@ class Scheduler:
     def _live(self, job_id: int) -> LiveJob:
         job = self._jobs.get(job_id)
         if job is None or job.status in JOB_TERMINAL:
-            raise StateConflict(f"job {job_id} is not alive")
+            raise JobAlreadyFinished(f"job {job_id} is not alive")
         return job
 
     def _task(self, job: LiveJob, name: str) -> LiveTask:
@@ -1124,6 +1124,11 @@ class Scheduler:
     @property
     def running(self) -> int:
         return self._running
+
+    @property
+    def revision(self) -> int:
+        """Grows with every committed batch of changes (ProActive's state revision)."""
+        return self._flush_generation
 
     def is_live(self, job_id: int) -> bool:
         return job_id in self._jobs
