@@ -67,8 +67,10 @@ class Config:
     #: The events WebSocket sends a heartbeat frame `X` after this long without events.
     events_heartbeat_s: float = 30.0
     #: Events queued for one WebSocket subscriber at most; a subscriber that falls this far
-    #: behind is disconnected (bounded memory, scheduling never waits for it).
-    events_max_queued: int = 10_000
+    #: behind is disconnected (bounded memory, scheduling never waits for it). A batch of
+    #: changes arrives at once (a 10,000-task job's submission makes 10,000 PENDING
+    #: events), so this must exceed the largest job.
+    events_max_queued: int = 100_000
     #: The profile the values were read for.
     profile: str = DEFAULT_PROFILE
 

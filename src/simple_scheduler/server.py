@@ -128,8 +128,15 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         # collector's sight, so full collections scan only what requests allocate.
         gc.collect()
         gc.freeze()
+
+        async def shutdown_trigger() -> None:
+            await stop.wait()
+            # Event streams never end by themselves: end them, or Hypercorn would wait
+            # its whole graceful timeout for them.
+            scheduler.events.close_all("server stopping")
+
         try:
-            await hypercorn_serve(app, _hypercorn_config(config), shutdown_trigger=stop.wait)
+            await hypercorn_serve(app, _hypercorn_config(config), shutdown_trigger=shutdown_trigger)
         finally:
             services.stopping = True
             log.info("stopping: writing pending state; running tasks keep running")

@@ -44,7 +44,7 @@ JOB_STATE_UPDATED = "JOB_STATE_UPDATED"
 TASK_STATE_UPDATED = "TASK_STATE_UPDATED"
 
 #: Events a subscriber queues at most before it is disconnected as too slow.
-DEFAULT_QUEUE_SIZE = 50_000
+DEFAULT_QUEUE_SIZE = 100_000
 
 
 @dataclass(slots=True, eq=False)

@@ -1,0 +1,172 @@
+"""`GET /rest/scheduler/events`: the events WebSocket, as ProActive serves it.
+
+Protocol (PROACTIVE.md 6.2), what ProActive's Java client (wasync, plain WebSocket) and
+smart proxy expect:
+- the session comes from the `sessionid` header, the `Authorization: Bearer` header, the
+  session cookie or `?sessionid=` (a browser cannot set headers on a WebSocket); an
+  invalid one is answered 401 before the upgrade;
+- the client's first frame is its subscription, `{"myEventsOnly": bool, "events":
+  [names]}` (empty or null: every event); the server answers the `NONE` frame;
+- then one text frame per event, `{"action", "schedulerEvent", "data"}`, `data` shaped
+  exactly as the REST answers (JobStateData, JobInfoData, TaskInfoData: views.py);
+- after `events_heartbeat_s` without events, a text frame `X` (Atmosphere's heartbeat);
+- the stream ends when the client closes, when the session is logged out or expires,
+  when the server stops, and when the client falls `events_max_queued` events behind
+  (the bus disconnects it rather than buffer without bound; see scheduler/events.py).
+
+A user receives the events of their own jobs only; an admin who subscribes with
+`myEventsOnly: false` receives everybody's. Each event is encoded once, however many
+subscribers send it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import orjson
+from quart import Blueprint, Response, websocket
+
+from simple_scheduler.api import views
+from simple_scheduler.api.context import Services, services
+from simple_scheduler.api.details import job_details
+from simple_scheduler.api.errors import NOT_CONNECTED, error_response
+from simple_scheduler.auth import sessions
+from simple_scheduler.auth.sessions import AuthError, Principal
+from simple_scheduler.scheduler.events import (
+    JOB_SUBMITTED,
+    TASK_STATE_UPDATED,
+    SchedulerEvent,
+    Subscription,
+)
+
+log = logging.getLogger("simple_scheduler.api.events")
+
+blueprint = Blueprint("events", __name__)
+
+#: The reply to a subscription (ProActive's EventNotification with action NONE).
+NONE_FRAME = '{"action":"NONE","schedulerEvent":null,"data":null}'
+HEARTBEAT_FRAME = "X"
+#: Close codes: normal, going away (server stops), policy (logged out, too slow, bad
+#: subscription).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+
+
+async def _principal(svc: Services) -> Principal:
+    wanted = (sessions.SESSION_HEADER, "Authorization")
+    headers = {name: value for name in wanted if (value := websocket.headers.get(name))}
+    token = sessions.extract_token(headers, websocket.cookies)
+    token = token or websocket.args.get(sessions.SESSION_HEADER)
+    if not token:
+        raise AuthError(NOT_CONNECTED)
+    principal = svc.tokens.get(token)
+    if principal is None:
+        principal = await sessions.verify_token(svc.store, svc.keys, token)
+        svc.tokens.put(token, principal)
+    return principal
+
+
+def _subscription(text: str | bytes) -> tuple[bool, list[str] | None]:
+    """(myEventsOnly, event names or None for all) from the first client frame."""
+    try:
+        body = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"the subscription is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError("the subscription must be a JSON object")
+    names = body.get("events")
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) for n in names)
+    ):
+        raise ValueError("events must be a list of event names")
+    return body.get("myEventsOnly") is not False, names or None
+
+
+async def encode(svc: Services, event: SchedulerEvent) -> str:
+    """The event's frame, made once and kept on the event for every other subscriber."""
+    if event.cached is not None:
+        return event.cached
+    job = {**event.job_static, **event.job}
+    data: dict[str, Any]
+    if event.action == TASK_STATE_UPDATED:
+        task = event.task
+        assert task is not None
+        variables = views.task_variables(job, task.get("spec_variables"))
+        data = views.task_info(task, job, variables)
+    else:
+        details = await job_details(svc, event.job_id)
+        if event.action == JOB_SUBMITTED:
+            data = views.job_state(job, event.tasks or (), details)
+        else:
+            data = views.job_info(job, details)
+    if event.cached is None:  # another subscriber may have made it meanwhile
+        event.cached = orjson.dumps(
+            {"action": event.action, "schedulerEvent": event.name, "data": data}
+        ).decode()
+    return event.cached
+
+
+@blueprint.websocket("/scheduler/events")
+async def events() -> Response | None:
+    """The events stream (see the module's docstring)."""
+    svc = services()
+    try:
+        principal = await _principal(svc)
+    except AuthError as exc:
+        return error_response(401, exc.message)  # before the upgrade: a plain 401
+    await websocket.accept()
+    try:
+        my_events_only, names = _subscription(await websocket.receive())
+    except ValueError as exc:
+        await websocket.close(CLOSE_POLICY, str(exc)[:120])
+        return None
+    # Users follow their own jobs whatever they ask; an admin may follow everybody's.
+    owner = None if principal.is_admin and not my_events_only else principal.name
+    bus = svc.scheduler.events
+    sub = bus.subscribe(
+        owner, names, session=principal.jti, max_queued=svc.config.events_max_queued
+    )
+    reader = asyncio.create_task(_discard_incoming())
+    try:
+        await websocket.send(NONE_FRAME)
+        code, reason = await _stream(svc, sub, principal)
+    finally:
+        sub.close("disconnected")
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+    # A client that stopped reading may never take the close frame: do not wait on it.
+    with contextlib.suppress(TimeoutError, Exception):
+        await asyncio.wait_for(websocket.close(code, reason), 2.0)
+    return None
+
+
+async def _stream(svc: Services, sub: Subscription, principal: Principal) -> tuple[int, str]:
+    """Send events and heartbeats until the subscription ends; the close code and reason."""
+    heartbeat = svc.config.events_heartbeat_s
+    while True:
+        left = principal.exp - time.time()
+        if left <= 0:
+            return CLOSE_POLICY, "session expired"
+        ready = await sub.wait(min(heartbeat, left))
+        if sub.closed:
+            reason = sub.closed_because or "closed"
+            code = CLOSE_GOING_AWAY if reason.startswith("server") else CLOSE_POLICY
+            return code, reason
+        if not ready:
+            await websocket.send(HEARTBEAT_FRAME)
+            continue
+        for event in sub.take():
+            await websocket.send(await encode(svc, event))
+
+
+async def _discard_incoming() -> None:
+    """Read and drop what the client sends after subscribing (ProActive's sends nothing),
+    so nothing piles up in the receive queue."""
+    while True:
+        await websocket.receive()
