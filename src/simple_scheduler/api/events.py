@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -87,8 +89,8 @@ def _subscription(text: str | bytes) -> tuple[bool, list[str] | None]:
     return body.get("myEventsOnly") is not False, names or None
 
 
-async def encode(svc: Services, event: SchedulerEvent) -> str:
-    """The event's frame, made once and kept on the event for every other subscriber."""
+async def encode(svc: Services, event: SchedulerEvent) -> bytes:
+    """The event's JSON, made once and kept on the event for every other subscriber."""
     if event.cached is not None:
         return event.cached
     job = {**event.job_static, **event.job}
@@ -107,8 +109,58 @@ async def encode(svc: Services, event: SchedulerEvent) -> str:
     if event.cached is None:  # another subscriber may have made it meanwhile
         event.cached = orjson.dumps(
             {"action": event.action, "schedulerEvent": event.name, "data": data}
-        ).decode()
+        )
     return event.cached
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A final, unmasked WebSocket text frame (RFC 6455 5.2) holding `payload`.
+
+    Without RSV1 it is an uncompressed message, which stays valid when the connection
+    negotiated permessage-deflate (RFC 7692 6.1)."""
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x81, size))
+    elif size < 65536:
+        head = struct.pack(">BBH", 0x81, 126, size)
+    else:
+        head = struct.pack(">BBQ", 0x81, 127, size)
+    return head + payload
+
+
+async def frame_of(svc: Services, event: SchedulerEvent) -> bytes:
+    if event.frame is None:
+        event.frame = text_frame(await encode(svc, event))
+    return event.frame
+
+
+RawSend = Callable[[bytes], Awaitable[None]]
+
+
+def raw_sender() -> RawSend | None:
+    """Write ready-made frames straight to Hypercorn's stream, when serving under it.
+
+    Sending each event through Quart and Hypercorn costs a loop turn, a wsproto
+    serialisation and a socket write per frame and per subscriber; the frames of a
+    batch of events are the same bytes for every subscriber, so they are built once and
+    written with one call (one write, one drain: the connection's backpressure still
+    applies). Anything else (the test client, another server) gets None and the plain,
+    per-message path.
+    """
+    try:
+        asgi_send = websocket._get_current_object()._send.args[0]  # type: ignore[attr-defined]
+        stream = asgi_send.__self__
+        send, stream_id = stream.send, stream.stream_id
+        from hypercorn.protocol.events import Data
+    except (AttributeError, IndexError, ImportError):
+        return None
+    if type(stream).__name__ != "WSStream":
+        return None
+
+    async def write(data: bytes) -> None:
+        await send(Data(stream_id=stream_id, data=data))
+
+    return write
 
 
 @blueprint.websocket("/scheduler/events")
@@ -134,7 +186,7 @@ async def events() -> Response | None:
     reader = asyncio.create_task(_discard_incoming())
     try:
         await websocket.send(NONE_FRAME)
-        code, reason = await _stream(svc, sub, principal)
+        code, reason = await _stream(svc, sub, principal, raw_sender())
     finally:
         sub.close("disconnected")
         reader.cancel()
@@ -146,7 +198,9 @@ async def events() -> Response | None:
     return None
 
 
-async def _stream(svc: Services, sub: Subscription, principal: Principal) -> tuple[int, str]:
+async def _stream(
+    svc: Services, sub: Subscription, principal: Principal, raw: RawSend | None
+) -> tuple[int, str]:
     """Send events and heartbeats until the subscription ends; the close code and reason."""
     heartbeat = svc.config.events_heartbeat_s
     while True:
@@ -161,8 +215,12 @@ async def _stream(svc: Services, sub: Subscription, principal: Principal) -> tup
         if not ready:
             await websocket.send(HEARTBEAT_FRAME)
             continue
-        for event in sub.take():
-            await websocket.send(await encode(svc, event))
+        batch = sub.take()
+        if raw is not None:
+            await raw(b"".join([await frame_of(svc, event) for event in batch]))
+            continue
+        for event in batch:
+            await websocket.send((await encode(svc, event)).decode())
 
 
 async def _discard_incoming() -> None:

@@ -471,8 +471,8 @@ class Scheduler:
                 "name": job.name,
                 "project_name": job.project_name,
                 "description": job.description,
-                "variables": json.dumps(job.variables),
-                "generic_information": json.dumps(job.generic_information),
+                "variables": dict(job.variables),
+                "generic_information": dict(job.generic_information),
                 "submitted_time": submitted,
                 "total_tasks": len(tasks),
             },
@@ -1173,7 +1173,11 @@ _STATIC_COLUMNS = (
 
 
 def _static_columns(row: Row) -> dict[str, Any]:
-    return {c: row[c] for c in _STATIC_COLUMNS}
+    static = {c: row[c] for c in _STATIC_COLUMNS}
+    for name in ("variables", "generic_information"):  # decoded once, not per event
+        if isinstance(static[name], str):
+            static[name] = json.loads(static[name] or "{}")
+    return static
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -64,8 +64,10 @@ class SchedulerEvent:
     tasks: Sequence[Mapping[str, Any]] | None = None
     #: `time.monotonic()` when recorded (event lag is measured from here)
     recorded: float = field(default_factory=time.monotonic)
-    #: the encoded frame, made once by the first subscriber that sends it
-    cached: str | None = None
+    #: the encoded JSON and its WebSocket frame, made once by the first subscriber that
+    #: sends it (a server's frames are unmasked: the same bytes serve every subscriber)
+    cached: bytes | None = None
+    frame: bytes | None = None
 
 
 def task_event_name(old: TaskStatus, new: TaskStatus) -> str:

@@ -1,0 +1,277 @@
+"""Events fan-out: does following a job over the events WebSocket slow scheduling?
+
+The real server (`simple-scheduler run-server`, W workers) runs the scheduler
+benchmark's job of N independent `/bin/true` tasks (N = 10,000; 2,000 with --small)
+with no subscriber, then with S WebSocket subscribers (default 200), interleaved over
+--rounds rounds in the same run. Throughput is the server's own measure: the job's
+`finishedTime - submittedTime` from `/jobs/{id}/info`.
+
+Subscriber profile (say which, since it decides the load): S sessions subscribe as
+ProActive's smart proxy does (`myEventsOnly: true`, all events). `--owner-subscribers`
+of them (default 10) belong to the job's owner and receive every event of the job (a
+dashboard, a CLI `watch`, smart proxies); the others belong to another user, as when
+hundreds of users follow their own jobs, and receive heartbeats only. Every one of them
+is registered on the bus the scheduler publishes into.
+
+Event lag: for each task event received by an owner subscriber, the receive time minus
+the time of the change it reports (`scheduledTime` for RUNNING, `finishedTime` for the
+end, both stamped by the server or the monitor): it includes the batching window, the
+commit, the encoding and the WebSocket.
+
+usage: python benchmarks/events_fanout.py [--small] [--subscribers 200]
+    [--owner-subscribers 10] [--workers 10] [--rounds 1]
+Last line: {"benchmark":"events_fanout","tasks_per_s_0","tasks_per_s_200","ratio",
+            "events_per_s","p99_event_lag_ms"}
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import psutil
+import websockets
+
+NS = "urn:proactive:jobdescriptor:3.14"
+
+
+def workflow(n: int) -> bytes:
+    tasks = "".join(
+        f'<task name="t{i}"><nativeExecutable><staticCommand value="/bin/true"/>'
+        "</nativeExecutable></task>"
+        for i in range(n)
+    )
+    return f'<job xmlns="{NS}" name="fanout"><taskFlow>{tasks}</taskFlow></job>'.encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, root: Path, workers: int) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/rest"
+        self.env = dict(
+            os.environ,
+            SIMPLE_SCHEDULER_DATA_DIR=str(root / "data"),
+            SIMPLE_SCHEDULER_PORT=str(self.port),
+            SIMPLE_SCHEDULER_BCRYPT_ROUNDS="4",
+            SIMPLE_SCHEDULER_NB_OF_WORKERS=str(workers),
+            SIMPLE_SCHEDULER_LOG_LEVEL="WARNING",
+        )
+        self.env.pop("SIMPLE_SCHEDULER_CONFIG", None)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "simple_scheduler", *args],
+            cwd=self.root,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        log = (self.root / "server.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "simple_scheduler", "run-server"],
+            cwd=self.root,
+            env=self.env,
+            stdout=log,
+            stderr=log,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("the server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        # The hypervisor outlives the server by design: stop it too (by pid: the process
+        # whose command line names this run's folder).
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            if any(str(self.root) in part for part in proc.info["cmdline"] or ()):
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+
+
+async def login(client: httpx.AsyncClient, user: str) -> str:
+    response = await client.post("/scheduler/login", data={"username": user, "password": "pw"})
+    response.raise_for_status()
+    return response.text
+
+
+class Subscriber:
+    """One WebSocket subscriber; owner subscribers keep every task event's lag."""
+
+    def __init__(self, url: str, token: str, measure: bool) -> None:
+        self.url, self.token, self.measure = url, token, measure
+        self.frames = 0
+        self.lags_ms: list[float] = []
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        # No permessage-deflate: ProActive's client (wasync) does not negotiate it.
+        async with websockets.connect(
+            self.url,
+            additional_headers={"sessionid": self.token},
+            max_size=None,
+            compression=None,
+        ) as ws:
+            await ws.send('{"myEventsOnly": true, "events": []}')
+            await ws.recv()  # NONE
+            self.ready.set()
+            async for frame in ws:
+                if frame == "X":
+                    continue
+                self.frames += 1
+                if not self.measure:
+                    continue
+                now = time.time() * 1000
+                event = orjson.loads(frame)
+                data = event["data"]
+                status = data.get("taskStatus")
+                if status == "RUNNING":
+                    self.lags_ms.append(now - data["scheduledTime"])
+                elif status == "FINISHED":
+                    self.lags_ms.append(now - data["finishedTime"])
+
+
+async def run_job(client: httpx.AsyncClient, n: int) -> float:
+    """Submit, wait for the end; the server's tasks per second for the job."""
+    response = await client.post(
+        "/scheduler/submit", files={"file": ("job.xml", workflow(n), "application/xml")}
+    )
+    response.raise_for_status()
+    job_id = response.json()["id"]
+    while True:
+        info = (await client.get(f"/scheduler/jobs/{job_id}/info")).json()
+        if info["status"] in ("FINISHED", "CANCELED", "FAILED", "KILLED"):
+            break
+        await asyncio.sleep(0.25)
+    assert info["status"] == "FINISHED" and info["numberOfFaultyTasks"] == 0, info
+    await client.delete(f"/scheduler/jobs/{job_id}")  # its files: keep the disk state alike
+    return n / ((info["finishedTime"] - info["submittedTime"]) / 1000)
+
+
+async def measure(args: argparse.Namespace, server: Server) -> dict[str, float]:
+    n = 2000 if args.small else 10_000
+    async with httpx.AsyncClient(base_url=server.url, timeout=600) as anon:
+        owner_token = await login(anon, "bench")
+        watcher_tokens = [await login(anon, "watcher") for _ in range(args.subscribers)]
+    ws_url = server.url.replace("http://", "ws://") + "/scheduler/events"
+    without: list[float] = []
+    with_subs: list[float] = []
+    lags: list[float] = []
+    events_per_s: list[float] = []
+    async with httpx.AsyncClient(
+        base_url=server.url, headers={"sessionid": owner_token}, timeout=600
+    ) as client:
+        await run_job(client, 200)  # warm-up
+        for round_ in range(args.rounds):
+            without.append(await run_job(client, n))
+            print(f"round {round_}: 0 subscribers: {without[-1]:.0f} tasks/s", flush=True)
+            owners = min(args.owner_subscribers, args.subscribers)
+            subs = [
+                Subscriber(ws_url, owner_token if i < owners else watcher_tokens[i], i < owners)
+                for i in range(args.subscribers)
+            ]
+            for sub in subs:
+                sub.task = asyncio.create_task(sub.run())
+            await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in subs)), 120)
+            started = time.perf_counter()
+            with_subs.append(await run_job(client, n))
+            elapsed = time.perf_counter() - started
+            expected = 1 + 3 * n + 2  # submitted, 3 per task, running and finished
+            deadline = time.monotonic() + 60
+            while any(s.frames < expected for s in subs[:owners]):
+                assert time.monotonic() < deadline, [s.frames for s in subs[:owners]]
+                await asyncio.sleep(0.05)
+            frames = sum(s.frames for s in subs)
+            events_per_s.append(frames / elapsed)
+            for sub in subs:
+                lags.extend(sub.lags_ms)
+                assert sub.task is not None
+                sub.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sub.task
+            print(
+                f"round {round_}: {args.subscribers} subscribers ({owners} following the"
+                f" job): {with_subs[-1]:.0f} tasks/s, {events_per_s[-1]:.0f} events/s"
+                f" delivered",
+                flush=True,
+            )
+    lags.sort()
+    return {
+        "tasks_per_s_0": statistics.median(without),
+        "tasks_per_s_n": statistics.median(with_subs),
+        "events_per_s": statistics.median(events_per_s),
+        "p99": lags[int(0.99 * (len(lags) - 1))] if lags else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--small", action="store_true", help="2,000 tasks instead of 10,000")
+    parser.add_argument("--subscribers", type=int, default=200)
+    parser.add_argument("--owner-subscribers", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--dir", default="/tmp")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="ss-fanout-", dir=args.dir))
+    server = Server(root, args.workers)
+    try:
+        server.cli("create-user", "bench", "pw")
+        server.cli("create-user", "watcher", "pw")
+        server.start()
+        result = asyncio.run(measure(args, server))
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    print(
+        orjson.dumps(
+            {
+                "benchmark": "events_fanout",
+                "tasks_per_s_0": round(result["tasks_per_s_0"], 1),
+                "tasks_per_s_200": round(result["tasks_per_s_n"], 1),
+                "ratio": round(result["tasks_per_s_n"] / result["tasks_per_s_0"], 3),
+                "events_per_s": round(result["events_per_s"], 1),
+                "p99_event_lag_ms": round(result["p99"], 1),
+                "subscribers": args.subscribers,
+                "owner_subscribers": min(args.owner_subscribers, args.subscribers),
+                "tasks": 2000 if args.small else 10_000,
+            }
+        ).decode()
+    )
+
+
+if __name__ == "__main__":
+    main()
