@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import os
 import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -43,7 +45,6 @@ from pathlib import Path
 import httpx
 import orjson
 import psutil
-import websockets
 
 NS = "urn:proactive:jobdescriptor:3.14"
 
@@ -128,40 +129,89 @@ async def login(client: httpx.AsyncClient, user: str) -> str:
 
 
 class Subscriber:
-    """One WebSocket subscriber; owner subscribers keep every task event's lag."""
+    """One WebSocket subscriber, written lean so that the benchmark's own CPU (on the same
+    machine) stays small: a plain asyncio stream, the RFC 6455 handshake and frame
+    parsing by hand, no permessage-deflate (ProActive's client, wasync, does not
+    negotiate it). Owner subscribers keep every task event's lag."""
 
-    def __init__(self, url: str, token: str, measure: bool) -> None:
-        self.url, self.token, self.measure = url, token, measure
+    def __init__(self, port: int, token: str, measure: bool) -> None:
+        self.port, self.token, self.measure = port, token, measure
         self.frames = 0
+        self.first_at = self.last_at = 0.0
         self.lags_ms: list[float] = []
+        #: (receive time, lag) of each measured event, for the per-second lag profile
+        self.timeline: list[tuple[float, float]] = []
         self.ready = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        # No permessage-deflate: ProActive's client (wasync) does not negotiate it.
-        async with websockets.connect(
-            self.url,
-            additional_headers={"sessionid": self.token},
-            max_size=None,
-            compression=None,
-        ) as ws:
-            await ws.send('{"myEventsOnly": true, "events": []}')
-            await ws.recv()  # NONE
-            self.ready.set()
-            async for frame in ws:
-                if frame == "X":
-                    continue
-                self.frames += 1
-                if not self.measure:
-                    continue
-                now = time.time() * 1000
-                event = orjson.loads(frame)
-                data = event["data"]
-                status = data.get("taskStatus")
-                if status == "RUNNING":
-                    self.lags_ms.append(now - data["scheduledTime"])
-                elif status == "FINISHED":
-                    self.lags_ms.append(now - data["finishedTime"])
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            key = base64.b64encode(os.urandom(16)).decode()
+            writer.write(
+                (
+                    "GET /rest/scheduler/events HTTP/1.1\r\n"
+                    f"Host: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                    f"Sec-WebSocket-Version: 13\r\nsessionid: {self.token}\r\n\r\n"
+                ).encode()
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101"), head
+            payload = b'{"myEventsOnly": true, "events": []}'
+            mask = os.urandom(4)
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            writer.write(bytes((0x81, 0x80 | len(payload))) + mask + masked)
+            buffer = bytearray()
+            none_seen = False
+            while True:
+                chunk = await reader.read(1 << 20)
+                if not chunk:
+                    return
+                buffer += chunk
+                at = 0
+                while len(buffer) - at >= 2:
+                    size, header = buffer[at + 1] & 0x7F, 2
+                    if size == 126:
+                        if len(buffer) - at < 4:
+                            break
+                        size, header = struct.unpack_from(">H", buffer, at + 2)[0], 4
+                    elif size == 127:
+                        if len(buffer) - at < 10:
+                            break
+                        size, header = struct.unpack_from(">Q", buffer, at + 2)[0], 10
+                    if len(buffer) - at < header + size:
+                        break
+                    opcode = buffer[at] & 0x0F
+                    body = bytes(buffer[at + header : at + header + size])
+                    at += header + size
+                    if opcode == 8:
+                        return
+                    if not none_seen:
+                        none_seen = True
+                        self.ready.set()
+                    elif body != b"X":
+                        self.on_event(body)
+                del buffer[:at]
+        finally:
+            writer.close()
+
+    def on_event(self, body: bytes) -> None:
+        self.frames += 1
+        self.last_at = time.perf_counter()
+        self.first_at = self.first_at or self.last_at
+        if not self.measure:
+            return
+        now = time.time() * 1000
+        data = orjson.loads(body)["data"]
+        status = data.get("taskStatus")
+        if status == "RUNNING":
+            self.lags_ms.append(now - data["scheduledTime"])
+        elif status == "FINISHED":
+            self.lags_ms.append(now - data["finishedTime"])
+        else:
+            return
+        self.timeline.append((now, self.lags_ms[-1]))
 
 
 async def run_job(client: httpx.AsyncClient, n: int) -> float:
@@ -186,7 +236,6 @@ async def measure(args: argparse.Namespace, server: Server) -> dict[str, float]:
     async with httpx.AsyncClient(base_url=server.url, timeout=600) as anon:
         owner_token = await login(anon, "bench")
         watcher_tokens = [await login(anon, "watcher") for _ in range(args.subscribers)]
-    ws_url = server.url.replace("http://", "ws://") + "/scheduler/events"
     without: list[float] = []
     with_subs: list[float] = []
     lags: list[float] = []
@@ -200,24 +249,36 @@ async def measure(args: argparse.Namespace, server: Server) -> dict[str, float]:
             print(f"round {round_}: 0 subscribers: {without[-1]:.0f} tasks/s", flush=True)
             owners = min(args.owner_subscribers, args.subscribers)
             subs = [
-                Subscriber(ws_url, owner_token if i < owners else watcher_tokens[i], i < owners)
+                Subscriber(server.port, owner_token, True)
+                if i < owners
+                else Subscriber(server.port, watcher_tokens[i], False)
                 for i in range(args.subscribers)
             ]
             for sub in subs:
                 sub.task = asyncio.create_task(sub.run())
             await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in subs)), 120)
-            started = time.perf_counter()
             with_subs.append(await run_job(client, n))
-            elapsed = time.perf_counter() - started
             expected = 1 + 3 * n + 2  # submitted, 3 per task, running and finished
             deadline = time.monotonic() + 60
             while any(s.frames < expected for s in subs[:owners]):
                 assert time.monotonic() < deadline, [s.frames for s in subs[:owners]]
                 await asyncio.sleep(0.05)
+            # Delivery rate: every subscriber's events over the time they arrived in.
             frames = sum(s.frames for s in subs)
-            events_per_s.append(frames / elapsed)
+            window = max(s.last_at for s in subs) - min(s.first_at for s in subs[:owners])
+            events_per_s.append(frames / window)
+            profile: dict[int, list[float]] = {}
+            first = min((t for sub in subs for t, _ in sub.timeline), default=0.0)
             for sub in subs:
                 lags.extend(sub.lags_ms)
+                for t, lag in sub.timeline:
+                    profile.setdefault(int((t - first) / 1000), []).append(lag)
+            print(
+                "lag by second (max ms): "
+                + " ".join(f"{k}s:{max(v):.0f}" for k, v in sorted(profile.items())),
+                flush=True,
+            )
+            for sub in subs:
                 assert sub.task is not None
                 sub.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
