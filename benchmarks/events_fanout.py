@@ -9,7 +9,8 @@ with no subscriber, then with S WebSocket subscribers (default 200), interleaved
 Subscriber profile (say which, since it decides the load): S sessions subscribe as
 ProActive's smart proxy does (`myEventsOnly: true`, all events). `--owner-subscribers`
 of them (default 10) belong to the job's owner and receive every event of the job (a
-dashboard, a CLI `watch`, smart proxies); the others belong to another user, as when
+dashboard, a CLI `watch`, smart proxies; the first two decode every frame to measure its
+lag, the others count them); the others belong to another user, as when
 hundreds of users follow their own jobs, and receive heartbeats only. Every one of them
 is registered on the bus the scheduler publishes into.
 
@@ -47,6 +48,9 @@ import orjson
 import psutil
 
 NS = "urn:proactive:jobdescriptor:3.14"
+#: Owner subscribers that decode every frame for its lag (the others count frames):
+#: the benchmark's own CPU competes with the server's on this machine.
+MEASURED = 2
 
 
 def workflow(n: int) -> bytes:
@@ -183,25 +187,24 @@ class Subscriber:
                     if len(buffer) - at < header + size:
                         break
                     opcode = buffer[at] & 0x0F
-                    body = bytes(buffer[at + header : at + header + size])
-                    at += header + size
+                    begin, at = at + header, at + header + size
                     if opcode == 8:
                         return
                     if not none_seen:
                         none_seen = True
                         self.ready.set()
-                    elif body != b"X":
-                        self.on_event(body)
+                    elif size != 1 or buffer[begin] != 0x58:  # not the heartbeat "X"
+                        self.frames += 1
+                        if self.measure:
+                            self.on_event(bytes(buffer[begin:at]))
                 del buffer[:at]
+                if self.frames:
+                    self.last_at = time.perf_counter()
+                    self.first_at = self.first_at or self.last_at
         finally:
             writer.close()
 
     def on_event(self, body: bytes) -> None:
-        self.frames += 1
-        self.last_at = time.perf_counter()
-        self.first_at = self.first_at or self.last_at
-        if not self.measure:
-            return
         now = time.time() * 1000
         data = orjson.loads(body)["data"]
         status = data.get("taskStatus")
@@ -214,8 +217,8 @@ class Subscriber:
         self.timeline.append((now, self.lags_ms[-1]))
 
 
-async def run_job(client: httpx.AsyncClient, n: int) -> float:
-    """Submit, wait for the end; the server's tasks per second for the job."""
+async def run_job(client: httpx.AsyncClient, n: int) -> tuple[int, float]:
+    """Submit, wait for the end; the job's id and the server's tasks per second for it."""
     response = await client.post(
         "/scheduler/submit", files={"file": ("job.xml", workflow(n), "application/xml")}
     )
@@ -227,8 +230,12 @@ async def run_job(client: httpx.AsyncClient, n: int) -> float:
             break
         await asyncio.sleep(0.25)
     assert info["status"] == "FINISHED" and info["numberOfFaultyTasks"] == 0, info
-    await client.delete(f"/scheduler/jobs/{job_id}")  # its files: keep the disk state alike
-    return n / ((info["finishedTime"] - info["submittedTime"]) / 1000)
+    return job_id, n / ((info["finishedTime"] - info["submittedTime"]) / 1000)
+
+
+async def remove(client: httpx.AsyncClient, job_id: int) -> None:
+    """Remove a measured job and its files, so every round starts from the same disk."""
+    (await client.delete(f"/scheduler/jobs/{job_id}")).raise_for_status()
 
 
 async def measure(args: argparse.Namespace, server: Server) -> dict[str, float]:
@@ -243,13 +250,15 @@ async def measure(args: argparse.Namespace, server: Server) -> dict[str, float]:
     async with httpx.AsyncClient(
         base_url=server.url, headers={"sessionid": owner_token}, timeout=600
     ) as client:
-        await run_job(client, 200)  # warm-up
+        await remove(client, (await run_job(client, 200))[0])  # warm-up
         for round_ in range(args.rounds):
-            without.append(await run_job(client, n))
+            job_id, rate = await run_job(client, n)
+            without.append(rate)
+            await remove(client, job_id)
             print(f"round {round_}: 0 subscribers: {without[-1]:.0f} tasks/s", flush=True)
             owners = min(args.owner_subscribers, args.subscribers)
             subs = [
-                Subscriber(server.port, owner_token, True)
+                Subscriber(server.port, owner_token, i < MEASURED)
                 if i < owners
                 else Subscriber(server.port, watcher_tokens[i], False)
                 for i in range(args.subscribers)
@@ -257,7 +266,8 @@ async def measure(args: argparse.Namespace, server: Server) -> dict[str, float]:
             for sub in subs:
                 sub.task = asyncio.create_task(sub.run())
             await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in subs)), 120)
-            with_subs.append(await run_job(client, n))
+            job_id, rate = await run_job(client, n)
+            with_subs.append(rate)
             expected = 1 + 3 * n + 2  # submitted, 3 per task, running and finished
             deadline = time.monotonic() + 60
             while any(s.frames < expected for s in subs[:owners]):
@@ -283,6 +293,7 @@ async def measure(args: argparse.Namespace, server: Server) -> dict[str, float]:
                 sub.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await sub.task
+            await remove(client, job_id)
             print(
                 f"round {round_}: {args.subscribers} subscribers ({owners} following the"
                 f" job): {with_subs[-1]:.0f} tasks/s, {events_per_s[-1]:.0f} events/s"

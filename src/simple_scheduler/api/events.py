@@ -57,6 +57,8 @@ HEARTBEAT_FRAME = "X"
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+#: Events encoded and written at once: bounds how long one subscriber holds the loop.
+SLICE = 256
 
 
 async def _principal(svc: Services) -> Principal:
@@ -216,11 +218,14 @@ async def _stream(
             await websocket.send(HEARTBEAT_FRAME)
             continue
         batch = sub.take()
-        if raw is not None:
-            await raw(b"".join([await frame_of(svc, event) for event in batch]))
+        if raw is None:
+            for event in batch:
+                await websocket.send((await encode(svc, event)).decode())
             continue
-        for event in batch:
-            await websocket.send((await encode(svc, event)).decode())
+        # A large batch (a big job's submission) goes out in slices, the loop free between
+        # them: encoding thousands of events at once would hold up scheduling.
+        for start in range(0, len(batch), SLICE):
+            await raw(b"".join([await frame_of(svc, e) for e in batch[start : start + SLICE]]))
 
 
 async def _discard_incoming() -> None:
