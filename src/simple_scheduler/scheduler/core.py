@@ -1133,12 +1133,18 @@ class Scheduler:
     def is_live(self, job_id: int) -> bool:
         return job_id in self._jobs
 
+    def _dying_of(self, job_id: int) -> bool:
+        """Whether a killed execution of the job still has its process."""
+        prefix = f"{job_id}."
+        return any(key.startswith(prefix) for key in self._dying)
+
     async def wait_job(self, job_id: int, timeout: float = 60.0) -> str:
-        """Wait until the job has ended and its final state is committed; its status.
+        """Wait until the job has ended, its final state is committed and its killed
+        processes are gone; its status.
 
         (Tests and benchmarks.) The end is signalled, not polled for, so the time this
-        returns at is the job's own; only a killed job whose tasks are still on their
-        way to ABORTED is polled.
+        returns at is the job's own; only a killed job whose processes are still dying
+        (already recorded ABORTED) is polled.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -1149,7 +1155,12 @@ class Scheduler:
                     await asyncio.wait_for(waiter.wait(), max(0.0, deadline - time.monotonic()))
             await self.flush()
             row = await jobstore.get_job(self.store, job_id)
-            if row is not None and J(row["status"]) in JOB_TERMINAL and not self.is_live(job_id):
+            if (
+                row is not None
+                and J(row["status"]) in JOB_TERMINAL
+                and not self.is_live(job_id)
+                and not self._dying_of(job_id)
+            ):
                 return str(row["status"])
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {row and row['status']}")
