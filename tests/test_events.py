@@ -7,6 +7,7 @@ a frame arriving, a status read, a process gone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -261,12 +262,14 @@ def test_slow_subscriber_is_disconnected_and_scheduling_goes_on(server: Server) 
         assert len(frames) == 1 + 3 * n + 2
         log = server.log.read_text()
         assert "does not keep up" in log
-        # The server let go of the stuck one: reading now reaches the end of the stream.
+        # The server let go of the stuck one: reading now reaches the end of the stream
+        # (a close frame saying why, if it was taken in time, else a dropped connection).
         stuck.settimeout(30)
         received = b""
-        while chunk := stuck.recv(65536):
-            received += chunk
-        assert b"too slow" in received  # the close frame's reason
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := stuck.recv(65536):
+                received += chunk
+        assert b"too slow" in received or "it does not read" in server.log.read_text()
     finally:
         stuck.close()
 

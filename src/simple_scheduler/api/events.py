@@ -27,6 +27,7 @@ import logging
 import struct
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -59,6 +60,8 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 #: Events encoded and written at once: bounds how long one subscriber holds the loop.
 SLICE = 256
+#: How long a closing stream waits for its close frame to be taken.
+CLOSE_WAIT_S = 2.0
 
 
 async def _principal(svc: Services) -> Principal:
@@ -139,7 +142,17 @@ async def frame_of(svc: Services, event: SchedulerEvent) -> bytes:
 RawSend = Callable[[bytes], Awaitable[None]]
 
 
-def raw_sender() -> RawSend | None:
+@dataclass(frozen=True)
+class RawConnection:
+    """Hypercorn's stream of this WebSocket, reached below the ASGI interface."""
+
+    write: RawSend
+    #: drops the TCP connection at once (a client that stopped reading never takes a
+    #: close frame); None when it could not be found
+    abort: Callable[[], None] | None
+
+
+def raw_connection() -> RawConnection | None:
     """Write ready-made frames straight to Hypercorn's stream, when serving under it.
 
     Sending each event through Quart and Hypercorn costs a loop turn, a wsproto
@@ -162,7 +175,11 @@ def raw_sender() -> RawSend | None:
     async def write(data: bytes) -> None:
         await send(Data(stream_id=stream_id, data=data))
 
-    return write
+    try:  # WSStream -> H11Protocol -> TCPServer -> StreamWriter
+        abort = send.__self__.send.__self__.writer.transport.abort
+    except AttributeError:
+        abort = None
+    return RawConnection(write, abort)
 
 
 @blueprint.websocket("/scheduler/events")
@@ -186,17 +203,31 @@ async def events() -> Response | None:
         owner, names, session=principal.jti, max_queued=svc.config.events_max_queued
     )
     reader = asyncio.create_task(_discard_incoming())
+    raw = raw_connection()
+    sender = asyncio.create_task(_stream(svc, sub, principal, raw.write if raw else None))
+    # Closing the subscription (too slow, logged out) frees a sender stuck in a write.
+    sub.on_close = sender.cancel
     try:
         await websocket.send(NONE_FRAME)
-        code, reason = await _stream(svc, sub, principal, raw_sender())
+        await asyncio.wait({sender})
+        if sender.cancelled():
+            reason = sub.closed_because or "closed"
+            code = _close_code(reason)
+        else:
+            code, reason = sender.result()
     finally:
         sub.close("disconnected")
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reader
-    # A client that stopped reading may never take the close frame: do not wait on it.
-    with contextlib.suppress(TimeoutError, Exception):
-        await asyncio.wait_for(websocket.close(code, reason), 2.0)
+        for task in (sender, reader):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    try:
+        await asyncio.wait_for(websocket.close(code, reason), CLOSE_WAIT_S)
+    except (TimeoutError, Exception):
+        # A client that stopped reading never takes the close frame: drop it.
+        if raw is not None and raw.abort is not None:
+            log.info("events subscriber of %s dropped: it does not read", principal.name)
+            raw.abort()
     return None
 
 
@@ -212,8 +243,7 @@ async def _stream(
         ready = await sub.wait(min(heartbeat, left))
         if sub.closed:
             reason = sub.closed_because or "closed"
-            code = CLOSE_GOING_AWAY if reason.startswith("server") else CLOSE_POLICY
-            return code, reason
+            return _close_code(reason), reason
         if not ready:
             await websocket.send(HEARTBEAT_FRAME)
             continue
@@ -226,6 +256,10 @@ async def _stream(
         # them: encoding thousands of events at once would hold up scheduling.
         for start in range(0, len(batch), SLICE):
             await raw(b"".join([await frame_of(svc, e) for e in batch[start : start + SLICE]]))
+
+
+def _close_code(reason: str) -> int:
+    return CLOSE_GOING_AWAY if reason.startswith("server") else CLOSE_POLICY
 
 
 async def _discard_incoming() -> None:

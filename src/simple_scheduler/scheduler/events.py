@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +128,9 @@ class Subscription:
         self.max_queued = max_queued
         self.queue: deque[SchedulerEvent] = deque()
         self.closed_because: str | None = None
+        #: called once when it closes: the sender may be stuck writing to a client that
+        #: stopped reading, and waking its queue would not free it
+        self.on_close: Callable[[], object] | None = None
         self._wakeup = asyncio.Event()
 
     @property
@@ -172,6 +175,8 @@ class Subscription:
             self.closed_because = reason
             self.queue.clear()
             self._bus._remove(self)
+            if self.on_close is not None:
+                self.on_close()
         self._wakeup.set()
 
 
