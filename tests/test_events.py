@@ -248,9 +248,10 @@ def _stuck_subscriber(server: Server, token: str) -> socket.socket:
 def test_slow_subscriber_is_disconnected_and_scheduling_goes_on(server: Server) -> None:
     token = server.login("alice", "alice-pw")
     n = 300
-    # Events carry the task's variables: 16 KB each outgrow the kernel's socket buffers
-    # (4 MB at most here) long before the job ends, so the server must stop sending.
-    big = {"BIG": "x" * 16384}
+    # Events carry the task's variables: big ones outgrow the kernel's socket buffers
+    # long before the job ends, so the server must stop sending to the stuck client.
+    wmem_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    big = {"BIG": "x" * max(16384, 4 * wmem_max // (3 * n))}
     xml = job_xml([{"name": f"t{i}", "native": ["true"]} for i in range(n)], variables=big)
     stuck = _stuck_subscriber(server, token)
     try:
