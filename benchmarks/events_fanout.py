@@ -118,10 +118,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        # The hypervisor outlives the server by design: stop it too (by pid: the process
-        # whose command line names this run's folder).
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            if any(str(self.root) in part for part in proc.info["cmdline"] or ()):
+        # The hypervisor (and its fork server) outlive the server by design: stop them too,
+        # by pid: the processes working in this run's folder (they rename their argv).
+        root = str(self.root)
+        for proc in psutil.process_iter(["pid", "cwd"]):
+            if (proc.info["cwd"] or "").startswith(root):
                 with contextlib.suppress(psutil.Error):
                     proc.kill()
 
