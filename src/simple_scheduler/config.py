@@ -90,6 +90,13 @@ class Config:
     slurm_poll_interval_s: float = 1.0
     #: `NODE_ACCESS_TOKEN` generic information to partition: "TOKEN=partition,...".
     slurm_node_access_token_partitions: str = ""
+    #: The events WebSocket sends a heartbeat frame `X` after this long without events.
+    events_heartbeat_s: float = 30.0
+    #: Events queued for one WebSocket subscriber at most; a subscriber that falls this far
+    #: behind is disconnected (bounded memory, scheduling never waits for it). A batch of
+    #: changes arrives at once (a 10,000-task job's submission makes 10,000 PENDING
+    #: events), so this must exceed the largest job.
+    events_max_queued: int = 100_000
     #: The profile the values were read for.
     profile: str = DEFAULT_PROFILE
 
@@ -161,6 +168,8 @@ _KINDS: dict[str, tuple[type, Callable[[str], Any]]] = {
     "slurm_sbatch_options": (str, str),
     "slurm_poll_interval_s": (float, float),
     "slurm_node_access_token_partitions": (str, str),
+    "events_heartbeat_s": (float, float),
+    "events_max_queued": (int, _parse_int),
 }
 
 _KIND_NAMES: dict[type, str] = {
@@ -180,6 +189,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "bcrypt_rounds": (4, 31),
     "hypervisor_idle_exit_s": (0.0, 366 * 24 * 3600.0),
     "slurm_poll_interval_s": (0.05, 3600.0),
+    "events_heartbeat_s": (0.01, 3600.0),
+    "events_max_queued": (1, 10_000_000),
 }
 
 assert set(_KINDS) == {f.name for f in fields(Config)} - {"profile"}

@@ -18,3 +18,7 @@ class UnknownTask(SchedulerError):
 
 class StateConflict(SchedulerError):
     """The action is not allowed in the job's or task's current state (HTTP 409)."""
+
+
+class JobAlreadyFinished(StateConflict):
+    """The job has ended: nothing may change it any more (HTTP 409)."""

@@ -218,9 +218,17 @@ async def serve(
         # collector's sight, so full collections scan only what requests allocate.
         gc.collect()
         gc.freeze()
+
+        async def shutdown_trigger() -> None:
+            await stop.wait()
+            # Event streams never end by themselves: end them, or Hypercorn would wait
+            # its whole graceful timeout for them.
+            scheduler.events.close_all("server stopping")
+
         try:
             try:
-                await hypercorn_serve(app, _hypercorn_config(config), shutdown_trigger=stop.wait)
+                hc = _hypercorn_config(config)
+                await hypercorn_serve(app, hc, shutdown_trigger=shutdown_trigger)
             except OSError as exc:  # the port is taken, or the address is not ours
                 where = f"{config.address}:{config.port}"
                 raise StartError(f"cannot listen on {where}: {exc.strerror or exc}") from None

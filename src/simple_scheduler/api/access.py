@@ -12,7 +12,7 @@ from quart import g, request
 
 from simple_scheduler.api import csrf
 from simple_scheduler.api.context import services
-from simple_scheduler.api.errors import NOT_CONNECTED, ApiError
+from simple_scheduler.api.errors import NOT_CONNECTED, UNKNOWN_TASK_EXCEPTION, ApiError
 from simple_scheduler.api.requests import job_ids_arg, parse_job_id
 from simple_scheduler.auth import sessions
 from simple_scheduler.auth.sessions import AuthError, Principal
@@ -97,7 +97,9 @@ def may_see(principal: Principal, job: Row) -> bool:
 async def visible_task(job: Row, name: str) -> Row:
     row = await jobstore.get_task(services().store, int(job["id"]), name)
     if row is None:
-        raise ApiError(404, f"job {job['id']} has no task named {name!r}")
+        raise ApiError(
+            404, f"job {job['id']} has no task named {name!r}", exception=UNKNOWN_TASK_EXCEPTION
+        )
     return row
 
 

@@ -9,6 +9,7 @@ exactly the same app.
 from __future__ import annotations
 
 from simple_scheduler.api import (
+    events,
     jobs,
     logs,
     openapi,
@@ -50,6 +51,7 @@ def create_app(services: Services) -> SchedulerApp:
         results.blueprint,
         status.blueprint,
         openapi.blueprint,
+        events.blueprint,
     ):
         app.register_blueprint(blueprint, url_prefix=PREFIX)
     register_error_handlers(app)

@@ -16,6 +16,7 @@ from quart import Quart, current_app
 
 from simple_scheduler.api.bodylimit import LimitedRequest
 from simple_scheduler.api.tokencache import TokenCache
+from simple_scheduler.api.views import JobDetails
 from simple_scheduler.auth.keys import KeyPair
 from simple_scheduler.auth.sessions import LoginThrottle
 from simple_scheduler.config import Config
@@ -43,6 +44,9 @@ class Services:
     livelog_cursors: OrderedDict[tuple[str, int], dict[str, int]] = field(
         default_factory=OrderedDict
     )
+
+    #: Per job: precious tasks and declared variable details (details.py).
+    job_details: OrderedDict[int, JobDetails] = field(default_factory=OrderedDict)
 
     #: In-thread primary-key reads (SQLite only; see fastread.py).
     fast: FastReader | None = None

@@ -14,32 +14,61 @@ from quart import Quart, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from simple_scheduler.auth.sessions import AuthError, LoginThrottled
-from simple_scheduler.errors import StateConflict, UnknownJob, UnknownTask
+from simple_scheduler.errors import JobAlreadyFinished, StateConflict, UnknownJob, UnknownTask
 from simple_scheduler.workflow.errors import WorkflowError, WorkflowTooLarge
 
 log = logging.getLogger("simple_scheduler.api")
 
 NOT_CONNECTED = "You are not connected to the server, you should log on first"
 
+#: ProActive's exception classes: its Java client rebuilds typed exceptions from the
+#: error's `exceptionClass` (SchedulerRestClient.rebuildServerSideException).
+_PACKAGE = "org.ow2.proactive_grid_cloud_portal.scheduler.exception."
+NOT_CONNECTED_EXCEPTION = _PACKAGE + "NotConnectedRestException"
+PERMISSION_EXCEPTION = _PACKAGE + "PermissionRestException"
+UNKNOWN_JOB_EXCEPTION = _PACKAGE + "UnknownJobRestException"
+UNKNOWN_TASK_EXCEPTION = _PACKAGE + "UnknownTaskRestException"
+JOB_CREATION_EXCEPTION = _PACKAGE + "JobCreationRestException"
+JOB_ALREADY_FINISHED_EXCEPTION = _PACKAGE + "JobAlreadyFinishedRestException"
+_BY_STATUS = {
+    401: NOT_CONNECTED_EXCEPTION,
+    403: PERMISSION_EXCEPTION,
+    404: UNKNOWN_JOB_EXCEPTION,
+}
+
 
 class ApiError(Exception):
     """Raised by handlers to answer `status` with `message`."""
 
-    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        exception: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        #: ProActive's exception class name; by default the one its status implies
+        self.exception = exception
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    exception: str | None = None,
+) -> Response:
     body = jsonify(
         {
             "httpErrorCode": status,
             "errorMessage": message,
             "stackTrace": None,
             "exception": None,
-            "exceptionClass": None,
+            "exceptionClass": exception or _BY_STATUS.get(status),
         }
     )
     body.status_code = status
@@ -57,7 +86,7 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(ApiError)
     async def api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.message, exc.headers)
+        return error_response(exc.status, exc.message, exc.headers, exc.exception)
 
     @app.errorhandler(LoginThrottled)
     async def throttled(exc: LoginThrottled) -> Response:
@@ -69,21 +98,29 @@ def register_error_handlers(app: Quart) -> None:
         return error_response(401, exc.message)
 
     @app.errorhandler(UnknownJob)
+    async def unknown_job(exc: UnknownJob) -> Response:
+        return error_response(404, str(exc), exception=UNKNOWN_JOB_EXCEPTION)
+
     @app.errorhandler(UnknownTask)
-    async def unknown(exc: Exception) -> Response:
-        return error_response(404, str(exc))
+    async def unknown_task(exc: UnknownTask) -> Response:
+        return error_response(404, str(exc), exception=UNKNOWN_TASK_EXCEPTION)
 
     @app.errorhandler(StateConflict)
     async def conflict(exc: StateConflict) -> Response:
-        return error_response(409, str(exc))
+        finished = isinstance(exc, JobAlreadyFinished)
+        return error_response(
+            409, str(exc), exception=JOB_ALREADY_FINISHED_EXCEPTION if finished else None
+        )
 
     @app.errorhandler(WorkflowTooLarge)
     async def too_large_workflow(exc: WorkflowTooLarge) -> Response:
-        return error_response(413, f"workflow too large: {exc}")
+        return error_response(
+            413, f"workflow too large: {exc}", exception=JOB_CREATION_EXCEPTION
+        )
 
     @app.errorhandler(WorkflowError)
     async def bad_workflow(exc: WorkflowError) -> Response:
-        return error_response(400, f"invalid workflow:\n{exc}")
+        return error_response(400, f"invalid workflow:\n{exc}", exception=JOB_CREATION_EXCEPTION)
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

@@ -9,10 +9,11 @@ in a worker thread: a 10,000-task workflow must not stall every other request.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
-from quart import Blueprint, Response, jsonify
+from quart import Blueprint, Response, jsonify, request
 
 from simple_scheduler.api import requests, views
 from simple_scheduler.api.access import (
@@ -21,16 +22,21 @@ from simple_scheduler.api.access import (
     requested_job,
     requested_jobs,
 )
-from simple_scheduler.api.context import services
-from simple_scheduler.api.errors import ApiError
-from simple_scheduler.api.requests import int_arg
+from simple_scheduler.api.context import Services, services
+from simple_scheduler.api.details import job_details
+from simple_scheduler.api.errors import JOB_ALREADY_FINISHED_EXCEPTION, ApiError
+from simple_scheduler.api.requests import bool_arg, int_arg
 from simple_scheduler.api.streaming import PAGE_ROWS, json_stream, rest_page
+from simple_scheduler.states import JobStatus
 from simple_scheduler.store import jobstore
 from simple_scheduler.store.db import Row, Store
 from simple_scheduler.workflow import (
     WorkflowError,
     WorkflowTooLarge,
 )
+from simple_scheduler.workflow.details import variable_details
+
+log = logging.getLogger("simple_scheduler.api")
 
 blueprint = Blueprint("jobs", __name__)
 
@@ -48,6 +54,17 @@ async def submit(matrix: dict[str, str]) -> Response:
     return jsonify({"id": job_id, "readableName": job.name})
 
 
+_FLAGS = ("advanced", "hidden")
+#: JobValidationData's per-variable maps, and the detail each one carries.
+_UPDATED = {
+    "updatedModels": "model",
+    "updatedDescriptions": "description",
+    "updatedGroups": "group",
+    "updatedAdvanced": "advanced",
+    "updatedHidden": "hidden",
+}
+
+
 @blueprint.post("/scheduler/validate<matrix:matrix>")
 async def validate(matrix: dict[str, str]) -> Response:
     """Check a workflow without submitting it: JobValidationData, 200 either way."""
@@ -63,10 +80,12 @@ async def validate(matrix: dict[str, str]) -> Response:
         "updatedGroups": {},
         "updatedAdvanced": {},
         "updatedHidden": {},
+        # ours: what the parser accepted but ignores (selection scripts, data spaces, ...)
+        "warnings": [],
     }
     try:
         data, variables = await requests.workflow_submission(matrix)
-        job, _ = await requests.parse_document(data, variables)
+        job, document = await requests.parse_document(data, variables)
     except WorkflowTooLarge as exc:
         result["errorMessage"] = f"workflow too large: {exc}"
     except WorkflowError as exc:
@@ -79,6 +98,13 @@ async def validate(matrix: dict[str, str]) -> Response:
     else:
         result["valid"] = True
         result["updatedVariables"] = dict(job.variables)
+        result["warnings"] = list(job.warnings)
+        declared = variable_details(document)
+        for key, detail in _UPDATED.items():
+            result[key] = {
+                name: declared.get(name, {}).get(detail, False if detail in _FLAGS else None)
+                for name in job.variables
+            }
     return jsonify(result)
 
 
@@ -95,7 +121,64 @@ async def list_jobs_info() -> Response:
     """Jobs with their info, newest first: RestPage<UserJobData>."""
     principal = await authenticate()
     pages, total = await _pages(principal.is_admin, principal.name)
-    return json_stream(rest_page(pages, views.user_job, total))
+    return json_stream(rest_page(_with_details(services(), pages), _user_job, total))
+
+
+async def _with_details(
+    svc: Services, pages: AsyncIterator[list[Row]]
+) -> AsyncIterator[list[tuple[Row, views.JobDetails]]]:
+    """Each page's rows with their job details (precious tasks, declared variables)."""
+    async for rows in pages:
+        yield [(row, await job_details(svc, int(row["id"]))) for row in rows]
+
+
+def _user_job(item: tuple[Row, views.JobDetails]) -> object:
+    return views.user_job(*item)
+
+
+#: ProActive's status groups for the listing filters of `revisionjobsinfo`.
+_STATUS_FILTERS = {
+    "pending": (JobStatus.PENDING,),
+    "running": (JobStatus.RUNNING, JobStatus.STALLED, JobStatus.PAUSED, JobStatus.IN_ERROR),
+    "finished": (JobStatus.FINISHED, JobStatus.CANCELED, JobStatus.FAILED, JobStatus.KILLED),
+}
+
+
+@blueprint.get("/scheduler/revisionjobsinfo")
+async def revision_jobs_info() -> Response:
+    """Jobs with their info, filtered and paged, under the scheduler's state revision:
+    `{"revision": N, "map": {"N": [UserJobData...]}}` (ProActive's RestMapPage).
+
+    Filters as the clients send them: `myjobs`, `pending`, `running`, `finished`,
+    `withIssuesOnly`, `jobName`, `projectName`, `userName`; `index`/`limit` page (newest
+    first; `sortParams` is accepted and that order kept). A user lists their own jobs only.
+    """
+    principal = await authenticate()
+    owner: str | None = principal.name
+    if principal.is_admin and not bool_arg("myjobs", False):
+        owner = request.args.get("userName") or None
+    elif request.args.get("userName") and request.args["userName"] != principal.name:
+        owner = "\0"  # another user's jobs: none visible
+    statuses = [
+        s.value
+        for group, members in _STATUS_FILTERS.items()
+        if bool_arg(group, True)
+        for s in members
+    ]
+    rows, _total = await jobstore.list_jobs_filtered(
+        services().store,
+        owner=owner,
+        statuses=statuses,
+        with_issues_only=bool_arg("withIssuesOnly", False),
+        name=request.args.get("jobName") or None,
+        project=request.args.get("projectName") or None,
+        index=int_arg("index", -1, minimum=-1),
+        limit=int_arg("limit", -1, minimum=-1),
+    )
+    svc = services()
+    items = [views.user_job(r, await job_details(svc, int(r["id"]))) for r in rows]
+    revision = svc.scheduler.revision
+    return jsonify({"revision": revision, "map": {str(revision): items}})
 
 
 def _job_id_text(row: Row) -> str:
@@ -138,7 +221,8 @@ async def job_state(job_id: str) -> Response:
 
 async def _job_state_chunks(store: Store, job: Row) -> AsyncIterator[bytes]:
     """JobStateData: the job without tasks, then its tasks a page at a time."""
-    head = await asyncio.to_thread(orjson.dumps, views.job_state(job, []))
+    details = await job_details(services(), int(job["id"]))
+    head = await asyncio.to_thread(orjson.dumps, views.job_state(job, [], details))
     # `tasks` is the last key: the head ends with `"tasks":{}}`; the tasks go in between.
     yield head[: -len(b"}}")]
     job_id, total, first = int(job["id"]), int(job["total_tasks"]), True
@@ -162,7 +246,8 @@ def _render_tasks(rows: list[Row], job: Row) -> bytes:
 @blueprint.get("/scheduler/jobs/<job_id>/info")
 async def job_info(job_id: str) -> Response:
     """The job's status, times and task counters: JobInfoData."""
-    return jsonify(views.job_info(await requested_job(job_id)))
+    job = await requested_job(job_id)
+    return jsonify(views.job_info(job, await job_details(services(), int(job["id"]))))
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/xml")
@@ -174,8 +259,18 @@ async def job_xml(job_id: str) -> Response:
 
 @blueprint.put("/scheduler/jobs/<job_id>/kill")
 async def kill_job(job_id: str) -> Response:
-    """Kill a job: true, or false when it had already ended."""
-    return await _act(job_id, lambda: services().scheduler.kill_job)
+    """Kill a job: true once it is KILLED and committed (running tasks ABORTED, the others
+    NOT_STARTED; their processes get TERM, the grace, KILL); 409 when it had ended."""
+    job = await requested_job(job_id)
+    if not await services().scheduler.kill_job(int(job["id"])):
+        ended = await jobstore.get_job(services().store, int(job["id"]))
+        status = ended["status"] if ended is not None else job["status"]
+        raise ApiError(
+            409,
+            f"job {job['id']} has already ended ({status}): nothing to kill",
+            exception=JOB_ALREADY_FINISHED_EXCEPTION,
+        )
+    return jsonify(True)
 
 
 @blueprint.put("/scheduler/jobs/kill")

@@ -13,6 +13,7 @@ time). `livelog` keeps a per-session cursor on each file and returns only what i
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -137,3 +138,50 @@ async def seed_task(task_id: str) -> Response:
         lambda: (outputs.read_tail(out, f"{base}/out"), outputs.read_tail(err, f"{base}/err"))
     )
     return jsonify({"status": task["status"], "stdout": stdout, "stderr": stderr})
+
+
+def _stamp(epoch_ms: int) -> str:
+    moment = datetime.datetime.fromtimestamp(epoch_ms / 1000, datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{epoch_ms % 1000:03d}"
+
+
+def server_log_lines(job: Row, tasks: Iterable[Row]) -> list[str]:
+    """The job's life as the server saw it, from its recorded times, oldest first."""
+    entries: list[tuple[int, int, str]] = []
+    job_id = job["id"]
+    entries.append(
+        (
+            int(job["submitted_time"]),
+            0,
+            f"job {job_id} ({job['name']}) submitted by {job['owner']},"
+            f" {job['total_tasks']} tasks, priority {str(job['priority']).upper()}",
+        )
+    )
+    for task in tasks:
+        name = f"task {job_id}t{task['task_index']} ({task['name']})"
+        if task["scheduled_time"] is not None:
+            entries.append(
+                (int(task["scheduled_time"]), 1, f"{name} dispatched, attempt {task['attempts']}")
+            )
+        if task["start_time"] is not None:
+            entries.append((int(task["start_time"]), 2, f"{name} started"))
+        if task["finished_time"] is not None:
+            why = f": {task['reason']}" if task["reason"] else ""
+            code = f", exit code {task['exit_code']}" if task["exit_code"] is not None else ""
+            entries.append((int(task["finished_time"]), 3, f"{name} {task['status']}{code}{why}"))
+    if job["finished_time"] is not None:
+        entries.append((int(job["finished_time"]), 4, f"job {job_id} {job['status']}"))
+    else:
+        entries.append((int(job["submitted_time"]), 4, f"job {job_id} is {job['status']}"))
+    entries.sort(key=lambda e: (e[0], e[1]))
+    return [f"[{_stamp(t)}] {text}" for t, _, text in entries]
+
+
+@blueprint.get("/scheduler/jobs/<job_id>/log/server")
+async def job_server_log(job_id: str) -> Response:
+    """ProActive's server log of a job, as text: its submission, each task's dispatch,
+    start and end (with the exit code or reason), and its end."""
+    job = await requested_job(job_id)
+    tasks = await jobstore.list_tasks(services().store, int(job["id"]), 0, int(job["total_tasks"]))
+    text = "".join(line + "\n" for line in server_log_lines(job, tasks))
+    return Response(text, content_type=outputs.TEXT)

@@ -10,7 +10,7 @@ import math
 from quart import request
 
 from simple_scheduler.api.context import services
-from simple_scheduler.api.errors import ApiError
+from simple_scheduler.api.errors import JOB_CREATION_EXCEPTION, ApiError
 from simple_scheduler.jsonlimits import JsonTooLarge, loads_bounded
 from simple_scheduler.workflow import Job, load_workflow_bytes, parse_workflow
 
@@ -126,9 +126,14 @@ async def workflow_submission(matrix: dict[str, str]) -> tuple[bytes, dict[str, 
             400,
             f"unsupported content type {mimetype or 'none'!r}: send multipart/form-data "
             f"with the workflow as a file part (curl -F file=@job.xml)",
+            exception=JOB_CREATION_EXCEPTION,
         )
     if not workflow:
-        raise ApiError(400, "no workflow in the request: send it as a file part (file=@job.xml)")
+        raise ApiError(
+            400,
+            "no workflow in the request: send it as a file part (file=@job.xml)",
+            exception=JOB_CREATION_EXCEPTION,
+        )
     variables.update(matrix)
     return workflow, variables
 

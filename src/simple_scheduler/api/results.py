@@ -16,7 +16,9 @@ left out of the job's `allResults`, as in ProActive.
 `output` carries the task's stdout and stderr over all attempts, complete up to
 `MAX_OUTPUT_BYTES` per stream (beyond that the end, after a marker line; the `log/out`
 and `log/err` endpoints always give everything). `serializedValue` and
-`serializedException` are Java serializations in ProActive: they are null here.
+`serializedException` are Java serializations, as ProActive's Java client decodes them
+(javaser.py): the exit code as a `java.lang.Integer` on success, the failure as a
+`java.lang.Exception` carrying the reason (what makes `hadException()` true).
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from typing import Any
 import orjson
 from quart import Blueprint, Response, jsonify, request
 
-from simple_scheduler.api import outputs, views
+from simple_scheduler.api import javaser, outputs, views
 from simple_scheduler.api.access import requested_job, requested_task
 from simple_scheduler.api.context import services
-from simple_scheduler.api.errors import ApiError
+from simple_scheduler.api.details import job_details
+from simple_scheduler.api.errors import JOB_ALREADY_FINISHED_EXCEPTION, ApiError
 from simple_scheduler.api.requests import int_arg
 from simple_scheduler.api.streaming import PAGE_ROWS, json_stream
 from simple_scheduler.errors import StateConflict
@@ -85,14 +88,27 @@ def _output(job: Row, task: Row, kind: OutputKind, files: TaskFiles) -> str:
     return outputs.read_tail(paths, f"result/log/{'out' if kind == 'stdout' else 'err'}")
 
 
+def serialized_value(task: Row) -> str | None:
+    """The exit code as a Java-serialized Integer (base64), on success."""
+    if not succeeded(task) or task["exit_code"] is None:
+        return None
+    return javaser.b64(javaser.integer(int(task["exit_code"])))
+
+
+def serialized_exception(task: Row) -> str | None:
+    """The failure as a Java-serialized Exception (base64), when the task failed."""
+    message = exception_message(task)
+    return None if message is None else javaser.b64(javaser.exception(message))
+
+
 def task_result(job: Row, task: Row, files: TaskFiles) -> JsonDict:
     """TaskResultData (reads the outputs: call it in a worker thread)."""
     return {
         "id": {"id": int(task["task_index"]), "readableName": task["name"]},
         "value": value(task),
-        "serializedValue": None,
+        "serializedValue": serialized_value(task),
         "exceptionMessage": exception_message(task),
-        "serializedException": None,
+        "serializedException": serialized_exception(task),
         "metadata": {},
         "propagatedVariables": {},
         "output": {
@@ -145,9 +161,11 @@ async def _result_map(
                 first = False
 
 
-async def _job_result_chunks(store: Store, job: Row, files: TaskFiles) -> AsyncIterator[bytes]:
+async def _job_result_chunks(
+    store: Store, job: Row, files: TaskFiles, details: views.JobDetails
+) -> AsyncIterator[bytes]:
     """JobResultData, one map after the other, each read and rendered page by page."""
-    head = orjson.dumps({"id": views.job_id_data(job), "jobInfo": views.job_info(job)})
+    head = orjson.dumps({"id": views.job_id_data(job), "jobInfo": views.job_info(job, details)})
     yield head[:-1] + b',"allResults":{'
     async for part in _result_map(store, job, has_result, files):
         yield part
@@ -230,7 +248,8 @@ async def get_job_result(job_id: str) -> Response:
     """The job's results: JobResultData (409 while the job is alive; streamed)."""
     job = await _ended_job(job_id)
     svc = services()
-    return json_stream(_job_result_chunks(svc.store, job, svc.scheduler.files))
+    details = await job_details(svc, int(job["id"]))
+    return json_stream(_job_result_chunks(svc.store, job, svc.scheduler.files, details))
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/result/value")
@@ -248,7 +267,11 @@ async def restart_all_in_error_tasks(job_id: str) -> Response:
     """Restart every IN_ERROR task of the job; false when there was none (409 if ended)."""
     job = await requested_job(job_id)
     if job["status"] in JOB_TERMINAL:
-        raise ApiError(409, f"job {job['id']} is {job['status']}: no In-Error task to restart")
+        raise ApiError(
+            409,
+            f"job {job['id']} is {job['status']}: no In-Error task to restart",
+            exception=JOB_ALREADY_FINISHED_EXCEPTION,
+        )
     tasks = await jobstore.list_tasks(services().store, int(job["id"]), 0, int(job["total_tasks"]))
     restarted = False
     for task in tasks:

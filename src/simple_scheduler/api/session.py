@@ -9,7 +9,7 @@ are 401 (ProActive says 404, which no client relies on); repeated failures are t
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, request
 
 from simple_scheduler.api import csrf
 from simple_scheduler.api.access import (
@@ -117,6 +117,8 @@ async def logout() -> Response:
     principal = await authenticate()
     await sessions.revoke(services().store, principal)
     services().tokens.evict_jti(principal.jti)
+    # Its event streams end with it.
+    services().scheduler.events.close_session(principal.jti, "logged out")
     response = Response("", status=204)
     response.delete_cookie(sessions.SESSION_COOKIE, path="/", httponly=True, samesite="Strict")
     return response
@@ -125,12 +127,13 @@ async def logout() -> Response:
 @blueprint.get("/common/connected")
 @blueprint.get("/scheduler/isconnected")
 async def connected() -> Response:
-    """true when the request carries a valid session, else false."""
+    """`true` when the request carries a valid session, else `false`: exactly that text
+    (ProActive's Python helpers compare the body with "true")."""
     try:
         await authenticate()
     except AuthError:
-        return jsonify(False)
-    return jsonify(True)
+        return Response("false", content_type="application/json")
+    return Response("true", content_type="application/json")
 
 
 @blueprint.get("/common/currentuser")

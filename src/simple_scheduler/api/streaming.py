@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from quart import Response
 
-from simple_scheduler.store.db import Row
-
 #: Rows per page: small enough that a page's loop time is negligible, large enough
 #: that the per-page overhead (a query, a thread hop) is too.
 PAGE_ROWS = 500
+T = TypeVar("T")
 
 
 def json_stream(chunks: AsyncIterator[bytes]) -> Response:
@@ -29,13 +28,13 @@ def json_stream(chunks: AsyncIterator[bytes]) -> Response:
     return Response(chunks, content_type="application/json")
 
 
-def render_items(rows: Iterable[Row], render: Callable[[Row], Any]) -> bytes:
+def render_items(rows: Iterable[T], render: Callable[[T], Any]) -> bytes:
     """`render(row)` of each row as JSON, comma-separated (runs in a worker thread)."""
     return b",".join(orjson.dumps(render(row)) for row in rows)
 
 
 async def rest_page(
-    pages: AsyncIterator[list[Row]], render: Callable[[Row], Any], size: int
+    pages: AsyncIterator[list[T]], render: Callable[[T], Any], size: int
 ) -> AsyncIterator[bytes]:
     """RestPage<T> `{"list": [...], "size": size}`, its items rendered page by page."""
     yield b'{"list":['

@@ -14,7 +14,9 @@ from quart import Blueprint, Response, jsonify
 from simple_scheduler.api import views
 from simple_scheduler.api.access import requested_job, requested_task
 from simple_scheduler.api.context import services
+from simple_scheduler.api.errors import JOB_ALREADY_FINISHED_EXCEPTION, ApiError
 from simple_scheduler.api.requests import int_arg
+from simple_scheduler.states import JOB_TERMINAL
 from simple_scheduler.store import jobstore
 from simple_scheduler.store.db import Row
 
@@ -78,6 +80,14 @@ Action = Callable[[int, str], Awaitable[bool]]
 async def _act(job_id: str, task_name: str, pick: Callable[[], Action]) -> Response:
     """One scheduler action on the task of the URL; its answer as JSON."""
     job, task = await requested_task(job_id, task_name)
+    if job["status"] in JOB_TERMINAL:
+        # Kills are committed before they answer, so this row is the truth: say it.
+        raise ApiError(
+            409,
+            f"job {job['id']} has ended ({job['status']}): task {task['name']} is"
+            f" {task['status']}",
+            exception=JOB_ALREADY_FINISHED_EXCEPTION,
+        )
     return jsonify(await pick()(int(job["id"]), str(task["name"])))
 
 

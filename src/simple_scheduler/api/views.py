@@ -8,10 +8,12 @@ Three fields are ours, added to `taskInfo` because a shell user asks for them fi
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import socket
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from simple_scheduler.states import TaskStatus
@@ -30,15 +32,42 @@ def ms(value: Any) -> int:
     return -1 if value is None else int(value)
 
 
-def _json(value: str | None) -> Any:
+def _json(value: str | Mapping[str, Any] | None) -> Any:
+    if isinstance(value, Mapping):  # an event's snapshot holds the decoded value
+        return value
     return json.loads(value) if value else {}
+
+
+@dataclass(frozen=True)
+class JobDetails:
+    """What a job row does not hold but JobInfoData shows: the tasks with
+    `preciousResult`, and the declared variables' model, description, group, flags."""
+
+    precious_tasks: tuple[str, ...] = ()
+    variables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+NO_DETAILS = JobDetails()
+
+
+def epoch_ms(text: str | None) -> int | None:
+    """ProActive's `startAt`: the `START_AT` generic information (ISO-8601) as epoch ms."""
+    if not text:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1000)
 
 
 def job_id_data(row: Row) -> JsonDict:
     return {"id": int(row["id"]), "readableName": row["name"]}
 
 
-def job_info(row: Row) -> JsonDict:
+def job_info(row: Row, details: JobDetails = NO_DETAILS) -> JsonDict:
     """JobInfoData."""
     variables: dict[str, str] = _json(row["variables"])
     generic: dict[str, str] = _json(row["generic_information"])
@@ -60,6 +89,7 @@ def job_info(row: Row) -> JsonDict:
         "priority": str(row["priority"]).upper(),
         "jobOwner": row["owner"],
         "tenant": None,
+        "domain": None,
         "projectName": row["project_name"],
         "description": row["description"],
         "bucketName": generic.get("bucketName"),
@@ -68,7 +98,7 @@ def job_info(row: Row) -> JsonDict:
         "parentId": None,
         "childrenCount": 0,
         "submissionMode": generic.get("submission.mode"),
-        "startAt": generic.get("START_AT"),
+        "startAt": epoch_ms(generic.get("START_AT")),
         "genericInformation": generic,
         "variables": variables,
         "detailedVariables": {
@@ -80,25 +110,31 @@ def job_info(row: Row) -> JsonDict:
                 "group": None,
                 "advanced": False,
                 "hidden": False,
+                **details.variables.get(name, {}),
             }
             for name, value in variables.items()
         },
         "signals": [],
         "resultMapPresent": False,
-        "preciousTasks": [],
+        "preciousTasks": list(details.precious_tasks),
         "cumulatedCoreTime": 0,
         "numberOfNodes": 0,
         "numberOfNodesInParallel": 0,
     }
 
 
-def user_job(row: Row) -> JsonDict:
+def user_job(row: Row, details: JobDetails = NO_DETAILS) -> JsonDict:
     """UserJobData, an item of `jobsinfo`."""
-    return {"jobid": str(row["id"]), "jobOwner": row["owner"], "jobInfo": job_info(row)}
+    return {"jobid": str(row["id"]), "jobOwner": row["owner"], "jobInfo": job_info(row, details)}
 
 
-def task_info(task: Row, job: Row) -> JsonDict:
-    """TaskInfoData."""
+def task_variables(job: Row, task_variables: Mapping[str, str] | None) -> dict[str, str]:
+    """A task's resolved variables: the job's, overlaid by the task's own."""
+    return {**_json(job["variables"]), **(task_variables or {})}
+
+
+def task_info(task: Row, job: Row, variables: Mapping[str, str] | None = None) -> JsonDict:
+    """TaskInfoData (`variables`: the task's resolved variables)."""
     start, end = task["start_time"], task["finished_time"]
     status = task["status"]
     max_exec = int(task["max_number_of_execution"])
@@ -118,7 +154,7 @@ def task_info(task: Row, job: Row) -> JsonDict:
         "progress": 100 if status == TaskStatus.FINISHED else 0,
         "visualizationActivated": False,
         "visualizationConnectionString": None,
-        "variables": {},
+        "variables": dict(variables) if variables is not None else {},
         "exitCode": task["exit_code"],
         "exitSignal": task["signal"],
         "statusReason": task["reason"],
@@ -138,25 +174,30 @@ def task_state(task: Row, job: Row) -> JsonDict:
         "maxNumberOfExecution": max_exec,
         "maxNumberOfExecutionOnFailure": max_exec,
         "numberOfNodesNeeded": int(spec.get("number_of_nodes") or 1),
-        "parallelEnvironment": None,
+        "parallelEnvironment": (
+            {"nodesNumber": int(spec["number_of_nodes"]), "topologyDescriptor": None}
+            if int(spec.get("number_of_nodes") or 1) > 1
+            else None
+        ),
         "genericInformation": spec.get("generic_information") or {},
         "variables": spec.get("variables") or {},
         "onTaskErrorPolicy": task["on_task_error"],
-        "taskInfo": task_info(task, job),
+        "taskInfo": task_info(task, job, task_variables(job, spec.get("variables"))),
     }
 
 
-def job_state(job: Row, tasks: Iterable[Row]) -> JsonDict:
+def job_state(job: Row, tasks: Iterable[Row], details: JobDetails = NO_DETAILS) -> JsonDict:
     """JobStateData: the job and its tasks keyed by index."""
-    info = job_info(job)
+    info = job_info(job, details)
     return {
-        "id": str(job["id"]),
+        "id": int(job["id"]),
         "name": job["name"],
         "owner": job["owner"],
         "priority": info["priority"],
         "projectName": job["project_name"],
         "description": job["description"],
         "tenant": None,
+        "domain": None,
         "genericInformation": info["genericInformation"],
         "variables": info["variables"],
         "jobInfo": info,

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from simple_scheduler.errors import StateConflict, UnknownTask
+from simple_scheduler.errors import JobAlreadyFinished, StateConflict, UnknownTask
 from simple_scheduler.execution.backend import (
     BackendError,
     Event,
@@ -43,6 +43,15 @@ from simple_scheduler.execution.backend import (
     TaskRecord,
     Unreachable,
     execution_key,
+)
+from simple_scheduler.scheduler.events import (
+    JOB_STATE_UPDATED,
+    JOB_SUBMITTED,
+    TASK_STATE_UPDATED,
+    EventBus,
+    SchedulerEvent,
+    job_event_name,
+    task_event_name,
 )
 from simple_scheduler.scheduler.spec import build_spec, has_steps
 from simple_scheduler.states import (
@@ -165,6 +174,9 @@ class LiveJob:
     finished_time: int | None = None
     in_error_time: int | None = None
     counters: dict[str, int] = field(default_factory=dict)
+    #: The job's columns that never change (owner, name, submitted time, ...): what an
+    #: event needs besides `row()` to be rendered like the REST answers.
+    static: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rank(self) -> int:
@@ -232,6 +244,13 @@ class Scheduler:
         #: Submits waiting for the next group write, and the task writing them (if any).
         self._submissions: list[_Submission] = []
         self._submitter: asyncio.Future[None] | None = None
+        #: Subscribers to committed changes (the events WebSocket).
+        self.events = EventBus()
+        #: Events of changes not yet committed: published by `_write_batch` after commit.
+        self._pending_events: list[SchedulerEvent] = []
+        #: Executions already recorded as ended (killed) whose process is still dying:
+        #: they keep their worker slot until their exit arrives.
+        self._dying: set[str] = set()
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -325,6 +344,7 @@ class Scheduler:
                 start_time=jrow["start_time"],
                 finished_time=jrow["finished_time"],
                 in_error_time=jrow["in_error_time"],
+                static=_static_columns(jrow),
             )
             self._jobs[job_id] = job
         for d in deps:
@@ -439,7 +459,9 @@ class Scheduler:
     async def _store_group(self, group: list[_Submission]) -> None:
         try:
             async with self.store.transaction() as tx:
-                ids = await jobstore.insert_jobs(tx, [(j, o, x) for j, o, x, _ in group], now_ms())
+                submitted = now_ms()
+                items = [(j, o, x) for j, o, x, _ in group]
+                ids = await jobstore.insert_jobs(tx, items, submitted)
         except Exception as exc:
             if len(group) > 1:  # one bad job must not fail the others: each alone
                 for item in group:
@@ -449,11 +471,11 @@ class Scheduler:
                 group[0][3].set_exception(exc)
             return
         for (job, owner, _, done), job_id in zip(group, ids, strict=True):
-            self._go_live(job_id, job, owner)
+            self._go_live(job_id, job, owner, submitted)
             if not done.done():
                 done.set_result(job_id)
 
-    def _go_live(self, job_id: int, job: Job, owner: str) -> None:
+    def _go_live(self, job_id: int, job: Job, owner: str, submitted: int) -> None:
         """A committed job joins the live ones; its tasks without parents are eligible."""
         tasks = [
             LiveTask(
@@ -481,10 +503,25 @@ class Scheduler:
             on_error=job.on_task_error,
             variables=dict(job.variables),
             tasks=tasks,
+            static={
+                "id": job_id,
+                "owner": owner,
+                "name": job.name,
+                "project_name": job.project_name,
+                "description": job.description,
+                "variables": dict(job.variables),
+                "generic_information": dict(job.generic_information),
+                "submitted_time": submitted,
+                "total_tasks": len(tasks),
+            },
         )
         live.recount()
         self._jobs[job_id] = live
         log.info("job %d submitted by %s: %s (%d tasks)", job_id, owner, job.name, len(tasks))
+        if job.warnings:
+            log.info("job %d: ignored: %s", job_id, "; ".join(job.warnings))
+        if self.events.active:  # committed above: announce it before any of its changes
+            self.events.publish([self._submitted_event(live)])
         for t in tasks:
             if t.waiting_parents == 0:
                 self._make_eligible(live, t)
@@ -502,8 +539,52 @@ class Scheduler:
         if log.isEnabledFor(level):
             why = f" ({task.reason})" if task.reason and new not in _QUIET_REASON else ""
             log.log(level, "job %d task %s: %s -> %s%s", job.id, task.name, task.status, new, why)
+        if self.events.active:
+            snapshot = task.row(job.id)
+            snapshot["status"] = new.value
+            snapshot["name"] = task.name
+            snapshot["spec_variables"] = task.spec.get("variables")
+            self._pending_events.append(
+                SchedulerEvent(
+                    TASK_STATE_UPDATED,
+                    task_event_name(task.status, new),
+                    job.id,
+                    job.owner,
+                    job.static,
+                    _NO_ROW,
+                    snapshot,
+                )
+            )
         task.status = new
         self._mark(job, task)
+
+    def _job_status(self, job: LiveJob, new: JobStatus) -> None:
+        """The one place a job's status changes (ProActive's transitions, one event)."""
+        check_job(job.status, new)
+        log.info("job %d: %s -> %s", job.id, job.status, new)
+        old, job.status = job.status, new
+        self._dirty_jobs[job.id] = job
+        self._flush_needed.set()
+        if self.events.active:
+            name = job_event_name(old, new, job.counters["faulty_tasks"])
+            self._job_event(job, name)
+
+    def _job_event(self, job: LiveJob, name: str) -> None:
+        self._pending_events.append(
+            SchedulerEvent(JOB_STATE_UPDATED, name, job.id, job.owner, job.static, job.row())
+        )
+
+    def _submitted_event(self, job: LiveJob) -> SchedulerEvent:
+        rows = []
+        for task in job.tasks:
+            row = task.row(job.id)
+            row["name"] = task.name
+            row["spec"] = task.spec
+            row["on_task_error"] = task.on_error
+            rows.append(row)
+        return SchedulerEvent(
+            JOB_SUBMITTED, JOB_SUBMITTED, job.id, job.owner, job.static, job.row(), tasks=rows
+        )
 
     def _mark(self, job: LiveJob, task: LiveTask) -> None:
         self._dirty_tasks[(job.id, task.index)] = (job, task)
@@ -658,6 +739,10 @@ class Scheduler:
         entry = self._by_key.pop(key, None)
         self._release_after_flush.append(key)
         self._flush_needed.set()
+        if key in self._dying:  # recorded when killed: only its worker slot was left
+            self._dying.discard(key)
+            self._running -= 1
+            return entry[0] if entry is not None else None
         if entry is None:
             return None
         job, task = entry
@@ -728,7 +813,7 @@ class Scheduler:
         policy = task.on_error
         if policy == "cancelJob":
             self._set(job, task, T.FAULTY)
-            self._end_job(job, J.CANCELED)
+            self._end_job(job, J.CANCELED, f"aborted: job canceled (task {task.name} failed)")
         elif policy in ("suspendTask", "pauseJob"):
             self._set(job, task, T.IN_ERROR)
             task.in_error_time = job.in_error_time = now_ms()
@@ -755,21 +840,33 @@ class Scheduler:
             if child.waiting_parents == 0 and child.status is T.SUBMITTED:
                 self._make_eligible(job, child)
 
-    def _end_job(self, job: LiveJob, final: JobStatus) -> None:
-        """Kill, cancel: running tasks are killed (ABORTED on exit), the rest never run."""
-        check_job(job.status, final)
-        log.info("job %d: %s -> %s", job.id, job.status, final)
-        job.status = final
-        self._ended(job)
+    def _end_job(self, job: LiveJob, final: JobStatus, why: str) -> None:
+        """Kill, cancel: committed at once, in ProActive's order: the job's final status,
+        then its running tasks ABORTED (their processes get TERM, the grace, KILL, and
+        keep their worker slots until they are gone), then the others NOT_STARTED or
+        NOT_RESTARTED."""
         job.finished_time = now_ms()
-        self._dirty_jobs[job.id] = job
+        self._job_status(job, final)
+        self._ended(job)
         for task in job.tasks:
             task.cancel_timer()
+        for task in job.tasks:
             if task.status is T.RUNNING:
-                task.kill_reason = "job"
-                self._spawn_task(self._kill(execution_key(job.id, task.index, task.attempts)))
-            elif task.status in TASK_ON_JOB_END:
+                self._abandon(job, task, why)
+                self._set(job, task, T.ABORTED)
+        for task in job.tasks:
+            if task.status in TASK_ON_JOB_END:
                 self._set(job, task, TASK_ON_JOB_END[task.status])
+
+    def _abandon(self, job: LiveJob, task: LiveTask, why: str) -> None:
+        """Record a running task as ended now (`why`) and kill its process meanwhile."""
+        key = execution_key(job.id, task.index, task.attempts)
+        task.cancel_timer()
+        task.kill_reason = None
+        task.reason = why
+        task.finished_time = now_ms()
+        self._dying.add(key)
+        self._spawn_task(self._kill(key))
 
     def _pause(self, job: LiveJob) -> None:
         job.paused = True
@@ -788,13 +885,9 @@ class Scheduler:
         if new is J.FINISHED:
             job.finished_time = now_ms()
         if new is not job.status:
-            check_job(job.status, new)
-            log.info("job %d: %s -> %s", job.id, job.status, new)
-            job.status = new
+            self._job_status(job, new)
             if new in JOB_TERMINAL:
                 self._ended(job)
-            self._dirty_jobs[job.id] = job
-            self._flush_needed.set()
 
     def _ended(self, job: LiveJob) -> None:
         waiter = self._end_waiters.pop(job.id, None)
@@ -844,6 +937,7 @@ class Scheduler:
         tasks, self._dirty_tasks = self._dirty_tasks, {}
         jobs, self._dirty_jobs = self._dirty_jobs, {}
         release, self._release_after_flush = self._release_after_flush, []
+        events, self._pending_events = self._pending_events, []
         try:
             if tasks or jobs:
                 task_rows = [t.row(j.id) for j, t in tasks.values()]
@@ -857,7 +951,10 @@ class Scheduler:
             for jk, jv in jobs.items():
                 self._dirty_jobs.setdefault(jk, jv)
             self._release_after_flush[:0] = release
+            self._pending_events[:0] = events
             raise
+        if events:  # committed: now it may be told
+            self.events.publish(events)
         for job in jobs.values():
             # Forget a finished job only once its final rows are committed: changes made
             # while this batch was being written are still dirty, for the next one.
@@ -893,7 +990,7 @@ class Scheduler:
     def _live(self, job_id: int) -> LiveJob:
         job = self._jobs.get(job_id)
         if job is None or job.status in JOB_TERMINAL:
-            raise StateConflict(f"job {job_id} is not alive")
+            raise JobAlreadyFinished(f"job {job_id} is not alive")
         return job
 
     def _task(self, job: LiveJob, name: str) -> LiveTask:
@@ -907,7 +1004,7 @@ class Scheduler:
         job = self._jobs.get(job_id)
         if job is None or job.status in JOB_TERMINAL:
             return False
-        self._end_job(job, J.KILLED)
+        self._end_job(job, J.KILLED, "killed by user (job killed)")
         self._settle({job})
         await self.flush()
         return True
@@ -962,6 +1059,8 @@ class Scheduler:
         job.priority = name
         self._dirty_jobs[job.id] = job
         self._flush_needed.set()
+        if self.events.active:
+            self._job_event(job, "JOB_CHANGE_PRIORITY")
         for task in job.tasks:
             if task.status is T.PENDING:
                 heapq.heappush(self._ready, (job.rank, job.id, task.index))
@@ -973,8 +1072,12 @@ class Scheduler:
         task = self._task(job, name)
         if task.status is not T.RUNNING:
             raise StateConflict(f"task {name!r} is {task.status}, not RUNNING")
-        task.kill_reason = "task"
-        await self._kill(execution_key(job.id, task.index, task.attempts))
+        # Recorded at once (no retry; the error policy applies), the process killed
+        # meanwhile: the answer comes once the new state is committed.
+        self._abandon(job, task, "killed by user")
+        self._fail(job, task, retry=False)
+        self._settle({job})
+        await self.flush()
         return True
 
     async def restart_task(self, job_id: int, name: str) -> bool:
@@ -1024,14 +1127,28 @@ class Scheduler:
         """Kill it first if alive (ProActive's behaviour), then delete rows and files."""
         job = self._jobs.get(job_id)
         if job is not None and job.status not in JOB_TERMINAL:
-            self._end_job(job, J.KILLED)
+            self._end_job(job, J.KILLED, "killed by user (job removed)")
             self._settle({job})
         await self.flush()
+        row = await jobstore.get_job(self.store, job_id)
         # Executions still dying keep their worker slots until their exits arrive (the
         # rows they would update are gone by then, harmlessly).
         self._jobs.pop(job_id, None)
         await jobstore.delete_job(self.store, job_id)
         await self.files.remove_job(job_id)
+        if row is not None and self.events.active:
+            self.events.publish(
+                [
+                    SchedulerEvent(
+                        JOB_STATE_UPDATED,
+                        "JOB_REMOVE_FINISHED",
+                        job_id,
+                        str(row["owner"]),
+                        _static_columns(row),
+                        dict(row),
+                    )
+                ]
+            )
         self._dispatch()
         return True
 
@@ -1041,15 +1158,26 @@ class Scheduler:
     def running(self) -> int:
         return self._running
 
+    @property
+    def revision(self) -> int:
+        """Grows with every committed batch of changes (ProActive's state revision)."""
+        return self._flush_generation
+
     def is_live(self, job_id: int) -> bool:
         return job_id in self._jobs
 
+    def _dying_of(self, job_id: int) -> bool:
+        """Whether a killed execution of the job still has its process."""
+        prefix = f"{job_id}."
+        return any(key.startswith(prefix) for key in self._dying)
+
     async def wait_job(self, job_id: int, timeout: float = 60.0) -> str:
-        """Wait until the job has ended and its final state is committed; its status.
+        """Wait until the job has ended, its final state is committed and its killed
+        processes are gone; its status.
 
         (Tests and benchmarks.) The end is signalled, not polled for, so the time this
-        returns at is the job's own; only a killed job whose tasks are still on their
-        way to ABORTED is polled.
+        returns at is the job's own; only a killed job whose processes are still dying
+        (already recorded ABORTED) is polled.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -1060,11 +1188,40 @@ class Scheduler:
                     await asyncio.wait_for(waiter.wait(), max(0.0, deadline - time.monotonic()))
             await self.flush()
             row = await jobstore.get_job(self.store, job_id)
-            if row is not None and J(row["status"]) in JOB_TERMINAL and not self.is_live(job_id):
+            if (
+                row is not None
+                and J(row["status"]) in JOB_TERMINAL
+                and not self.is_live(job_id)
+                and not self._dying_of(job_id)
+            ):
                 return str(row["status"])
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {row and row['status']}")
             await asyncio.sleep(0.02)
+
+
+#: A task event's job part: its static columns say all TaskInfoData needs.
+_NO_ROW: Mapping[str, Any] = {}
+
+_STATIC_COLUMNS = (
+    "id",
+    "owner",
+    "name",
+    "project_name",
+    "description",
+    "variables",
+    "generic_information",
+    "submitted_time",
+    "total_tasks",
+)
+
+
+def _static_columns(row: Row) -> dict[str, Any]:
+    static = {c: row[c] for c in _STATIC_COLUMNS}
+    for name in ("variables", "generic_information"):  # decoded once, not per event
+        if isinstance(static[name], str):
+            static[name] = json.loads(static[name] or "{}")
+    return static
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

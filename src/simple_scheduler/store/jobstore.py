@@ -300,3 +300,61 @@ async def task_dependencies(store: Store, job_id: int) -> dict[int, list[int]]:
 
 def json_field(value: str | None) -> Any:
     return json.loads(value) if value else {}
+
+
+async def precious_task_names(store: Store, job_id: int) -> list[str]:
+    """The job's tasks declared with `preciousResult="true"`, in task order."""
+    rows = await store.fetch_all(
+        "SELECT name FROM tasks WHERE job_id = :job_id"
+        " AND json_extract(spec, '$.precious_result') = 1 ORDER BY task_index",
+        {"job_id": job_id},
+    )
+    return [str(r["name"]) for r in rows]
+
+
+async def job_document(store: Store, job_id: int) -> str | None:
+    """The job's workflow as submitted."""
+    value = await store.fetch_val("SELECT xml FROM jobs WHERE id = :id", {"id": job_id})
+    return None if value is None else str(value)
+
+
+async def list_jobs_filtered(
+    store: Store,
+    *,
+    owner: str | None,
+    statuses: Sequence[str],
+    with_issues_only: bool,
+    name: str | None,
+    project: str | None,
+    index: int,
+    limit: int,
+) -> tuple[list[Row], int]:
+    """Jobs matching ProActive's listing filters, newest first: (page, total)."""
+    if not statuses:
+        return [], 0
+    values: dict[str, Any] = {}
+    where = []
+    if owner is not None:
+        where.append("owner = :owner")
+        values["owner"] = owner
+    names = [f":s{i}" for i in range(len(statuses))]
+    where.append(f"status IN ({', '.join(names)})")
+    values |= {f"s{i}": s for i, s in enumerate(statuses)}
+    if with_issues_only:
+        where.append(
+            "(faulty_tasks + failed_tasks + in_error_tasks > 0"
+            " OR status IN ('CANCELED', 'FAILED', 'KILLED', 'IN_ERROR'))"
+        )
+    if name is not None:
+        where.append("name = :name")
+        values["name"] = name
+    if project is not None:
+        where.append("project_name = :project")
+        values["project"] = project
+    clause = " WHERE " + " AND ".join(where)
+    total = int(await store.fetch_val("SELECT COUNT(*) FROM jobs" + clause, values) or 0)
+    query = "SELECT * FROM jobs" + clause + " ORDER BY id DESC"
+    if limit >= 0:
+        query += " LIMIT :limit OFFSET :offset"
+        values |= {"limit": limit, "offset": max(0, index)}
+    return await store.fetch_all(query, values), total
