@@ -385,7 +385,7 @@ async def test_a_large_job_state_does_not_stall_the_loop(
         api, monkeypatch, "task_state", f"/rest/scheduler/jobs/{job_id}"
     )
     assert after > 0
-    assert state["id"] == str(job_id) and state["jobInfo"]["totalNumberOfTasks"] == 20_000
+    assert state["id"] == job_id and state["jobInfo"]["totalNumberOfTasks"] == 20_000
     assert list(state["tasks"]) == [str(i) for i in range(20_000)]
     assert state["tasks"]["19999"]["name"] == "t19999"
     assert state["tasks"]["0"]["taskInfo"]["taskStatus"] == "SUBMITTED"

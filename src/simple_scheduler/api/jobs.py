@@ -216,12 +216,14 @@ async def _pages(is_admin: bool, name: str) -> tuple[AsyncIterator[list[Row]], i
 async def job_state(job_id: str) -> Response:
     """The job and all its tasks: JobStateData, tasks keyed by index (streamed)."""
     job = await requested_job(job_id)
-    return json_stream(_job_state_chunks(services().store, job))
+    details = await job_details(services(), int(job["id"]))  # in the request's context
+    return json_stream(_job_state_chunks(services().store, job, details))
 
 
-async def _job_state_chunks(store: Store, job: Row) -> AsyncIterator[bytes]:
+async def _job_state_chunks(
+    store: Store, job: Row, details: views.JobDetails
+) -> AsyncIterator[bytes]:
     """JobStateData: the job without tasks, then its tasks a page at a time."""
-    details = await job_details(services(), int(job["id"]))
     head = await asyncio.to_thread(orjson.dumps, views.job_state(job, [], details))
     # `tasks` is the last key: the head ends with `"tasks":{}}`; the tasks go in between.
     yield head[: -len(b"}}")]
