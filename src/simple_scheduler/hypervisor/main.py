@@ -39,8 +39,25 @@ def run(socket_path: str, process_directory: str, *, fsync: bool = True) -> None
         hv.close()
 
 
+def close_inherited_descriptors() -> None:
+    """Close every descriptor but 0-2: the hypervisor holds only what it opens itself.
+
+    Whoever started us may have left descriptors open across exec: the web process's
+    Hypercorn listening socket is inheritable, and a hypervisor holding it kept the
+    server's port in LISTEN after the server stopped (issue 14). Closing here, in the
+    new process and before anything else is opened, covers every way of starting it
+    (posix_spawn from the threaded web process, systemd, a shell) with no race: in the
+    threaded launcher, marking descriptors close-on-exec first would race with threads
+    that open more. os.closerange is close_range(2) on Linux: one system call.
+    """
+    os.closerange(3, 1 << 20)
+
+
 def main(argv: list[str]) -> int:
-    """Parse `argv` (see `HypervisorArgs`), run, and return the exit code."""
+    """Parse `argv` (see `HypervisorArgs`), run, and return the exit code.
+
+    Only ever the entry of a hypervisor process (it closes inherited descriptors)."""
+    close_inherited_descriptors()
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE_TEXT)
         return 0
