@@ -527,6 +527,7 @@ class Scheduler:
                 task_name=task.name,
                 attempt=task.attempts,
                 spec=task.spec,
+                kill_grace=self.kill_grace,
             )
             self.files.prepare(spec.task_dir, files)
         except OSError as exc:
@@ -660,8 +661,11 @@ class Scheduler:
             return None
         if status.error:
             return status.error
+        left = ""
+        if status.leftovers:  # the executor ended processes the task left running
+            left = f"; {status.leftovers} processes it left behind were ended"
         if status.ok:
-            return None
+            return left[2:] or None
         if status.signal is None:
             how = f"exit code {status.exit_code}"
         else:
@@ -670,8 +674,8 @@ class Scheduler:
         if has_steps(task.spec):
             step = self.files.failed_step(job.id, task.index, task.attempts)
             if step:
-                return f"{step} failed: {how}"
-        return how
+                return f"{step} failed: {how}{left}"
+        return how + left
 
     def _fail(
         self,

@@ -77,6 +77,8 @@ def build_spec(
     task_name: str,
     attempt: int,
     spec: Mapping[str, Any],
+    user: str | None = None,
+    kill_grace: float = 5.0,
 ) -> tuple[TaskSpec, list[TaskFile]]:
     """Describe the execution for the backend, and the script files it needs (pure: the
     caller has `TaskFiles.prepare` write them)."""
@@ -122,6 +124,8 @@ def build_spec(
         env=env,
         task_dir=task_dir,
         cwd=substitute(working_dir, lookup) if working_dir else None,
+        user=user,
+        kill_grace=kill_grace,
     )
     return spec_, files
 
