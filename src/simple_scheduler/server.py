@@ -16,8 +16,10 @@ start failed, 2 for a bad configuration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Mapping
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from hypercorn.config import Config as HypercornConfig
 
-from simple_scheduler.config import Config, ConfigError, load_config
+from simple_scheduler.config import Config, ConfigError, load_config, sqlite_path
 
 if TYPE_CHECKING:
     from simple_scheduler.scheduler import Scheduler
@@ -49,6 +51,7 @@ def run_server(config_path: Path | None) -> int:
         print(f"simple-scheduler: configuration error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     _setup_logging(config.log_level)
+    _warn_about_task_identity(config)
     try:
         config.ensure_dirs()
         _start_hypervisor(config)  # before any thread exists in this process
@@ -75,10 +78,36 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def _warn_about_task_identity(config: Config) -> None:
+    """Say it at start when tasks run with the server's own identity (README: Security)."""
+    if not config.task_user:
+        log.warning(
+            "task_user is not set: tasks run as this server's own user (uid %d) and can read "
+            "its keys and database, so any user able to submit a job can become admin; set "
+            "task_user to an unprivileged account (README: Security)",
+            os.geteuid(),
+        )
+
+
+def _private_database(config: Config) -> None:
+    """The SQLite file (and its journals, which SQLite gives the same mode) 0600."""
+    path = sqlite_path(config.database_url)
+    if path is None:
+        return
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
+
+
 def _start_hypervisor(config: Config) -> None:
     from simple_scheduler.execution.launcher import ensure_hypervisor
 
-    proc = ensure_hypervisor(str(config.hypervisor_socket_path), str(config.process_directory))
+    proc = ensure_hypervisor(
+        str(config.hypervisor_socket_path),
+        str(config.process_directory),
+        task_accounts=config.task_accounts,
+    )
     if proc is None:
         log.info("connected to the running hypervisor on %s", config.hypervisor_socket_path)
     else:
@@ -92,7 +121,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     from simple_scheduler.api import Services, create_app
     from simple_scheduler.auth.keys import KeysError, ensure_keys
     from simple_scheduler.auth.sessions import LoginThrottle
-    from simple_scheduler.scheduler.spec import server_environment
+    from simple_scheduler.scheduler.spec import base_environment
     from simple_scheduler.store.db import Store
     from simple_scheduler.store.migrate import MigrationError, migrate
 
@@ -102,6 +131,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     store = await Store.open(config.database_url)
+    _private_database(config)
     try:
         try:
             await migrate(store)
@@ -117,7 +147,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             relaunch=True,
             nb_of_workers=config.nb_of_workers,
             kill_grace=config.kill_grace_s,
-            base_env=server_environment(),
+            base_env=base_environment(config.task_env_base),
+            task_user=config.task_user or None,
+            run_as_me_map=config.run_as_me_map,
         )
         await scheduler.start()
         services = Services(
@@ -151,6 +183,8 @@ def local_scheduler(
     kill_grace: float = 5.0,
     base_env: Mapping[str, str] | None = None,
     relaunch: bool = False,
+    task_user: str | None = None,
+    run_as_me_map: Mapping[str, str] | None = None,
 ) -> Scheduler:
     """The usual set-up: a scheduler over the local hypervisor on `socket_path`.
 
@@ -159,7 +193,12 @@ def local_scheduler(
     from simple_scheduler.execution.local import LocalExecution
     from simple_scheduler.scheduler import Scheduler
 
-    execution = LocalExecution(socket_path, str(process_directory), relaunch=relaunch)
+    execution = LocalExecution(
+        socket_path,
+        str(process_directory),
+        relaunch=relaunch,
+        task_accounts=bool(task_user or run_as_me_map),
+    )
     return Scheduler(
         store,
         execution.connect,
@@ -167,6 +206,8 @@ def local_scheduler(
         nb_of_workers=nb_of_workers,
         kill_grace=kill_grace,
         base_env=base_env,
+        task_user=task_user,
+        run_as_me_map=run_as_me_map,
     )
 
 

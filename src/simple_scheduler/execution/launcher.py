@@ -31,6 +31,8 @@ class HypervisorArgs:
     socket: str
     process_directory: str
     fsync: bool = True
+    #: Tasks run under other accounts: keep only the capabilities that takes.
+    task_accounts: bool = False
 
     def argv(self) -> list[str]:
         """The arguments after `simple-scheduler hypervisor`."""
@@ -40,12 +42,16 @@ class HypervisorArgs:
             "--process-directory",
             self.process_directory,
             "--fsync" if self.fsync else "--no-fsync",
+            *(["--task-accounts"] if self.task_accounts else []),
         ]
 
     def command(self) -> list[str]:
         """The whole command line, with absolute paths (the child runs elsewhere)."""
         absolute = HypervisorArgs(
-            os.path.abspath(self.socket), os.path.abspath(self.process_directory), self.fsync
+            os.path.abspath(self.socket),
+            os.path.abspath(self.process_directory),
+            self.fsync,
+            self.task_accounts,
         )
         return [sys.executable, "-m", "simple_scheduler", SUBCOMMAND, *absolute.argv()]
 
@@ -54,6 +60,7 @@ class HypervisorArgs:
         """Read `argv()` back; `--help` and bad input raise UsageError with the usage."""
         values: dict[str, str] = {}
         fsync = True
+        task_accounts = False
         rest = list(argv)
         while rest:
             arg = rest.pop(0)
@@ -66,22 +73,26 @@ class HypervisorArgs:
                 values[name] = inline
             elif arg in ("--fsync", "--no-fsync"):
                 fsync = arg == "--fsync"
+            elif arg == "--task-accounts":
+                task_accounts = True
             else:
                 raise UsageError(f"unknown argument {arg!r}\n{USAGE}")
         missing = [n for n in ("--socket", "--process-directory") if n not in values]
         if missing:
             raise UsageError(f"missing {', '.join(missing)}\n{USAGE}")
-        return cls(values["--socket"], values["--process-directory"], fsync)
+        return cls(values["--socket"], values["--process-directory"], fsync, task_accounts)
 
 
 USAGE = """\
 usage: simple-scheduler hypervisor --socket PATH --process-directory DIR
-                                   [--fsync | --no-fsync]
+                                   [--fsync | --no-fsync] [--task-accounts]
 
 Run the hypervisor: the process that starts and tracks tasks.
   --socket PATH             Unix socket to listen on
   --process-directory DIR   root of the task directories
-  --fsync / --no-fsync      fsync each task's status file (durability; default --fsync)"""
+  --fsync / --no-fsync      fsync each task's status file (durability; default --fsync)
+  --task-accounts           tasks run under other accounts (task_user, runAsMe): keep
+                            only CAP_SETUID, CAP_SETGID and CAP_KILL"""
 
 
 def accepts(socket_path: str) -> bool:
@@ -101,13 +112,14 @@ def spawn_hypervisor(
     timeout: float = 15.0,
     stderr: int | None = None,
     fsync: bool = True,
+    task_accounts: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start `simple-scheduler hypervisor` in its own session and wait until it accepts.
 
     Its own session: it outlives the web process (and a Ctrl-C aimed at it). Its working
     directory (and so its monitors') is the process directory.
     """
-    args = HypervisorArgs(socket_path, process_directory, fsync)
+    args = HypervisorArgs(socket_path, process_directory, fsync, task_accounts)
     os.makedirs(process_directory, exist_ok=True)
     proc = subprocess.Popen(
         args.command(),
@@ -129,14 +141,18 @@ def spawn_hypervisor(
     return proc
 
 
-def launch_hypervisor(socket_path: str, process_directory: str) -> int:
+def launch_hypervisor(
+    socket_path: str, process_directory: str, *, task_accounts: bool = False
+) -> int:
     """Start a hypervisor from a process that may have threads (the web process).
 
     posix_spawn, not fork: glibc implements it with clone(CLONE_VFORK) and runs no Python
     in the child, so aiosqlite's threads cannot leave it a half-held lock. It does not
     wait: the caller retries its connection. Returns the pid (the caller reaps it).
+    Descriptors the web process leaves inheritable (Hypercorn's listening socket) are
+    closed by the hypervisor itself, first thing (`hypervisor.main`).
     """
-    cmd = HypervisorArgs(socket_path, process_directory).command()
+    cmd = HypervisorArgs(socket_path, process_directory, task_accounts=task_accounts).command()
     devnull = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
@@ -145,9 +161,11 @@ def launch_hypervisor(socket_path: str, process_directory: str) -> int:
 
 
 def ensure_hypervisor(
-    socket_path: str, process_directory: str, *, timeout: float = 15.0
+    socket_path: str, process_directory: str, *, timeout: float = 15.0, task_accounts: bool = False
 ) -> subprocess.Popen[bytes] | None:
     """A hypervisor listening on `socket_path`: the running one (None) or a new one."""
     if accepts(socket_path):
         return None
-    return spawn_hypervisor(socket_path, process_directory, timeout=timeout)
+    return spawn_hypervisor(
+        socket_path, process_directory, timeout=timeout, task_accounts=task_accounts
+    )

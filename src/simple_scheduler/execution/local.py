@@ -25,10 +25,18 @@ class LocalExecution:
     second hypervisor on the same socket refuses to start anyway.
     """
 
-    def __init__(self, socket_path: str, process_directory: str, *, relaunch: bool = False):
+    def __init__(
+        self,
+        socket_path: str,
+        process_directory: str,
+        *,
+        relaunch: bool = False,
+        task_accounts: bool = False,
+    ):
         self.socket_path = socket_path
         self.process_directory = process_directory
         self.relaunch = relaunch
+        self.task_accounts = task_accounts
         self.files = LocalTaskFiles(process_directory)
         self._launched: int | None = None
 
@@ -40,7 +48,9 @@ class LocalExecution:
                 raise
             if self._launched is not None and _child_alive(self._launched):
                 raise  # the one we started is still starting: retry later
-            self._launched = launch_hypervisor(self.socket_path, self.process_directory)
+            self._launched = launch_hypervisor(
+                self.socket_path, self.process_directory, task_accounts=self.task_accounts
+            )
             log.warning(
                 "no hypervisor on %s: started one (pid %d)", self.socket_path, self._launched
             )

@@ -61,7 +61,7 @@ class LocalTaskFiles:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
             if executable:
-                os.chmod(path, 0o700)
+                os.chmod(path, 0o755)  # a task_user account runs it too
 
     def output_path(self, job_id: int, task_index: int, attempt: int, kind: OutputKind) -> str:
         return os.path.join(self.directory(job_id, task_index, attempt), kind)

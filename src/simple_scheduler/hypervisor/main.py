@@ -24,8 +24,16 @@ EXIT_ALREADY_RUNNING = 3
 EXIT_USAGE = 2
 
 
-def run(socket_path: str, process_directory: str, *, fsync: bool = True) -> None:
+def run(
+    socket_path: str, process_directory: str, *, fsync: bool = True, task_accounts: bool = False
+) -> None:
     """Serve until SIGTERM or SIGINT; monitors (and so tasks) keep running after."""
+    if task_accounts:
+        # Before the fork server starts: it and every monitor inherit what is left.
+        try:
+            posix.keep_task_capabilities()
+        except OSError as exc:
+            log.warning("could not drop capabilities: %s", exc)
     hv = Hypervisor(socket_path, process_directory, fsync=fsync)
     # Monitors inherit this working directory: keep them where their tasks live.
     os.chdir(hv.process_directory)
@@ -68,7 +76,12 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     logging.basicConfig(level=logging.INFO, format="%(asctime)s hypervisor %(message)s")
     try:
-        run(args.socket, args.process_directory, fsync=args.fsync)
+        run(
+            args.socket,
+            args.process_directory,
+            fsync=args.fsync,
+            task_accounts=args.task_accounts,
+        )
     except AlreadyRunning as exc:
         print(f"simple-scheduler hypervisor: {exc}", file=sys.stderr)
         return EXIT_ALREADY_RUNNING

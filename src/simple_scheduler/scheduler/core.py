@@ -43,7 +43,7 @@ from simple_scheduler.execution.backend import (
     Unreachable,
     execution_key,
 )
-from simple_scheduler.scheduler.spec import build_spec, has_steps
+from simple_scheduler.scheduler.spec import NoAccount, build_spec, has_steps, task_account
 from simple_scheduler.states import (
     JOB_TERMINAL,
     TASK_RELEASES_CHILDREN,
@@ -217,6 +217,8 @@ class Scheduler:
         nb_of_workers: int,
         kill_grace: float = 5.0,
         base_env: Mapping[str, str] | None = None,
+        task_user: str | None = None,
+        run_as_me_map: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self._backend_factory = backend_factory
@@ -226,6 +228,9 @@ class Scheduler:
         self.nb_of_workers = max(1, nb_of_workers)
         self.kill_grace = kill_grace
         self._base_env = dict(base_env or {})
+        #: Unix accounts of tasks (see `spec.task_account`).
+        self.task_user = task_user or None
+        self.run_as_me_map = dict(run_as_me_map or {})
         self._jobs: dict[int, LiveJob] = {}
         self._by_key: dict[str, tuple[LiveJob, LiveTask]] = {}
         self._ready: list[tuple[int, int, int]] = []
@@ -516,6 +521,13 @@ class Scheduler:
         key = execution_key(job.id, task.index, task.attempts)
         self._by_key[key] = (job, task)
         try:
+            user = task_account(
+                job.owner, bool(task.spec.get("run_as_me")), self.task_user, self.run_as_me_map
+            )
+        except NoAccount as exc:
+            self._execution_ended(key, None, f"could not start: {exc}")
+            return
+        try:
             spec, files = build_spec(
                 task_dir=self.files.directory(job.id, task.index, task.attempts),
                 base_env=self._base_env,
@@ -528,6 +540,7 @@ class Scheduler:
                 attempt=task.attempts,
                 spec=task.spec,
                 kill_grace=self.kill_grace,
+                user=user,
             )
             self.files.prepare(spec.task_dir, files)
         except OSError as exc:

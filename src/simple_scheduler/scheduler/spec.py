@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from simple_scheduler.execution.backend import TaskFile, TaskSpec, execution_key
@@ -130,6 +130,38 @@ def build_spec(
     return spec_, files
 
 
-def server_environment() -> dict[str, str]:
-    """The environment tasks inherit: the server's own, taken once at start."""
-    return dict(os.environ)
+#: Never passed to a task, whatever the configuration says: the server's own settings
+#: (a PostgreSQL URL may carry a password).
+SERVER_PREFIX = "SIMPLE_SCHEDULER_"
+
+
+def base_environment(
+    names: Iterable[str], environ: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """What tasks take from the server's environment: `names` only (the configured
+    `task_env_base`), taken once at start. The task's own variables and the PA_* system
+    variables are added per task (`build_spec`)."""
+    return {
+        name: environ[name]
+        for name in names
+        if name in environ and not name.startswith(SERVER_PREFIX)
+    }
+
+
+class NoAccount(ValueError):
+    """A task asks to run as its owner (runAsMe) and the owner has no mapped account."""
+
+
+def task_account(
+    owner: str, run_as_me: bool, task_user: str | None, run_as_me_map: Mapping[str, str]
+) -> str | None:
+    """The Unix account a task runs as: its owner's (runAsMe, through `run_as_me_map`),
+    else `task_user`; None: the executor's own."""
+    if run_as_me:
+        account = run_as_me_map.get(owner)
+        if not account:
+            raise NoAccount(
+                f"runAsMe: scheduler user {owner!r} has no Unix account in run_as_me_map"
+            )
+        return account
+    return task_user or None
