@@ -89,6 +89,22 @@ def _warn_about_task_identity(config: Config) -> None:
         )
 
 
+def can_switch_users() -> bool:
+    """Whether a hypervisor started by this process could run tasks as other accounts:
+    root, or CAP_SETUID and CAP_SETGID in our permitted set (to pass on)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapPrm:"):
+                    permitted = int(line.split()[1], 16)
+                    return permitted & 0xC0 == 0xC0  # CAP_SETGID (6), CAP_SETUID (7)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 def _private_database(config: Config) -> None:
     """The SQLite file (and its journals, which SQLite gives the same mode) 0600."""
     path = sqlite_path(config.database_url)
@@ -101,8 +117,20 @@ def _private_database(config: Config) -> None:
 
 
 def _start_hypervisor(config: Config) -> None:
-    from simple_scheduler.execution.launcher import ensure_hypervisor
+    from simple_scheduler.execution.launcher import accepts, ensure_hypervisor
 
+    if config.task_accounts and not can_switch_users():
+        # Without the capabilities ourselves (the web process should hold none), the
+        # hypervisor is a service of its own that has them (deploy/): never start one
+        # that could not switch users.
+        if not accepts(str(config.hypervisor_socket_path)):
+            raise RuntimeError(
+                f"task_user/run_as_me_map are set, no hypervisor listens on "
+                f"{config.hypervisor_socket_path}, and this process lacks CAP_SETUID/"
+                f"CAP_SETGID to start one: start simple-scheduler-hypervisor.service"
+            )
+        log.info("connected to the running hypervisor on %s", config.hypervisor_socket_path)
+        return
     proc = ensure_hypervisor(
         str(config.hypervisor_socket_path),
         str(config.process_directory),
@@ -144,7 +172,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             store,
             str(config.hypervisor_socket_path),
             process_directory=config.process_directory,
-            relaunch=True,
+            # A hypervisor we could not give CAP_SETUID is restarted by its own unit.
+            relaunch=not config.task_accounts or can_switch_users(),
             nb_of_workers=config.nb_of_workers,
             kill_grace=config.kill_grace_s,
             base_env=base_environment(config.task_env_base),

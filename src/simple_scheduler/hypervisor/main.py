@@ -34,6 +34,9 @@ def run(
             posix.keep_task_capabilities()
         except OSError as exc:
             log.warning("could not drop capabilities: %s", exc)
+        # Task directories and outputs readable by the task's account (the folders
+        # above them are traverse-only), whatever umask the service manager set.
+        os.umask(0o022)
     hv = Hypervisor(socket_path, process_directory, fsync=fsync)
     # Monitors inherit this working directory: keep them where their tasks live.
     os.chdir(hv.process_directory)
