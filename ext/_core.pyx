@@ -187,17 +187,23 @@ cdef char *put_json_str(char *p, char *end, const char *s) noexcept nogil:
     return p
 
 
-cdef int join_path(char *out, size_t cap, const char *d, const char *name) noexcept nogil:
-    """out = d + "/" + name; -1 when it does not fit."""
+cdef int join_sep(char *out, size_t cap, const char *d, char sep,
+                  const char *name) noexcept nogil:
+    """out = d + sep + name; -1 when it does not fit."""
     cdef size_t a = strlen(d)
     cdef size_t b = strlen(name)
     if a + b + 2 > cap:
         return -1
     memcpy(out, d, a)
-    out[a] = c'/'
+    out[a] = sep
     memcpy(out + a + 1, name, b)
     out[a + 1 + b] = 0
     return 0
+
+
+cdef int join_path(char *out, size_t cap, const char *d, const char *name) noexcept nogil:
+    """out = d + "/" + name; -1 when it does not fit."""
+    return join_sep(out, cap, d, c'/', name)
 
 
 cdef int64_t now_ms() noexcept nogil:
@@ -497,6 +503,7 @@ cdef struct ChildArgs:
     uint32_t gid
     uint32_t ngroups
     const uint32_t *groups
+    const char *cgroup  # the task's cgroup folder, NULL: none
 
 
 cdef void child_exec(ChildArgs *a) noexcept nogil:
@@ -529,6 +536,10 @@ cdef void child_exec(ChildArgs *a) noexcept nogil:
         ss_child_fail(STEP_STDERR, errno)
         _exit(SS_EXIT_NO_EXEC)
     close_range(3, <unsigned int>0xFFFFFFFF, 0)
+    if a.cgroup != NULL:
+        # Into the task's own cgroup before anything runs (and while we may still
+        # write there): a process that leaves our tree stays in it.
+        ss_cgroup_write(a.cgroup, "cgroup.procs", "0")
     if a.set_identity:
         # Before chdir and exec: both are checked against the task's account.
         e = ss_set_identity(a.uid, a.gid, a.ngroups, a.groups)
@@ -672,6 +683,8 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
     cdef void *semmap = NULL
     cdef int argc = <int>hdr.argc
     cdef uint32_t flags = hdr.flags
+    cdef const char *cgroup_prefix = s[7]
+    cdef char cgroup[_PATH_CAP]
 
     setsid()
     # Every descendant whose parent dies comes to us, not to init: nothing the task
@@ -703,6 +716,12 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
     a.argv = s + SS_FS_NFIXED
     a.envp = s + SS_FS_NFIXED + argc + 1
     a.exec_path = s[6]
+    a.cgroup = NULL
+    # A cgroup per task where the hypervisor found a writable cgroup v2 folder (best
+    # effort: without one, the subreaper alone keeps the task's processes together).
+    if (cgroup_prefix[0] != 0 and join_sep(cgroup, _PATH_CAP, cgroup_prefix, c'.', key) == 0
+            and (mkdir(cgroup, 0o755) == 0 or errno == EEXIST)):
+        a.cgroup = cgroup
     a.cwd = cwd if cwd[0] != 0 else task_dir
     a.cancel_path = p_cancel
     if flags & SS_FS_FLAG_IDENTITY:
@@ -772,6 +791,8 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
         r.kind = SS_REPORT_EXITED
         r.end_ms = now_ms()
         set_error(&r, step, err)
+        if a.cgroup != NULL:
+            rmdir(a.cgroup)
         fd = -1
         if dir_copy[0] != 0:
             fd = write_status(dir_copy, &r, -1, 0)
@@ -797,7 +818,9 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
             r.kind = SS_REPORT_HEARTBEAT
             report_send(sock, &addr, &r, 0)
     # The main process is gone: so must be everything it started (TERM, grace, KILL).
-    r.leftovers = ss_sweep(me, hdr.grace_ms, _SWEEP_KILL_MS, &chld)
+    r.leftovers = ss_sweep(me, hdr.grace_ms, _SWEEP_KILL_MS, &chld, a.cgroup)
+    if a.cgroup != NULL:
+        rmdir(a.cgroup)  # empty now, unless something escaped even the cgroup.kill
     r.end_ms = now_ms()
     r.kind = SS_REPORT_EXITED
     if WIFEXITED(st):

@@ -69,6 +69,7 @@ cdef extern from "<unistd.h>" nogil:
     ssize_t write(int fd, const void *buf, size_t count)
     int access(const char *path, int mode)
     int unlink(const char *path)
+    int rmdir(const char *path)
     int fsync(int fd)
     off_t lseek(int fd, off_t offset, int whence)
     int ftruncate(int fd, off_t length)
@@ -76,6 +77,10 @@ cdef extern from "<unistd.h>" nogil:
         F_OK
         X_OK
         SEEK_SET
+
+
+cdef extern from "<sys/stat.h>" nogil:
+    int mkdir(const char *path, unsigned int mode)
 
 
 cdef extern from "<stdio.h>" nogil:
@@ -304,6 +309,7 @@ cdef extern from "monitor.h" nogil:
     int ss_child_get_step()
     int ss_child_get_err()
     int ss_set_identity(uint32_t uid, uint32_t gid, uint32_t ngroups, const uint32_t *groups)
-    int ss_sweep(pid_t me, long grace_ms, long kill_ms, const sigset_t *chld)
+    int ss_sweep(pid_t me, long grace_ms, long kill_ms, const sigset_t *chld, const char *cgroup)
+    void ss_cgroup_write(const char *dir, const char *name, const char *value)
     int ss_keep_capabilities(uint64_t keep)
     int ss_drop_task_capabilities(int switched)

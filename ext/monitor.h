@@ -204,13 +204,37 @@ static inline int64_t ss_mono_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Write `value` to the file `name` of cgroup folder `dir` (best effort: ignored when
+   that fails). "0" to cgroup.procs moves the caller, "1" to cgroup.kill kills every
+   process in the cgroup (Linux 5.14). */
+static inline void ss_cgroup_write(const char *dir, const char *name, const char *value) {
+    char path[4096];
+    size_t a = strlen(dir), b = strlen(name);
+    int fd;
+    if (a + b + 2 > sizeof(path))
+        return;
+    memcpy(path, dir, a);
+    path[a] = '/';
+    memcpy(path + a + 1, name, b + 1);
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (write(fd, value, strlen(value)) < 0) {
+        /* best effort */
+    }
+    close(fd);
+}
+
 /* Once the task's main process has been reaped: end whatever it left behind, as
    systemd does for a unit. TERM (and CONT) every remaining descendant, again as
    their parents die and they come to us, for up to `grace_ms`; then KILL them the
    same way until none is left (at most `kill_ms` more: a process stuck in the kernel
-   must not keep the report from going out). SIGCHLD is blocked in `chld`. Returns how
-   many processes were left. Costs one waitpid when there are none. */
-static inline int ss_sweep(pid_t me, long grace_ms, long kill_ms, const sigset_t *chld) {
+   must not keep the report from going out). With the task's `cgroup` folder (NULL:
+   none), the KILL also goes to every process in it, below us or not. SIGCHLD is
+   blocked in `chld`. Returns how many processes were left. Costs one waitpid when there
+   are none. */
+static inline int ss_sweep(pid_t me, long grace_ms, long kill_ms, const sigset_t *chld,
+                           const char *cgroup) {
     pid_t seen[256];
     int nseen = 0, total = 0, sig = SIGTERM;
     int64_t now, deadline;
@@ -229,6 +253,8 @@ static inline int ss_sweep(pid_t me, long grace_ms, long kill_ms, const sigset_t
                 return total;
             sig = SIGKILL;
             deadline = now + kill_ms;
+            if (cgroup != NULL)
+                ss_cgroup_write(cgroup, "cgroup.kill", "1");
             continue;
         }
         /* Woken by a child's end (its own children are ours now), else look again

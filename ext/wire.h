@@ -37,8 +37,9 @@
 #define SS_EXIT_NO_EXEC 127  /* task child: a step before exec failed (see the report) */
 
 /* Request strings that precede argv: key, title, task_dir, cwd, report_path,
-   semaphore_path, exec_path (PATH). */
-#define SS_FS_NFIXED 7
+   semaphore_path, exec_path (PATH), cgroup_prefix (the task's cgroup folder is
+   "<prefix>.<key>"; "": no cgroup per task). */
+#define SS_FS_NFIXED 8
 #define SS_FS_MAX_GROUPS 1024
 /* Largest request, and most strings in one: the fork server's static buffers. */
 #define SS_FS_REQUEST_MAX 196608

@@ -97,7 +97,7 @@ def test_fork_server_direct() -> None:
     server = forkserver.ForkServer()
     try:
         strings = ["key-1", "simple-scheduler: monitor job 1 task t", root, "",
-                   os.path.join(root, "r"), "", "/usr/bin:/bin", "sh", "-c", "exit 3"]
+                   os.path.join(root, "r"), "", "/usr/bin:/bin", "", "sh", "-c", "exit 3"]
         data = b"\0".join(s.encode() for s in strings) + b"\0"
         server.sock.setblocking(True)
         server.sock.settimeout(10)

@@ -42,7 +42,7 @@ from simple_scheduler.execution.backend import (
     Started,
     UnknownExecution,
 )
-from simple_scheduler.hypervisor import posix, wire
+from simple_scheduler.hypervisor import cgroups, posix, wire
 from simple_scheduler.hypervisor.forkserver import ForkServer
 from simple_scheduler.hypervisor.journal import LiveJournal
 from simple_scheduler.hypervisor.records import Execution
@@ -130,6 +130,8 @@ class Hypervisor:
         self.lock_fd = _single_instance_lock(self.socket_path)
         self.journal = LiveJournal(self.process_directory)
         self.namespace = self.process_directory
+        #: Monitors make their task's cgroup at `<it>.<key>` ("": none; see `cgroups`).
+        self.cgroup_prefix = cgroups.task_cgroup_prefix(self.process_directory)
 
         self.fork_server = ForkServer()
         self.execs: dict[str, Execution] = {}
@@ -395,6 +397,7 @@ class Hypervisor:
             self.report_path,
             sem_path,
             env.get("PATH", os.defpath),
+            self.cgroup_prefix,
             *argv,
         ]
         strings += [f"{k}={v}" for k, v in env.items()]
@@ -521,6 +524,7 @@ class Hypervisor:
                 open(os.path.join(ex.task_dir, taskdir.CANCEL), "wb").close()
             self._release_semaphore(ex)
         del self.execs[ex.key]
+        cgroups.remove(self.cgroup_prefix, ex.key)  # its monitor's, if that one died
         if self.by_monitor.get(ex.monitor_pid) is ex:
             del self.by_monitor[ex.monitor_pid]
         self.unowned.discard(ex)
@@ -699,7 +703,7 @@ class Hypervisor:
             return
         ex.state, ex.reason = "lost", self._end_orphan(ex, reason)
         self.unowned.discard(ex)
-        self._emit(Lost(ex.key, reason))
+        self._emit(Lost(ex.key, ex.reason))
 
     def _end_orphan(self, ex: Execution, reason: str) -> str:
         """Nobody watches the task any more: end it, or a retry would run it twice."""
@@ -708,10 +712,15 @@ class Hypervisor:
             info = taskdir.read_pid(ex.task_dir)
             if info is not None:
                 pid, ticks = info.pid, info.pid_start_time
-        if pid is not None and ticks is not None and posix.process_alive(pid, ticks):
+        alive = pid is not None and ticks is not None and posix.process_alive(pid, ticks)
+        if alive:
+            assert pid is not None
             posix.killpg(pid, signal.SIGKILL)
+        # Its cgroup holds whatever the task started, in its process group or not.
+        in_cgroup = cgroups.kill(self.cgroup_prefix, ex.key)
+        if alive:
             return reason + "; its task was killed"
-        return reason
+        return reason + ("; its cgroup was killed" if in_cgroup else "")
 
     def _adopt_monitor(self, ex: Execution, monitor_pid: int) -> None:
         """A recovered prepared execution's monitor spoke: now we know who it is.

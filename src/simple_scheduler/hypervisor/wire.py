@@ -7,8 +7,8 @@ no implicit padding): the C structs are laid out so that natural alignment adds 
 and the test checks exactly that.
 
 - fork-server request (`FsRequest`): header, then `ngroups` u32 gids, then the strings
-  (key, title, task_dir, cwd, report_path, semaphore_path, exec_path, argv, env), each
-  NUL-terminated; `size` counts everything after the header;
+  (key, title, task_dir, cwd, report_path, semaphore_path, exec_path, cgroup_prefix,
+  argv, env), each NUL-terminated; `size` counts everything after the header;
 - fork-server reply (`FsReply`): SPAWNED (pid = monitor), FAILED (value = errno) or ENDED
   (a monitor was reaped: value = its wait status);
 - monitor report (`Report`): STARTED / HEARTBEAT / EXITED, one datagram each.
@@ -47,7 +47,7 @@ EXIT_FS_POLL = 71  #: fork server: poll failed
 EXIT_NO_EXEC = 127  #: task child: a step before exec failed (the report says which)
 
 #: Strings of a request before argv.
-FS_NFIXED = 7
+FS_NFIXED = 8
 #: Most supplementary groups a request carries.
 FS_MAX_GROUPS = 1024
 #: Largest request, and most strings in one (the fork server's static buffers).
