@@ -16,10 +16,13 @@ holds the two to the same sizes and offsets (`wire_layout()` exports the C side)
 
 A request is one SEQPACKET message of at most FS_REQUEST_MAX bytes: ss_fs_request_t,
 then `ngroups` u32 gids, then nfixed + argc + envc NUL-terminated strings (key, title,
-task_dir, cwd, report_path, semaphore_path, exec_path (PATH), argv, env). The fork
-server points a static (mmap'ed once) array at the strings, no malloc. The monitor
-is a child subreaper: whatever the task leaves behind (setsid, double fork) stays
-below it and is ended with the task (`ss_sweep` in monitor.h).
+task_dir, cwd, report_path, semaphore_path, exec_path (PATH), cgroup_prefix, argv,
+env). The fork server points a static (mmap'ed once) array at the strings, no malloc.
+The monitor is a child subreaper: whatever the task leaves behind (setsid, double fork)
+stays below it and is ended with the task (`ss_sweep` in monitor.h), and where the
+hypervisor found a writable cgroup v2 folder the task also runs in a cgroup of its own.
+With FS_FLAG_IDENTITY the task child takes the request's groups, gid and uid before
+exec (the hypervisor resolved them: no NSS lookup after fork).
 """
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t

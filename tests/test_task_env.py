@@ -33,3 +33,17 @@ def test_task_account_follows_run_as_me_and_the_map() -> None:
     assert task_account("bob", False, None, accounts) is None
     with pytest.raises(NoAccount, match="'bob'"):
         task_account("bob", True, "ss-task", accounts)
+
+
+def test_server_warns_at_start_when_tasks_run_as_its_own_user(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from simple_scheduler.server import _warn_about_task_identity
+
+    with caplog.at_level("WARNING", logger="simple_scheduler.server"):
+        _warn_about_task_identity(load_config(env={}))
+    assert "task_user is not set" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="simple_scheduler.server"):
+        _warn_about_task_identity(load_config(env={"SIMPLE_SCHEDULER_TASK_USER": "nobody"}))
+    assert caplog.text == ""
