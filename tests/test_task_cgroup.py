@@ -12,15 +12,17 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
-from exec_fixtures import HV, hv, short_tmp
+from exec_fixtures import HV, short_tmp
 
-from simple_scheduler.execution.backend import Lost
+from simple_scheduler.execution.backend import Exited, Lost
 from simple_scheduler.execution.client import HypervisorClient
+from simple_scheduler.execution.launcher import spawn_hypervisor
 from simple_scheduler.hypervisor import cgroups
 
-__all__ = ["hv", "short_tmp"]
+__all__ = ["short_tmp"]
 
 pytestmark = pytest.mark.skipif(
     not cgroups.task_cgroup_prefix("/probe"), reason="no writable cgroup v2 hierarchy"
@@ -48,6 +50,17 @@ async def until(predicate: object, what: str, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.02)
 
 
+@pytest.fixture
+def hv(short_tmp: str) -> Iterator[HV]:
+    """A hypervisor with --task-cgroups (what the server starts)."""
+    h = HV(short_tmp)
+    h.proc = spawn_hypervisor(h.socket_path, h.process_directory, task_cgroups=True)
+    try:
+        yield h
+    finally:
+        h.stop()
+
+
 def test_escapee_of_a_killed_monitor_dies_with_its_cgroup(hv: HV) -> None:
     marker = uuid.uuid4().hex
     env = {"PATH": "/usr/bin:/bin", "SS_MARK": marker}
@@ -67,3 +80,14 @@ def test_escapee_of_a_killed_monitor_dies_with_its_cgroup(hv: HV) -> None:
 
     reason = hv.run(go)
     assert "cgroup was killed" in reason or "task was killed" in reason
+
+
+def test_task_runs_in_its_own_cgroup_which_goes_with_it(hv: HV) -> None:
+    spec = hv.spec("own", ["cat", "/proc/self/cgroup"])
+    [event] = hv.run_tasks([spec]).values()
+    assert isinstance(event, Exited) and event.status.ok
+    with open(os.path.join(spec.task_dir, "stdout")) as f:
+        line = next(x for x in f if x.startswith("0::"))
+    prefix = cgroups.task_cgroup_prefix(os.path.abspath(hv.process_directory))
+    assert line.strip().endswith("/" + os.path.basename(prefix) + ".own")
+    assert not os.path.exists(prefix + ".own")  # removed by its monitor

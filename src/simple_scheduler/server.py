@@ -135,6 +135,7 @@ def _start_hypervisor(config: Config) -> None:
         str(config.hypervisor_socket_path),
         str(config.process_directory),
         task_accounts=config.task_accounts,
+        task_cgroups=True,
     )
     if proc is None:
         log.info("connected to the running hypervisor on %s", config.hypervisor_socket_path)
@@ -179,6 +180,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             base_env=base_environment(config.task_env_base),
             task_user=config.task_user or None,
             run_as_me_map=config.run_as_me_map,
+            task_cgroups=True,
         )
         await scheduler.start()
         services = Services(
@@ -214,6 +216,7 @@ def local_scheduler(
     relaunch: bool = False,
     task_user: str | None = None,
     run_as_me_map: Mapping[str, str] | None = None,
+    task_cgroups: bool = False,
 ) -> Scheduler:
     """The usual set-up: a scheduler over the local hypervisor on `socket_path`.
 
@@ -227,6 +230,7 @@ def local_scheduler(
         str(process_directory),
         relaunch=relaunch,
         task_accounts=bool(task_user or run_as_me_map),
+        task_cgroups=task_cgroups,
     )
     return Scheduler(
         store,

@@ -33,6 +33,9 @@ class HypervisorArgs:
     fsync: bool = True
     #: Tasks run under other accounts: keep only the capabilities that takes.
     task_accounts: bool = False
+    #: A cgroup v2 folder per task where the hierarchy is writable (the server's choice;
+    #: off for bare hypervisors, whose monitors a test may SIGKILL, leaving folders).
+    task_cgroups: bool = False
 
     def argv(self) -> list[str]:
         """The arguments after `simple-scheduler hypervisor`."""
@@ -43,6 +46,7 @@ class HypervisorArgs:
             self.process_directory,
             "--fsync" if self.fsync else "--no-fsync",
             *(["--task-accounts"] if self.task_accounts else []),
+            *(["--task-cgroups"] if self.task_cgroups else []),
         ]
 
     def command(self) -> list[str]:
@@ -52,6 +56,7 @@ class HypervisorArgs:
             os.path.abspath(self.process_directory),
             self.fsync,
             self.task_accounts,
+            self.task_cgroups,
         )
         return [sys.executable, "-m", "simple_scheduler", SUBCOMMAND, *absolute.argv()]
 
@@ -60,7 +65,7 @@ class HypervisorArgs:
         """Read `argv()` back; `--help` and bad input raise UsageError with the usage."""
         values: dict[str, str] = {}
         fsync = True
-        task_accounts = False
+        task_accounts = task_cgroups = False
         rest = list(argv)
         while rest:
             arg = rest.pop(0)
@@ -75,24 +80,30 @@ class HypervisorArgs:
                 fsync = arg == "--fsync"
             elif arg == "--task-accounts":
                 task_accounts = True
+            elif arg == "--task-cgroups":
+                task_cgroups = True
             else:
                 raise UsageError(f"unknown argument {arg!r}\n{USAGE}")
         missing = [n for n in ("--socket", "--process-directory") if n not in values]
         if missing:
             raise UsageError(f"missing {', '.join(missing)}\n{USAGE}")
-        return cls(values["--socket"], values["--process-directory"], fsync, task_accounts)
+        return cls(
+            values["--socket"], values["--process-directory"], fsync, task_accounts, task_cgroups
+        )
 
 
 USAGE = """\
 usage: simple-scheduler hypervisor --socket PATH --process-directory DIR
                                    [--fsync | --no-fsync] [--task-accounts]
+                                   [--task-cgroups]
 
 Run the hypervisor: the process that starts and tracks tasks.
   --socket PATH             Unix socket to listen on
   --process-directory DIR   root of the task directories
   --fsync / --no-fsync      fsync each task's status file (durability; default --fsync)
   --task-accounts           tasks run under other accounts (task_user, runAsMe): keep
-                            only CAP_SETUID, CAP_SETGID and CAP_KILL"""
+                            only CAP_SETUID, CAP_SETGID and CAP_KILL
+  --task-cgroups            a cgroup v2 folder per task, where the hierarchy is writable"""
 
 
 def accepts(socket_path: str) -> bool:
@@ -113,13 +124,14 @@ def spawn_hypervisor(
     stderr: int | None = None,
     fsync: bool = True,
     task_accounts: bool = False,
+    task_cgroups: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start `simple-scheduler hypervisor` in its own session and wait until it accepts.
 
     Its own session: it outlives the web process (and a Ctrl-C aimed at it). Its working
     directory (and so its monitors') is the process directory.
     """
-    args = HypervisorArgs(socket_path, process_directory, fsync, task_accounts)
+    args = HypervisorArgs(socket_path, process_directory, fsync, task_accounts, task_cgroups)
     os.makedirs(process_directory, exist_ok=True)
     proc = subprocess.Popen(
         args.command(),
@@ -142,7 +154,11 @@ def spawn_hypervisor(
 
 
 def launch_hypervisor(
-    socket_path: str, process_directory: str, *, task_accounts: bool = False
+    socket_path: str,
+    process_directory: str,
+    *,
+    task_accounts: bool = False,
+    task_cgroups: bool = False,
 ) -> int:
     """Start a hypervisor from a process that may have threads (the web process).
 
@@ -152,7 +168,9 @@ def launch_hypervisor(
     Descriptors the web process leaves inheritable (Hypercorn's listening socket) are
     closed by the hypervisor itself, first thing (`hypervisor.main`).
     """
-    cmd = HypervisorArgs(socket_path, process_directory, task_accounts=task_accounts).command()
+    cmd = HypervisorArgs(
+        socket_path, process_directory, task_accounts=task_accounts, task_cgroups=task_cgroups
+    ).command()
     devnull = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
@@ -161,11 +179,20 @@ def launch_hypervisor(
 
 
 def ensure_hypervisor(
-    socket_path: str, process_directory: str, *, timeout: float = 15.0, task_accounts: bool = False
+    socket_path: str,
+    process_directory: str,
+    *,
+    timeout: float = 15.0,
+    task_accounts: bool = False,
+    task_cgroups: bool = False,
 ) -> subprocess.Popen[bytes] | None:
     """A hypervisor listening on `socket_path`: the running one (None) or a new one."""
     if accepts(socket_path):
         return None
     return spawn_hypervisor(
-        socket_path, process_directory, timeout=timeout, task_accounts=task_accounts
+        socket_path,
+        process_directory,
+        timeout=timeout,
+        task_accounts=task_accounts,
+        task_cgroups=task_cgroups,
     )

@@ -32,11 +32,13 @@ class LocalExecution:
         *,
         relaunch: bool = False,
         task_accounts: bool = False,
+        task_cgroups: bool = False,
     ):
         self.socket_path = socket_path
         self.process_directory = process_directory
         self.relaunch = relaunch
         self.task_accounts = task_accounts
+        self.task_cgroups = task_cgroups
         self.files = LocalTaskFiles(process_directory)
         self._launched: int | None = None
 
@@ -49,7 +51,10 @@ class LocalExecution:
             if self._launched is not None and _child_alive(self._launched):
                 raise  # the one we started is still starting: retry later
             self._launched = launch_hypervisor(
-                self.socket_path, self.process_directory, task_accounts=self.task_accounts
+                self.socket_path,
+                self.process_directory,
+                task_accounts=self.task_accounts,
+                task_cgroups=self.task_cgroups,
             )
             log.warning(
                 "no hypervisor on %s: started one (pid %d)", self.socket_path, self._launched

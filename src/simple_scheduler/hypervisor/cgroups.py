@@ -88,6 +88,19 @@ def kill(prefix: str, key: str) -> bool:
     return True
 
 
+def remove_stale(prefix: str, keep: set[str]) -> None:
+    """Remove this process directory's task folders but those of `keep` (a folder that
+    still holds processes is not removed: rmdir refuses)."""
+    if not prefix:
+        return
+    parent, stem = os.path.split(prefix)
+    with contextlib.suppress(OSError):
+        for name in os.listdir(parent):
+            if name.startswith(stem + ".") and name[len(stem) + 1 :] not in keep:
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(parent, name))
+
+
 def remove(prefix: str, key: str) -> None:
     """Remove the task's folder (its monitor does; this is for monitors that died)."""
     if prefix:

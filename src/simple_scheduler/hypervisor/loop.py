@@ -118,7 +118,14 @@ def _bind_unix(path: str, kind: socket.SocketKind) -> socket.socket:
 class Hypervisor:
     """The loop and the state. `run()` is the process entry; tests may drive it too."""
 
-    def __init__(self, socket_path: str, process_directory: str, *, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        socket_path: str,
+        process_directory: str,
+        *,
+        fsync: bool = True,
+        task_cgroups: bool = False,
+    ) -> None:
         self.fsync = fsync  #: monitors fsync the status file (after their report)
         self.socket_path = os.path.abspath(socket_path)
         self.report_path = self.socket_path + REPORT_SUFFIX
@@ -131,7 +138,9 @@ class Hypervisor:
         self.journal = LiveJournal(self.process_directory)
         self.namespace = self.process_directory
         #: Monitors make their task's cgroup at `<it>.<key>` ("": none; see `cgroups`).
-        self.cgroup_prefix = cgroups.task_cgroup_prefix(self.process_directory)
+        self.cgroup_prefix = (
+            cgroups.task_cgroup_prefix(self.process_directory) if task_cgroups else ""
+        )
 
         self.fork_server = ForkServer()
         self.execs: dict[str, Execution] = {}
@@ -238,6 +247,7 @@ class Hypervisor:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         self.fork_server.close()
+        cgroups.remove_stale(self.cgroup_prefix, keep=set())  # the empty ones only
         os.close(self.lock_fd)
         if self._wakeup_installed:
             signal.set_wakeup_fd(-1)
@@ -783,4 +793,6 @@ class Hypervisor:
                 ex.state = "lost"
                 ex.reason = self._end_orphan(ex, "monitor vanished while the hypervisor was down")
         self._compact_journal()
+        # Folders of monitors that died with no hypervisor to release them.
+        cgroups.remove_stale(self.cgroup_prefix, keep=set(self.execs))
         log.info("recovered %d executions", len(self.execs))

@@ -25,7 +25,12 @@ EXIT_USAGE = 2
 
 
 def run(
-    socket_path: str, process_directory: str, *, fsync: bool = True, task_accounts: bool = False
+    socket_path: str,
+    process_directory: str,
+    *,
+    fsync: bool = True,
+    task_accounts: bool = False,
+    task_cgroups: bool = False,
 ) -> None:
     """Serve until SIGTERM or SIGINT; monitors (and so tasks) keep running after."""
     if task_accounts:
@@ -37,7 +42,7 @@ def run(
         # Task directories and outputs readable by the task's account (the folders
         # above them are traverse-only), whatever umask the service manager set.
         os.umask(0o022)
-    hv = Hypervisor(socket_path, process_directory, fsync=fsync)
+    hv = Hypervisor(socket_path, process_directory, fsync=fsync, task_cgroups=task_cgroups)
     # Monitors inherit this working directory: keep them where their tasks live.
     os.chdir(hv.process_directory)
     with contextlib.suppress(OSError):
@@ -84,6 +89,7 @@ def main(argv: list[str]) -> int:
             args.process_directory,
             fsync=args.fsync,
             task_accounts=args.task_accounts,
+            task_cgroups=args.task_cgroups,
         )
     except AlreadyRunning as exc:
         print(f"simple-scheduler hypervisor: {exc}", file=sys.stderr)
