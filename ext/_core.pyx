@@ -38,6 +38,9 @@ DEF _HEARTBEAT_S = 2
 DEF _EXITED_RETRY_S = 600
 DEF _STARTED_RETRY_S = 60
 DEF _STARTED_DELAY_MS = 10  # how long a task may end before its STARTED report is sent
+# A cgroup folder path: a page less of the monitor's stack than a full path buffer (a
+# longer one means no cgroup for the task).
+DEF _CGROUP_CAP = 448
 DEF _SWEEP_KILL_MS = 10000  # after KILL, how long leftovers may take to go before we report
 
 FS_REQUEST_MAGIC = SS_FS_REQUEST_MAGIC
@@ -375,7 +378,7 @@ cdef int write_file_atomic(const char *path, const char *tmp, const char *data,
     Returns the still-open descriptor (the caller fsyncs it when it needs durability),
     or -1.
     """
-    cdef int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    cdef int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     if fd < 0:
         return -1
     if write_all(fd, data, size) < 0 or rename(tmp, path) < 0:
@@ -462,7 +465,7 @@ cdef int write_pidfile(const char *task_dir, ss_report_t *r, size_t *length) noe
     p = put_str(p, e, "{")
     p = put_pid_fields(p, e, r)
     p = put_str(p, e, "}\n")
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     if fd < 0:
         return -1
     if write_all(fd, buf, <size_t>(p - buf)) < 0:
@@ -687,7 +690,7 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
     cdef int argc = <int>hdr.argc
     cdef uint32_t flags = hdr.flags
     cdef const char *cgroup_prefix = s[7]
-    cdef char cgroup[_PATH_CAP]
+    cdef char cgroup[_CGROUP_CAP]
 
     setsid()
     # Every descendant whose parent dies comes to us, not to init: nothing the task
@@ -722,7 +725,7 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
     a.cgroup = NULL
     # A cgroup per task where the hypervisor found a writable cgroup v2 folder (best
     # effort: without one, the subreaper alone keeps the task's processes together).
-    if (cgroup_prefix[0] != 0 and join_sep(cgroup, _PATH_CAP, cgroup_prefix, c'.', key) == 0
+    if (cgroup_prefix[0] != 0 and join_sep(cgroup, _CGROUP_CAP, cgroup_prefix, c'.', key) == 0
             and (mkdir(cgroup, 0o755) == 0 or errno == EEXIST)):
         a.cgroup = cgroup
     a.cwd = cwd if cwd[0] != 0 else task_dir
@@ -739,11 +742,12 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
     else:
         memcpy(dir_copy, task_dir, strlen(task_dir) + 1)
     if step == STEP_NONE:
-        a.fd_out = open(p_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        # 0600: the server's user reads outputs; another task account may not.
+        a.fd_out = open(p_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         if a.fd_out < 0:
             step, err = STEP_OPEN_STDOUT, errno
     if step == STEP_NONE:
-        a.fd_err = open(p_err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        a.fd_err = open(p_err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         if a.fd_err < 0:
             step, err = STEP_OPEN_STDERR, errno
     if step == STEP_NONE:

@@ -208,7 +208,7 @@ static inline int64_t ss_mono_ms(void) {
    that fails). "0" to cgroup.procs moves the caller, "1" to cgroup.kill kills every
    process in the cgroup (Linux 5.14). */
 static inline void ss_cgroup_write(const char *dir, const char *name, const char *value) {
-    char path[4096];
+    char path[512]; /* the cgroup folder is at most 448 bytes (_CGROUP_CAP) */
     size_t a = strlen(dir), b = strlen(name);
     int fd;
     if (a + b + 2 > sizeof(path))

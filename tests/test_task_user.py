@@ -142,6 +142,16 @@ async def test_task_runs_as_task_user_and_cannot_reach_the_server(
     assert lines["settings"] == "0"
 
 
+async def test_a_failing_step_is_recorded_under_the_task_account(
+    server: tuple[Config, Scheduler, int],
+) -> None:
+    _, scheduler, _ = server
+    xml = job_xml([{"name": "t", "pre": "exit 3", "bash": "echo main"}])
+    row = await _run(scheduler, xml, "bob")
+    assert row["status"] == "FAULTY"
+    assert row["reason"].startswith("pre failed")
+
+
 def _run_as_me(xml: bytes) -> bytes:
     return xml.replace(b'<task name="t"', b'<task name="t" runAsMe="true"')
 

@@ -61,8 +61,9 @@ class LocalTaskFiles:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
             # Explicit modes, whatever the server's umask: a task running under a
-            # task_user account reads (and may execute) its scripts.
-            os.chmod(path, 0o755 if executable else 0o644)
+            # task_user account reads (and may execute) its scripts, and writes the
+            # failed step (it may not create files in its directory).
+            os.chmod(path, 0o755 if executable else 0o622 if name == FAILED_STEP else 0o644)
 
     def _make_directory(self, task_dir: str) -> None:
         """Make `task_dir` and the folders above it up to the process directory, each

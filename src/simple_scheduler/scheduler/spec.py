@@ -108,6 +108,8 @@ def build_spec(
             steps[step] = _script(task_dir, f"{step}.sh", script, files) + args
     if steps:
         files.append(("run.sh", _runner(task_dir, steps), False))
+        # Made in advance: the task's account may not create files in its directory.
+        files.append((FAILED_STEP, "", False))
         argv = ["bash", os.path.join(task_dir, "run.sh"), *argv]
 
     env = dict(base_env)
