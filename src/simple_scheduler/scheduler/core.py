@@ -205,6 +205,13 @@ class LiveJob:
         }
 
 
+def _leftovers(status: ExitStatus | None) -> str:
+    """"; N processes it left behind were ended" when the executor had to."""
+    if status is None or not status.leftovers:
+        return ""
+    return f"; {status.leftovers} processes it left behind were ended"
+
+
 class Scheduler:
     """Runs jobs. Every public coroutine is safe to call from request handlers."""
 
@@ -654,13 +661,13 @@ class Scheduler:
         if kill_reason == "job" or job.status in JOB_TERMINAL:
             self._set(job, task, T.ABORTED)
         elif kill_reason == "task":
-            task.reason = "killed by user"
+            task.reason = "killed by user" + _leftovers(status)
             self._fail(job, task, retry=False)
         elif kill_reason == "restart":
             task.reason = "restarted by user"
             self._fail(job, task, retry=True, delay=RESTART_DELAY_S)
         elif kill_reason == "walltime":
-            task.reason = f"walltime of {task.spec.get('walltime')} s exceeded"
+            task.reason = f"walltime of {task.spec.get('walltime')} s exceeded" + _leftovers(status)
             self._fail(job, task, retry=True)
         elif ok:
             self._set(job, task, T.FINISHED)
@@ -674,9 +681,7 @@ class Scheduler:
             return None
         if status.error:
             return status.error
-        left = ""
-        if status.leftovers:  # the executor ended processes the task left running
-            left = f"; {status.leftovers} processes it left behind were ended"
+        left = _leftovers(status)
         if status.ok:
             return left[2:] or None
         if status.signal is None:
