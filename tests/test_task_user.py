@@ -140,6 +140,10 @@ async def test_task_runs_as_task_user_and_cannot_reach_the_server(
     assert "Operation not permitted" in lines["server"]
     assert "Operation not permitted" in lines["hypervisor"]
     assert lines["settings"] == "0"
+    # The hypervisor itself kept CAP_KILL, CAP_SETGID and CAP_SETUID only.
+    with open(f"/proc/{hv_pid}/status") as f:
+        caps = dict(line.split(":", 1) for line in f if line.startswith("Cap"))
+    assert int(caps["CapEff"], 16) == int(caps["CapBnd"], 16) == (1 << 5) | (1 << 6) | (1 << 7)
 
 
 async def test_a_failing_step_is_recorded_under_the_task_account(
