@@ -11,6 +11,8 @@ extensions = [
     Extension(
         "simple_scheduler.hypervisor._core",
         sources=["ext/_core.pyx"],
+        include_dirs=["ext"],
+        depends=["ext/wire.h", "ext/monitor.h", "ext/includes.pxd"],
         define_macros=[("_GNU_SOURCE", "1")],
         extra_compile_args=["-O2", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"],
         libraries=["pthread"],

@@ -212,11 +212,16 @@ def main() -> None:
                         "an inode allocation depends a lot on where (see above)")
     parser.add_argument("--no-fsync", action="store_true",
                         help="monitors skip the status file's fsync")
+    parser.add_argument("--task-cgroups", action="store_true",
+                        help="a cgroup per task, as the server's hypervisor does (where a "
+                        "writable cgroup v2 hierarchy exists)")
     args = parser.parse_args()
 
     root = tempfile.mkdtemp(prefix="ss-bench-", dir=args.dir)
     sock = os.path.join(root, "h.sock")
-    proc = spawn_hypervisor(sock, os.path.join(root, "pd"), fsync=not args.no_fsync)
+    proc = spawn_hypervisor(
+        sock, os.path.join(root, "pd"), fsync=not args.no_fsync, task_cgroups=args.task_cgroups
+    )
     try:
         hv, base, worst_uss = asyncio.run(compare(sock, proc.pid, os.path.join(root, "pd"),
                                                   args.tasks, args.workers,
@@ -245,6 +250,7 @@ def main() -> None:
         "baseline_cpu_ms_per_task_parts": base.cpu_ms_per_task(),
         "monitor_uss_kib": worst_uss,
         "fsync": not args.no_fsync,
+        "task_cgroups": args.task_cgroups,
         "dir": args.dir,
     }))
 

@@ -10,27 +10,19 @@ Processes (see DESIGN.md):
 Why C: the monitor must stay tiny and must not need the GIL; code that runs after fork
 is `nogil`, calls only async-signal-safe functions, allocates nothing and ends in `_exit`.
 
-Fork-server request (one SEQPACKET message, at most FS_REQUEST_MAX bytes):
+Wire formats (the fork-server request and reply, the monitor report) are defined once
+per side: `wire.h` for C, `simple_scheduler.hypervisor.wire` for Python, and a test
+holds the two to the same sizes and offsets (`wire_layout()` exports the C side).
 
-    ss_fs_request_t header (native endianness, 32 bytes):
-        u32 magic = FS_REQUEST_MAGIC, u32 flags (FS_FLAG_SEMAPHORE, FS_FLAG_NO_FSYNC), u64 request_id,
-        u32 nfixed = FS_NFIXED, u32 argc (>= 1), u32 envc, u32 size (bytes that follow)
-    then nfixed + argc + envc NUL-terminated strings, in this order:
-        key, title, task_dir, cwd, report_path, semaphore_path, exec_path (PATH),
-        argv[0..argc), env[0..envc)
-
-The fork server points a static (mmap'ed once) array at the strings, no malloc.
-
-Fork-server reply (ss_fs_reply_t, 32 bytes): u32 magic = FS_REPLY_MAGIC, u32 kind,
-u64 request_id, i32 pid, i32 value, u64 start_ticks, where kind is
-FS_SPAWNED (pid = monitor, start_ticks = its /proc start time), FS_FAILED (value =
-errno) or FS_ENDED (a monitor was reaped: pid, value = wait status, request_id = 0).
-
-Monitor report (ss_report_t, REPORT_SIZE bytes, one datagram to the hypervisor's
-report socket): u32 magic = REPORT_MAGIC, u16 version = 1, u16 kind (REPORT_STARTED,
-REPORT_EXITED, REPORT_HEARTBEAT), i32 monitor_pid, i32 pid, u64 pid_start_ticks,
-i32 exit_code (-1: none), i32 signal (0: none), i32 core_dumped, i32 has_error,
-i64 start_ms, i64 end_ms (epoch milliseconds), char key[104], char error[160].
+A request is one SEQPACKET message of at most FS_REQUEST_MAX bytes: ss_fs_request_t,
+then `ngroups` u32 gids, then nfixed + argc + envc NUL-terminated strings (key, title,
+task_dir, cwd, report_path, semaphore_path, exec_path (PATH), cgroup_prefix, argv,
+env). The fork server points a static (mmap'ed once) array at the strings, no malloc.
+The monitor is a child subreaper: whatever the task leaves behind (setsid, double fork)
+stays below it and is ended with the task (`ss_sweep` in monitor.h), and where the
+hypervisor found a writable cgroup v2 folder the task also runs in a cgroup of its own.
+With FS_FLAG_IDENTITY the task child takes the request's groups, gid and uid before
+exec (the hypervisor resolved them: no NSS lookup after fork).
 """
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
@@ -41,43 +33,36 @@ import os as _os
 
 # ---------------------------------------------------------------- wire constants
 
-DEF _FS_REQUEST_MAX = 196608
-DEF _FS_MAX_STRINGS = 16384
-DEF _FS_NFIXED = 7
 DEF _PATH_CAP = 4096
 DEF _HEARTBEAT_S = 2
 DEF _EXITED_RETRY_S = 600
 DEF _STARTED_RETRY_S = 60
 DEF _STARTED_DELAY_MS = 10  # how long a task may end before its STARTED report is sent
+# A cgroup folder path: a page less of the monitor's stack than a full path buffer (a
+# longer one means no cgroup for the task).
+DEF _CGROUP_CAP = 448
+DEF _SWEEP_KILL_MS = 10000  # after KILL, how long leftovers may take to go before we report
 
-cdef enum:
-    C_FS_REQUEST_MAGIC = 0x53534651
-    C_FS_REPLY_MAGIC = 0x53534652
-    C_REPORT_MAGIC = 0x53535250
-    C_FS_SPAWNED = 1
-    C_FS_FAILED = 2
-    C_FS_ENDED = 3
-    C_REPORT_STARTED = 1
-    C_REPORT_EXITED = 2
-    C_REPORT_HEARTBEAT = 3
-
-FS_REQUEST_MAGIC = C_FS_REQUEST_MAGIC
-FS_REPLY_MAGIC = C_FS_REPLY_MAGIC
-REPORT_MAGIC = C_REPORT_MAGIC
-FS_FLAG_SEMAPHORE = 1
-FS_FLAG_NO_FSYNC = 2
-FS_NFIXED = _FS_NFIXED
-FS_REQUEST_MAX = _FS_REQUEST_MAX
-FS_MAX_STRINGS = _FS_MAX_STRINGS
-FS_SPAWNED = C_FS_SPAWNED
-FS_FAILED = C_FS_FAILED
-FS_ENDED = C_FS_ENDED
-REPORT_STARTED = C_REPORT_STARTED
-REPORT_EXITED = C_REPORT_EXITED
-REPORT_HEARTBEAT = C_REPORT_HEARTBEAT
-REPORT_SIZE = sizeof(ss_report_t)
-FS_REQUEST_HEADER_SIZE = sizeof(ss_fs_request_t)
-FS_REPLY_SIZE = sizeof(ss_fs_reply_t)
+FS_REQUEST_MAGIC = SS_FS_REQUEST_MAGIC
+FS_REPLY_MAGIC = SS_FS_REPLY_MAGIC
+REPORT_MAGIC = SS_REPORT_MAGIC
+REPORT_VERSION = SS_REPORT_VERSION
+FS_FLAG_SEMAPHORE = SS_FS_FLAG_SEMAPHORE
+FS_FLAG_NO_FSYNC = SS_FS_FLAG_NO_FSYNC
+FS_FLAG_IDENTITY = SS_FS_FLAG_IDENTITY
+FS_NFIXED = SS_FS_NFIXED
+FS_MAX_GROUPS = SS_FS_MAX_GROUPS
+FS_REQUEST_MAX = SS_FS_REQUEST_MAX
+FS_MAX_STRINGS = SS_FS_MAX_STRINGS
+FS_SPAWNED = SS_FS_SPAWNED
+FS_FAILED = SS_FS_FAILED
+FS_ENDED = SS_FS_ENDED
+REPORT_STARTED = SS_REPORT_STARTED
+REPORT_EXITED = SS_REPORT_EXITED
+REPORT_HEARTBEAT = SS_REPORT_HEARTBEAT
+EXIT_FS_SETUP = SS_EXIT_FS_SETUP
+EXIT_FS_POLL = SS_EXIT_FS_POLL
+EXIT_NO_EXEC = SS_EXIT_NO_EXEC
 HEARTBEAT_INTERVAL = _HEARTBEAT_S
 
 # Task-child steps, recorded in the vfork-shared result when exec did not happen.
@@ -97,6 +82,10 @@ cdef enum:
     STEP_OPEN_SEMAPHORE
     STEP_VFORK
     STEP_PATH
+    STEP_SETGROUPS
+    STEP_SETGID
+    STEP_SETUID
+    STEP_CAPABILITIES
 
 cdef const char *step_name(int step) noexcept nogil:
     if step == STEP_SETPGID:
@@ -125,6 +114,14 @@ cdef const char *step_name(int step) noexcept nogil:
         return "vfork"
     if step == STEP_PATH:
         return "task directory path"
+    if step == STEP_SETGROUPS:
+        return "setgroups"
+    if step == STEP_SETGID:
+        return "setgid"
+    if step == STEP_SETUID:
+        return "setuid"
+    if step == STEP_CAPABILITIES:
+        return "drop capabilities"
     return "start"
 
 # ---------------------------------------------------------------- tiny string helpers
@@ -196,17 +193,23 @@ cdef char *put_json_str(char *p, char *end, const char *s) noexcept nogil:
     return p
 
 
-cdef int join_path(char *out, size_t cap, const char *d, const char *name) noexcept nogil:
-    """out = d + "/" + name; -1 when it does not fit."""
+cdef int join_sep(char *out, size_t cap, const char *d, char sep,
+                  const char *name) noexcept nogil:
+    """out = d + sep + name; -1 when it does not fit."""
     cdef size_t a = strlen(d)
     cdef size_t b = strlen(name)
     if a + b + 2 > cap:
         return -1
     memcpy(out, d, a)
-    out[a] = c'/'
+    out[a] = sep
     memcpy(out + a + 1, name, b)
     out[a + 1 + b] = 0
     return 0
+
+
+cdef int join_path(char *out, size_t cap, const char *d, const char *name) noexcept nogil:
+    """out = d + "/" + name; -1 when it does not fit."""
+    return join_sep(out, cap, d, c'/', name)
 
 
 cdef int64_t now_ms() noexcept nogil:
@@ -375,7 +378,7 @@ cdef int write_file_atomic(const char *path, const char *tmp, const char *data,
     Returns the still-open descriptor (the caller fsyncs it when it needs durability),
     or -1.
     """
-    cdef int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    cdef int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     if fd < 0:
         return -1
     if write_all(fd, data, size) < 0 or rename(tmp, path) < 0:
@@ -426,6 +429,8 @@ cdef int write_status(const char *task_dir, ss_report_t *r, int pid_fd,
     p = put_ms(p, e, r.end_ms)
     p = put_str(p, e, ", ")
     p = put_pid_fields(p, e, r)
+    p = put_str(p, e, ", \"leftovers\": ")
+    p = put_i64(p, e, r.leftovers)
     p = put_str(p, e, ", \"error\": ")
     p = put_json_str(p, e, r.error) if r.has_error else put_str(p, e, "null")
     p = put_str(p, e, "}\n")
@@ -460,7 +465,7 @@ cdef int write_pidfile(const char *task_dir, ss_report_t *r, size_t *length) noe
     p = put_str(p, e, "{")
     p = put_pid_fields(p, e, r)
     p = put_str(p, e, "}\n")
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     if fd < 0:
         return -1
     if write_all(fd, buf, <size_t>(p - buf)) < 0:
@@ -499,6 +504,12 @@ cdef struct ChildArgs:
     int fd_in
     int fd_out
     int fd_err
+    bint set_identity
+    uint32_t uid
+    uint32_t gid
+    uint32_t ngroups
+    const uint32_t *groups
+    const char *cgroup  # the task's cgroup folder, NULL: none
 
 
 cdef void child_exec(ChildArgs *a) noexcept nogil:
@@ -512,28 +523,41 @@ cdef void child_exec(ChildArgs *a) noexcept nogil:
     cdef int e, saved = ENOENT, saw_eacces = 0
     if setpgid(0, 0) < 0:
         ss_child_fail(STEP_SETPGID, errno)
-        _exit(127)
+        _exit(SS_EXIT_NO_EXEC)
     if a.sem != NULL:
         while sem_wait(a.sem) < 0:
             if errno != EINTR:
                 ss_child_fail(STEP_SEMAPHORE, errno)
-                _exit(127)
+                _exit(SS_EXIT_NO_EXEC)
     if access(a.cancel_path, F_OK) == 0:
         ss_child_fail(STEP_CANCELLED, 0)
-        _exit(127)
+        _exit(SS_EXIT_NO_EXEC)
     if dup2(a.fd_in, 0) < 0:
         ss_child_fail(STEP_STDIN, errno)
-        _exit(127)
+        _exit(SS_EXIT_NO_EXEC)
     if dup2(a.fd_out, 1) < 0:
         ss_child_fail(STEP_STDOUT, errno)
-        _exit(127)
+        _exit(SS_EXIT_NO_EXEC)
     if dup2(a.fd_err, 2) < 0:
         ss_child_fail(STEP_STDERR, errno)
-        _exit(127)
+        _exit(SS_EXIT_NO_EXEC)
     close_range(3, <unsigned int>0xFFFFFFFF, 0)
+    if a.cgroup != NULL:
+        # Into the task's own cgroup before anything runs (and while we may still
+        # write there): a process that leaves our tree stays in it.
+        ss_cgroup_write(a.cgroup, "cgroup.procs", "0")
+    if a.set_identity:
+        # Before chdir and exec: both are checked against the task's account.
+        e = ss_set_identity(a.uid, a.gid, a.ngroups, a.groups)
+        if e != 0:
+            ss_child_fail(STEP_SETGROUPS + e - 1, errno)
+            _exit(SS_EXIT_NO_EXEC)
+    if ss_drop_task_capabilities(a.set_identity) < 0:
+        ss_child_fail(STEP_CAPABILITIES, errno)
+        _exit(SS_EXIT_NO_EXEC)
     if chdir(a.cwd) < 0:
         ss_child_fail(STEP_CHDIR, errno)
-        _exit(127)
+        _exit(SS_EXIT_NO_EXEC)
     sigemptyset(&empty)
     sigprocmask(SIG_SETMASK, &empty, NULL)
     # Own PATH search with execve, like _posixsubprocess: execvp would run a file that
@@ -575,7 +599,7 @@ cdef void child_exec(ChildArgs *a) noexcept nogil:
                     break
                 d = q + 1
     ss_child_fail(STEP_EXEC, saved)
-    _exit(127)
+    _exit(SS_EXIT_NO_EXEC)
 
 # ---------------------------------------------------------------- the monitor
 
@@ -600,17 +624,24 @@ cdef bint wait_task(pid_t pid, int *st, sigset_t *chld, long sec, long nsec) noe
     """Reap `pid` if it ends within the timeout (SIGCHLD is blocked: sigtimedwait).
 
     True when it was reaped (or cannot be waited for any more), False on timeout.
+    Other children (descendants orphaned to us, the subreaper) are reaped as they end.
     """
     cdef timespec ts
     cdef siginfo_t info
     cdef pid_t w
+    cdef int other
     ts.tv_sec = sec
     ts.tv_nsec = nsec
     while True:
-        w = waitpid(pid, st, WNOHANG)
+        w = waitpid(-1, &other, WNOHANG)
         if w == pid:
+            st[0] = other
             return True
-        if w < 0 and errno != EINTR:
+        if w > 0:
+            continue
+        if w < 0 and errno == EINTR:
+            continue
+        if w < 0:
             return True
         if sigtimedwait(chld, &info, &ts) < 0 and errno == EAGAIN:
             return False
@@ -632,10 +663,12 @@ cdef void close_all_but(int a, int b) noexcept nogil:
     close_range(<unsigned int>lo, <unsigned int>0xFFFFFFFF, 0)
 
 
-cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t req_len,
-                      void *ptr_buf, size_t ptr_len, int devnull, int report_sock) noexcept nogil:
-    """The monitor, from fork to _exit. `s` holds the parsed request strings;
-    `devnull` and `report_sock` come open from the fork server (-1: open our own)."""
+cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, void *req_buf,
+                      size_t req_len, void *ptr_buf, size_t ptr_len, int devnull,
+                      int report_sock) noexcept nogil:
+    """The monitor, from fork to _exit. `s` holds the parsed request strings, `groups`
+    its gids; `devnull` and `report_sock` come open from the fork server (-1: open our
+    own)."""
     cdef const char *key = s[0]
     cdef const char *task_dir = s[2]
     cdef const char *cwd = s[3]
@@ -654,15 +687,22 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
     cdef pid_t me, pid = -1
     cdef sigset_t chld
     cdef void *semmap = NULL
+    cdef int argc = <int>hdr.argc
+    cdef uint32_t flags = hdr.flags
+    cdef const char *cgroup_prefix = s[7]
+    cdef char cgroup[_CGROUP_CAP]
 
     setsid()
+    # Every descendant whose parent dies comes to us, not to init: nothing the task
+    # starts (setsid, a double fork) can leave the tree that `ss_sweep` ends.
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     close_all_but(devnull, report_sock)
     set_title("ss-monitor", s[1], True)
     me = getpid()
 
     memset(&r, 0, sizeof(r))
-    r.magic = C_REPORT_MAGIC
-    r.version = 1
+    r.magic = SS_REPORT_MAGIC
+    r.version = SS_REPORT_VERSION
     r.monitor_pid = me
     r.exit_code = -1
     memcpy(r.key, key, strnlen(key, sizeof(r.key) - 1))
@@ -679,11 +719,20 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
 
     memset(&a, 0, sizeof(a))
     a.fd_in = a.fd_out = a.fd_err = -1
-    a.argv = s + _FS_NFIXED
-    a.envp = s + _FS_NFIXED + argc + 1
+    a.argv = s + SS_FS_NFIXED
+    a.envp = s + SS_FS_NFIXED + argc + 1
     a.exec_path = s[6]
+    a.cgroup = NULL
+    # A cgroup per task where the hypervisor found a writable cgroup v2 folder (best
+    # effort: without one, the subreaper alone keeps the task's processes together).
+    if (cgroup_prefix[0] != 0 and join_sep(cgroup, _CGROUP_CAP, cgroup_prefix, c'.', key) == 0
+            and (mkdir(cgroup, 0o755) == 0 or errno == EEXIST)):
+        a.cgroup = cgroup
     a.cwd = cwd if cwd[0] != 0 else task_dir
     a.cancel_path = p_cancel
+    if flags & SS_FS_FLAG_IDENTITY:
+        a.set_identity = True
+        a.uid, a.gid, a.ngroups, a.groups = hdr.uid, hdr.gid, hdr.ngroups, groups
     dir_copy[0] = 0
     if (strlen(task_dir) + 1 > _PATH_CAP or join_path(p_out, _PATH_CAP, task_dir, "stdout") < 0
             or join_path(p_err, _PATH_CAP, task_dir, "stderr") < 0
@@ -693,18 +742,19 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
     else:
         memcpy(dir_copy, task_dir, strlen(task_dir) + 1)
     if step == STEP_NONE:
-        a.fd_out = open(p_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        # 0600: the server's user reads outputs; another task account may not.
+        a.fd_out = open(p_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         if a.fd_out < 0:
             step, err = STEP_OPEN_STDOUT, errno
     if step == STEP_NONE:
-        a.fd_err = open(p_err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        a.fd_err = open(p_err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         if a.fd_err < 0:
             step, err = STEP_OPEN_STDERR, errno
     if step == STEP_NONE:
         a.fd_in = devnull if devnull >= 0 else open("/dev/null", O_RDONLY | O_CLOEXEC)
         if a.fd_in < 0:
             step, err = STEP_OPEN_DEVNULL, errno
-    if step == STEP_NONE and (flags & 1) and sem_path[0] != 0:
+    if step == STEP_NONE and (flags & SS_FS_FLAG_SEMAPHORE) and sem_path[0] != 0:
         # A named semaphore is /dev/shm/sem.NAME (sem_overview(7)); open + mmap is what
         # sem_open does, without its malloc'ed bookkeeping.
         fd = open(sem_path, O_RDWR | O_CLOEXEC)
@@ -745,13 +795,15 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
         if pid > 0:
             while waitpid(pid, &st, 0) < 0 and errno == EINTR:
                 pass
-        r.kind = C_REPORT_EXITED
+        r.kind = SS_REPORT_EXITED
         r.end_ms = now_ms()
         set_error(&r, step, err)
+        if a.cgroup != NULL:
+            rmdir(a.cgroup)
         fd = -1
         if dir_copy[0] != 0:
             fd = write_status(dir_copy, &r, -1, 0)
-        finish(fd, not (flags & 2), sock, &addr, &r)
+        finish(fd, not (flags & SS_FS_FLAG_NO_FSYNC), sock, &addr, &r)
 
     r.pid = pid
     r.pid_start_ticks = start_ticks_of(pid)  # alive or a zombie: not reaped yet
@@ -766,20 +818,25 @@ cdef void run_monitor(char **s, int argc, uint32_t flags, void *req_buf, size_t 
         # as soon as the fork server reuses them (a short task exits first).
         madvise(req_buf, req_len, MADV_DONTNEED)
         madvise(ptr_buf, ptr_len, MADV_DONTNEED)
-        r.kind = C_REPORT_STARTED
+        r.kind = SS_REPORT_STARTED
         pid_fd = write_pidfile(dir_copy, &r, &pid_len)
         report_send(sock, &addr, &r, _STARTED_RETRY_S)
         while not wait_task(pid, &st, &chld, _HEARTBEAT_S, 0):
-            r.kind = C_REPORT_HEARTBEAT
+            r.kind = SS_REPORT_HEARTBEAT
             report_send(sock, &addr, &r, 0)
+    # The main process is gone: so must be everything it started (TERM, grace, KILL).
+    r.leftovers = ss_sweep(me, hdr.grace_ms, _SWEEP_KILL_MS, &chld, a.cgroup)
+    if a.cgroup != NULL:
+        rmdir(a.cgroup)  # empty now, unless something escaped even the cgroup.kill
     r.end_ms = now_ms()
-    r.kind = C_REPORT_EXITED
+    r.kind = SS_REPORT_EXITED
     if WIFEXITED(st):
         r.exit_code = WEXITSTATUS(st)
     elif WIFSIGNALED(st):
         r.signal = WTERMSIG(st)
         r.core_dumped = 1 if WCOREDUMP(st) else 0
-    finish(write_status(dir_copy, &r, pid_fd, pid_len), not (flags & 2), sock, &addr, &r)
+    finish(write_status(dir_copy, &r, pid_fd, pid_len), not (flags & SS_FS_FLAG_NO_FSYNC), sock, &addr,
+           &r)
 
 # ---------------------------------------------------------------- the fork server
 
@@ -787,7 +844,7 @@ cdef int fs_reply(int sock, uint32_t kind, uint64_t request_id, int pid, int val
                   uint64_t ticks) noexcept nogil:
     cdef ss_fs_reply_t rep
     cdef ssize_t n
-    rep.magic = C_FS_REPLY_MAGIC
+    rep.magic = SS_FS_REPLY_MAGIC
     rep.kind = kind
     rep.request_id = request_id
     rep.pid = pid
@@ -802,7 +859,9 @@ cdef int fs_reply(int sock, uint32_t kind, uint64_t request_id, int pid, int val
 
 
 cdef int fs_parse(char *buf, ssize_t n, char **s, ss_fs_request_t *hdr) noexcept nogil:
-    """Point `s` at the request's strings: fixed, argv, NULL, env, NULL. 0 or -EINVAL."""
+    """Point `s` at the request's strings (after the gids): fixed, argv, NULL, env, NULL.
+
+    0, or -EINVAL / -E2BIG."""
     cdef ssize_t i
     cdef char *p
     cdef char *end
@@ -810,15 +869,17 @@ cdef int fs_parse(char *buf, ssize_t n, char **s, ss_fs_request_t *hdr) noexcept
     if n < <ssize_t>sizeof(ss_fs_request_t):
         return -EINVAL
     memcpy(hdr, buf, sizeof(ss_fs_request_t))
-    if hdr.magic != C_FS_REQUEST_MAGIC or hdr.nfixed != _FS_NFIXED or hdr.argc < 1:
+    if hdr.magic != SS_FS_REQUEST_MAGIC or hdr.nfixed != SS_FS_NFIXED or hdr.argc < 1:
         return -EINVAL
     if <ssize_t>hdr.size != n - <ssize_t>sizeof(ss_fs_request_t):
         return -EINVAL
     total = hdr.nfixed + hdr.argc + hdr.envc
-    if total + 2 > _FS_MAX_STRINGS or hdr.size == 0:
+    if total + 2 > SS_FS_MAX_STRINGS or hdr.ngroups > SS_FS_MAX_GROUPS:
         return -E2BIG
-    p = buf + sizeof(ss_fs_request_t)
-    end = p + hdr.size
+    if hdr.size <= hdr.ngroups * sizeof(uint32_t):
+        return -EINVAL
+    p = buf + sizeof(ss_fs_request_t) + hdr.ngroups * sizeof(uint32_t)
+    end = buf + sizeof(ss_fs_request_t) + hdr.size
     if (end - 1)[0] != 0:
         return -EINVAL
     while k < total:
@@ -1031,7 +1092,7 @@ cdef void fs_loop(int sock) noexcept nogil:
     cdef ss_fs_request_t hdr
     cdef char *buf
     cdef char **strs
-    cdef size_t ptr_len = _FS_MAX_STRINGS * sizeof(char *)
+    cdef size_t ptr_len = SS_FS_MAX_STRINGS * sizeof(char *)
     cdef ssize_t n
     cdef int sfd, sig, st, rc
     cdef pid_t pid
@@ -1060,12 +1121,12 @@ cdef void fs_loop(int sock) noexcept nogil:
     sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK)
     load_arg_area()
     set_title("ss-forkserver", "simple-scheduler: fork server", False)
-    buf = <char *>mmap(NULL, _FS_REQUEST_MAX, PROT_READ | PROT_WRITE,
+    buf = <char *>mmap(NULL, SS_FS_REQUEST_MAX, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
     strs = <char **>mmap(NULL, ptr_len, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
     if sfd < 0 or <void *>buf == MAP_FAILED or <void *>strs == MAP_FAILED:
-        _exit(70)
+        _exit(SS_EXIT_FS_SETUP)
     # Opened once, inherited by every monitor: two syscalls and a socket less per task.
     # One datagram socket shared by all monitors is fine: each report is one sendto.
     devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -1077,7 +1138,7 @@ cdef void fs_loop(int sock) noexcept nogil:
     keep_lo[0] = <uint64_t>&sig  # the stack (kept whole: [stack])
     keep_hi[0] = keep_lo[0] + 1
     keep_lo[1] = <uint64_t>buf
-    keep_hi[1] = keep_lo[1] + _FS_REQUEST_MAX
+    keep_hi[1] = keep_lo[1] + SS_FS_REQUEST_MAX
     keep_lo[2] = <uint64_t>strs
     keep_hi[2] = keep_lo[2] + ptr_len
     # TLS: errno, and the thread descriptor with the static TLS blocks below it
@@ -1102,7 +1163,7 @@ cdef void fs_loop(int sock) noexcept nogil:
         if rc < 0:
             if errno == EINTR:
                 continue
-            _exit(71)
+            _exit(SS_EXIT_FS_POLL)
         if fds[1].revents:
             while read(sfd, &si, sizeof(si)) > 0:
                 pass
@@ -1110,12 +1171,12 @@ cdef void fs_loop(int sock) noexcept nogil:
                 pid = waitpid(-1, &st, WNOHANG)
                 if pid <= 0:
                     break
-                fs_reply(sock, C_FS_ENDED, 0, pid, st, 0)
+                fs_reply(sock, SS_FS_ENDED, 0, pid, st, 0)
         # Replies that fail (the hypervisor died) are not the end: requests it sent
         # before dying are journaled as prepared, and must still fork; its successor
         # adopts each monitor when it reports. The end is EOF, once they are drained.
         if fds[0].revents & POLLIN:
-            n = recv(sock, buf, _FS_REQUEST_MAX, 0)
+            n = recv(sock, buf, SS_FS_REQUEST_MAX, 0)
             if n == 0:
                 _exit(0)  # the hypervisor is gone; monitors live on
             if n < 0:
@@ -1124,17 +1185,17 @@ cdef void fs_loop(int sock) noexcept nogil:
                 _exit(0)
             rc = fs_parse(buf, n, strs, &hdr)
             if rc < 0:
-                fs_reply(sock, C_FS_FAILED, hdr.request_id if n >= 16 else 0, 0, -rc, 0)
+                fs_reply(sock, SS_FS_FAILED, hdr.request_id if n >= 16 else 0, 0, -rc, 0)
                 continue
             pid = fork()
             if pid == 0:
-                run_monitor(strs, <int>hdr.argc, hdr.flags, buf, _FS_REQUEST_MAX, strs, ptr_len,
-                            devnull, report_sock)
+                run_monitor(strs, &hdr, <const uint32_t *>(buf + sizeof(ss_fs_request_t)), buf,
+                            SS_FS_REQUEST_MAX, strs, ptr_len, devnull, report_sock)
                 _exit(0)
             if pid < 0:
-                fs_reply(sock, C_FS_FAILED, hdr.request_id, 0, errno, 0)
+                fs_reply(sock, SS_FS_FAILED, hdr.request_id, 0, errno, 0)
             else:
-                fs_reply(sock, C_FS_SPAWNED, hdr.request_id, pid, 0, start_ticks_of(pid))
+                fs_reply(sock, SS_FS_SPAWNED, hdr.request_id, pid, 0, start_ticks_of(pid))
         elif fds[0].revents & (POLLHUP | POLLERR):
             _exit(0)
 
@@ -1161,6 +1222,27 @@ def fork_server_main(int sock):
     """
     with nogil:
         fs_loop(sock)
+
+
+def wire_layout():
+    """The C side of the wire structs, from wire.h: {struct: (size, {field: (offset, size)})}.
+
+    tests/test_wire.py holds `hypervisor.wire` to it."""
+    cdef size_t i
+    names = ("ss_fs_request_t", "ss_fs_reply_t", "ss_report_t")
+    out = {name: (ss_wire_sizes[k], {}) for k, name in enumerate(names)}
+    for i in range(<size_t>SS_WIRE_NFIELDS):
+        f = ss_wire_fields[i]
+        out[f.type.decode()][1][f.field.decode()] = (f.offset, f.size)
+    return out
+
+
+def keep_capabilities(unsigned long long keep):
+    """Keep only the capabilities in mask `keep` (bounding, effective, permitted,
+    inheritable sets); raises when the kernel refuses."""
+    cdef int rc = ss_keep_capabilities(keep)
+    if rc < 0:
+        _raise(-rc, "capset")
 
 
 def proc_start_ticks(int pid):

@@ -69,6 +69,7 @@ cdef extern from "<unistd.h>" nogil:
     ssize_t write(int fd, const void *buf, size_t count)
     int access(const char *path, int mode)
     int unlink(const char *path)
+    int rmdir(const char *path)
     int fsync(int fd)
     off_t lseek(int fd, off_t offset, int whence)
     int ftruncate(int fd, off_t length)
@@ -76,6 +77,10 @@ cdef extern from "<unistd.h>" nogil:
         F_OK
         X_OK
         SEEK_SET
+
+
+cdef extern from "<sys/stat.h>" nogil:
+    int mkdir(const char *path, unsigned int mode)
 
 
 cdef extern from "<stdio.h>" nogil:
@@ -210,6 +215,7 @@ cdef extern from "<sys/prctl.h>" nogil:
               unsigned long arg4, unsigned long arg5)
     enum:
         PR_SET_NAME
+        PR_SET_CHILD_SUBREAPER
 
 
 cdef extern from "<semaphore.h>" nogil:
@@ -225,47 +231,29 @@ cdef extern from "<semaphore.h>" nogil:
     sem_t *SEM_FAILED
 
 
-cdef extern from *:
-    """
-    /* Wire layouts shared with the Python side (see _core.pyx for the docs). */
-    #include <stdint.h>
-    typedef struct {
-        uint32_t magic; uint16_t version; uint16_t kind;
-        int32_t monitor_pid; int32_t pid;
-        uint64_t pid_start_ticks;
-        int32_t exit_code; int32_t signal; int32_t core_dumped; int32_t has_error;
-        int64_t start_ms; int64_t end_ms;
-        char key[104];
-        char error[160];
-    } ss_report_t;
-    typedef struct {
-        uint32_t magic; uint32_t flags; uint64_t request_id;
-        uint32_t nfixed; uint32_t argc; uint32_t envc; uint32_t size;
-    } ss_fs_request_t;
-    typedef struct {
-        uint32_t magic; uint32_t kind; uint64_t request_id;
-        int32_t pid; int32_t value; uint64_t start_ticks;
-    } ss_fs_reply_t;
-    /* Written by the vforked task child, read by the monitor once vfork returns: the
-       two share memory until the child execs. Globals, volatile: the compiler must
-       reload them after vfork returns. */
-    static volatile int ss_child_step;
-    static volatile int ss_child_err;
-    static inline void ss_child_fail(int step, int err) { ss_child_err = err; ss_child_step = step; }
-    static inline void ss_child_reset(void) { ss_child_err = 0; ss_child_step = 0; }
-    static inline int ss_child_get_step(void) { return ss_child_step; }
-    static inline int ss_child_get_err(void) { return ss_child_err; }
-    /* Addresses the monitor's memory must keep (see fs_shrink_forks): this thread's TLS
-       and descriptor, and code of libc and of the dynamic loader (their data mappings
-       carry the same path). */
-    #include <pthread.h>
-    #include <sys/socket.h>
-    void *__tls_get_addr(void *);
-    static inline void *ss_errno_address(void) { return (void *)&errno; }
-    static inline void *ss_thread_address(void) { return (void *)pthread_self(); }
-    static inline void *ss_libc_code(void) { return (void *)&sendto; }
-    static inline void *ss_ldso_code(void) { return (void *)&__tls_get_addr; }
-    """
+cdef extern from "wire.h" nogil:
+    enum:
+        SS_FS_REQUEST_MAGIC
+        SS_FS_REPLY_MAGIC
+        SS_REPORT_MAGIC
+        SS_REPORT_VERSION
+        SS_FS_FLAG_SEMAPHORE
+        SS_FS_FLAG_NO_FSYNC
+        SS_FS_FLAG_IDENTITY
+        SS_FS_SPAWNED
+        SS_FS_FAILED
+        SS_FS_ENDED
+        SS_REPORT_STARTED
+        SS_REPORT_EXITED
+        SS_REPORT_HEARTBEAT
+        SS_EXIT_FS_SETUP
+        SS_EXIT_FS_POLL
+        SS_EXIT_NO_EXEC
+        SS_FS_NFIXED
+        SS_FS_MAX_GROUPS
+        SS_FS_REQUEST_MAX
+        SS_FS_MAX_STRINGS
+        SS_WIRE_NFIELDS
     ctypedef struct ss_report_t:
         uint32_t magic
         uint16_t version
@@ -277,6 +265,8 @@ cdef extern from *:
         int32_t signal
         int32_t core_dumped
         int32_t has_error
+        int32_t leftovers
+        int32_t reserved
         int64_t start_ms
         int64_t end_ms
         char key[104]
@@ -289,6 +279,10 @@ cdef extern from *:
         uint32_t argc
         uint32_t envc
         uint32_t size
+        uint32_t uid
+        uint32_t gid
+        uint32_t ngroups
+        uint32_t grace_ms
     ctypedef struct ss_fs_reply_t:
         uint32_t magic
         uint32_t kind
@@ -296,11 +290,26 @@ cdef extern from *:
         int32_t pid
         int32_t value
         uint64_t start_ticks
-    void ss_child_fail(int step, int err) nogil
-    void *ss_errno_address() nogil
-    void *ss_thread_address() nogil
-    void *ss_libc_code() nogil
-    void *ss_ldso_code() nogil
-    void ss_child_reset() nogil
-    int ss_child_get_step() nogil
-    int ss_child_get_err() nogil
+    ctypedef struct ss_wire_field_t:
+        const char *type
+        const char *field
+        size_t offset
+        size_t size
+    const ss_wire_field_t ss_wire_fields[]
+    const size_t ss_wire_sizes[3]
+
+
+cdef extern from "monitor.h" nogil:
+    void ss_child_fail(int step, int err)
+    void *ss_errno_address()
+    void *ss_thread_address()
+    void *ss_libc_code()
+    void *ss_ldso_code()
+    void ss_child_reset()
+    int ss_child_get_step()
+    int ss_child_get_err()
+    int ss_set_identity(uint32_t uid, uint32_t gid, uint32_t ngroups, const uint32_t *groups)
+    int ss_sweep(pid_t me, long grace_ms, long kill_ms, const sigset_t *chld, const char *cgroup)
+    void ss_cgroup_write(const char *dir, const char *name, const char *value)
+    int ss_keep_capabilities(uint64_t keep)
+    int ss_drop_task_capabilities(int switched)

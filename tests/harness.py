@@ -219,12 +219,16 @@ class Hypervisor:
         self.log_path = root / "hypervisor.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *, task_cgroups: bool = False) -> None:
         """Start it and return once it serves: it listens before it has recovered the
-        executions of its predecessor, and answers only after."""
+        executions of its predecessor, and answers only after. `task_cgroups`: as the
+        server starts its own."""
         with open(self.log_path, "ab") as log:
             self.proc = spawn_hypervisor(
-                self.socket_path, str(self.process_directory), stderr=log.fileno()
+                self.socket_path,
+                str(self.process_directory),
+                stderr=log.fileno(),
+                task_cgroups=task_cgroups,
             )
         self.ping()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import uuid
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from simple_scheduler.hypervisor import _core, forkserver, posix
+from simple_scheduler.hypervisor import _core, forkserver, posix, wire
 
 
 def run_python(code: str) -> str:
@@ -97,28 +96,33 @@ def test_fork_server_direct(short_tmp: Path) -> None:
     server = forkserver.ForkServer()
     try:
         strings = ["key-1", "simple-scheduler: monitor job 1 task t", root, "",
-                   os.path.join(root, "r"), "", "/usr/bin:/bin", "sh", "-c", "exit 3"]
+                   os.path.join(root, "r"), "", "/usr/bin:/bin", "", "sh", "-c", "exit 3"]
         data = b"\0".join(s.encode() for s in strings) + b"\0"
-        header = struct.pack("=IIQIIII", _core.FS_REQUEST_MAGIC, 0, 77, 7, 3, 0, len(data))
         server.sock.setblocking(True)
         server.sock.settimeout(10)
-        server.sock.send(header + data)
-        magic, kind, rid, pid, _value, ticks = struct.unpack("=IIQiiQ", server.sock.recv(64))
-        assert (magic, kind, rid) == (_core.FS_REPLY_MAGIC, _core.FS_SPAWNED, 77)
-        assert pid > 0 and ticks > 0
+        server.sock.send(wire.pack_request(flags=0, request_id=77, argc=3, envc=0, strings=data))
+        reply = wire.unpack_reply(server.sock.recv(64))
+        assert reply is not None
+        assert (reply.kind, reply.request_id) == (wire.FS_SPAWNED, 77)
+        pid = reply.pid
+        assert pid > 0 and reply.start_ticks > 0
         kinds = []
-        while _core.REPORT_EXITED not in kinds:
+        while wire.REPORT_EXITED not in kinds:
             raw = report.recv(1024)
-            assert len(raw) == _core.REPORT_SIZE
-            fields = struct.unpack("=IHHiiQiiiiqq104s160s", raw)
-            kinds.append(fields[2])
-            assert fields[3] == pid and fields[12].rstrip(b"\0") == b"key-1"
-        assert fields[6] == 3  # exit code
-        ended = struct.unpack("=IIQiiQ", server.sock.recv(64))
-        assert ended[1] == _core.FS_ENDED and ended[3] == pid and ended[4] == 0
+            assert len(raw) == wire.REPORT.size
+            r = wire.unpack_report(raw)
+            assert r is not None
+            kinds.append(r.kind)
+            assert r.monitor_pid == pid and wire.c_string(r.key) == "key-1"
+            last = r
+        assert last.exit_code == 3
+        ended = wire.unpack_reply(server.sock.recv(64))
+        assert ended is not None
+        assert ended.kind == wire.FS_ENDED and ended.pid == pid and ended.value == 0
         # A malformed request is refused, not fatal.
         server.sock.send(b"garbage-request-of-some-length-xxxxxxxxxx")
-        assert struct.unpack("=IIQiiQ", server.sock.recv(64))[1] == _core.FS_FAILED
+        failed = wire.unpack_reply(server.sock.recv(64))
+        assert failed is not None and failed.kind == wire.FS_FAILED
     finally:
         server.close()  # EOF: the fork server exits
         report.close()

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from simple_scheduler.execution import protocol
-from simple_scheduler.hypervisor import _core, loop, posix
+from simple_scheduler.hypervisor import loop, posix, wire
 
 
 def test_errors_name_the_call() -> None:
@@ -63,11 +63,11 @@ class FakeForkServer:
     def send(self, message: bytes) -> None:
         self.sent.append(message)
 
-    def receive(self) -> list[tuple[int, int, int, int, int]]:
+    def receive(self) -> list[wire.FsReply]:
         out = []
         for message in self.sent:
-            rid = int.from_bytes(message[8:16], "little")
-            out.append((_core.FS_FAILED, rid, 0, errno.EAGAIN, 0))
+            rid = wire.FsRequest._make(wire.FS_REQUEST.unpack_from(message)).request_id
+            out.append(wire.FsReply(wire.FS_REPLY_MAGIC, wire.FS_FAILED, rid, 0, errno.EAGAIN, 0))
         self.sent.clear()
         return out
 

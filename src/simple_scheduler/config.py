@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,14 @@ def token_partitions(text: str) -> dict[str, str]:
             raise ValueError(f"{item!r} is not TOKEN=partition")
         out[token.strip()] = partition.strip()
     return out
+
+
+#: What tasks take from the server's environment unless `task_env_base` says otherwise:
+#: the basics a shell expects, nothing of the server's own (SIMPLE_SCHEDULER_*, which may
+#: carry a database password, never).
+DEFAULT_TASK_ENV_BASE = (
+    "PATH", "LANG", "LANGUAGE", "LC_ALL", "HOME", "USER", "LOGNAME", "SHELL", "TZ", "TMPDIR",
+)
 
 
 class ConfigError(Exception):
@@ -97,8 +105,21 @@ class Config:
     #: changes arrives at once (a 10,000-task job's submission makes 10,000 PENDING
     #: events), so this must exceed the largest job.
     events_max_queued: int = 100_000
+    #: The Unix account tasks run as ("": the server's own, which can read its keys and
+    #: database: a warning at start). Needs CAP_SETUID/CAP_SETGID in the hypervisor.
+    task_user: str = ""
+    #: Scheduler user -> Unix account, for tasks with runAsMe="true" (unmapped: the task
+    #: fails to start).
+    run_as_me_map: Mapping[str, str] = field(default_factory=dict)
+    #: Names of the server's environment variables tasks inherit.
+    task_env_base: tuple[str, ...] = DEFAULT_TASK_ENV_BASE
     #: The profile the values were read for.
     profile: str = DEFAULT_PROFILE
+
+    @property
+    def task_accounts(self) -> bool:
+        """Whether tasks may run under accounts other than the server's."""
+        return bool(self.task_user or self.run_as_me_map)
 
     def ensure_dirs(self) -> None:
         """Create the data, task, key and socket folders (mode 0700) when missing."""
@@ -114,6 +135,22 @@ class Config:
             wanted.append(sqlite_file.parent)
         for folder in wanted:
             _make_private_dir(folder)
+        if self.task_accounts:
+            # Task accounts must reach their task directories: traverse-only (0711) for
+            # the data and task folders; the keys folder stays 0700, files stay 0600.
+            for folder in _folders_down_to(self.data_dir, self.process_directory):
+                mode = folder.stat().st_mode & 0o777
+                if mode & 0o011 != 0o011:
+                    folder.chmod(mode | 0o011)
+
+
+def _folders_down_to(top: Path, folder: Path) -> list[Path]:
+    """`folder` and its parents up to `top` (only `folder` when it is not below `top`)."""
+    chain = [folder]
+    if folder.is_relative_to(top):
+        while chain[-1] != top:
+            chain.append(chain[-1].parent)
+    return chain
 
 
 def _make_private_dir(folder: Path) -> None:
@@ -145,6 +182,22 @@ def _parse_int(value: str) -> int:
     return int(value.replace("_", ""), 10)
 
 
+def _parse_map(value: str) -> dict[str, str]:
+    """`alice=ss-alice,bob=ss-bob` (environment form of a TOML table)."""
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        key, eq, account = item.partition("=")
+        if not eq or not key.strip() or not account.strip():
+            raise ValueError(item)
+        out[key.strip()] = account.strip()
+    return out
+
+
+def _parse_list(value: str) -> tuple[str, ...]:
+    """`PATH,LANG,TZ` (environment form of a TOML array)."""
+    return tuple(filter(None, (part.strip() for part in value.split(","))))
+
+
 #: Setting name -> (type in TOML, parser for environment strings).
 _KINDS: dict[str, tuple[type, Callable[[str], Any]]] = {
     "address": (str, str),
@@ -170,6 +223,9 @@ _KINDS: dict[str, tuple[type, Callable[[str], Any]]] = {
     "slurm_node_access_token_partitions": (str, str),
     "events_heartbeat_s": (float, float),
     "events_max_queued": (int, _parse_int),
+    "task_user": (str, str),
+    "run_as_me_map": (dict, _parse_map),
+    "task_env_base": (tuple, _parse_list),
 }
 
 _KIND_NAMES: dict[type, str] = {
@@ -177,6 +233,8 @@ _KIND_NAMES: dict[type, str] = {
     float: "a number",
     str: "a string",
     Path: "a string (a path)",
+    dict: 'a table of "scheduler user" = "unix account" strings',
+    tuple: "a list of strings",
 }
 
 #: Inclusive bounds of numeric settings.
@@ -281,6 +339,14 @@ def _check_type(key: str, value: Any, origin: str) -> Any:
     elif kind is Path:
         ok = isinstance(value, str)
         value = Path(value) if ok else value
+    elif kind is dict:
+        ok = isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) and k and v for k, v in value.items()
+        )
+        value = dict(value) if ok else value
+    elif kind is tuple:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
     else:
         ok = isinstance(value, str)
     if not ok:
@@ -347,6 +413,12 @@ def _build(values: dict[str, _Value], profile: str, cwd: Path) -> Config:
             f"slurm_node_access_token_partitions from "
             f"{origin('slurm_node_access_token_partitions')}: {exc}"
         ) from None
+    for name in resolved.get("task_env_base", ()):
+        if name.startswith(ENV_PREFIX) or not name or "=" in name:
+            raise ConfigError(
+                f"task_env_base: {name!r} from {origin('task_env_base')} cannot be passed to "
+                f"tasks (the server's own settings never are)"
+            )
     if resolved["private_key_path"] == resolved["public_key_path"]:
         raise ConfigError("private_key_path and public_key_path name the same file")
     return Config(profile=profile, **resolved)

@@ -16,6 +16,7 @@ start failed, 2 for a bad configuration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import gc
 import getpass
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from hypercorn.config import Config as HypercornConfig
 
-from simple_scheduler.config import Config, ConfigError, load_config
+from simple_scheduler.config import Config, ConfigError, load_config, sqlite_path
 
 if TYPE_CHECKING:
     from simple_scheduler.scheduler import Scheduler
@@ -58,6 +59,7 @@ def run_server(config_path: Path | None, create_admin: str | None = None) -> int
         print(f"simple-scheduler: configuration error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     _setup_logging(config.log_level)
+    _warn_about_task_identity(config)
     admin: tuple[str, str] | None = None
     try:
         if create_admin is not None:
@@ -154,13 +156,65 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _start_hypervisor(config: Config) -> None:
-    from simple_scheduler.execution.launcher import ensure_hypervisor
+def _warn_about_task_identity(config: Config) -> None:
+    """Say it at start when tasks run with the server's own identity (README: Security)."""
+    if not config.task_user:
+        log.warning(
+            "task_user is not set: tasks run as this server's own user (uid %d) and can read "
+            "its keys and database, so any user able to submit a job can become admin; set "
+            "task_user to an unprivileged account (README: Security)",
+            os.geteuid(),
+        )
 
+
+def can_switch_users() -> bool:
+    """Whether a hypervisor started by this process could run tasks as other accounts:
+    root, or CAP_SETUID and CAP_SETGID in our permitted set (to pass on)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapPrm:"):
+                    permitted = int(line.split()[1], 16)
+                    return permitted & 0xC0 == 0xC0  # CAP_SETGID (6), CAP_SETUID (7)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _private_database(config: Config) -> None:
+    """The SQLite file (and its journals, which SQLite gives the same mode) 0600."""
+    path = sqlite_path(config.database_url)
+    if path is None:
+        return
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
+
+
+def _start_hypervisor(config: Config) -> None:
+    from simple_scheduler.execution.launcher import accepts, ensure_hypervisor
+
+    if config.task_accounts and not can_switch_users():
+        # Without the capabilities ourselves (the web process should hold none), the
+        # hypervisor is a service of its own that has them (deploy/): never start one
+        # that could not switch users.
+        if not accepts(str(config.hypervisor_socket_path)):
+            raise RuntimeError(
+                f"task_user/run_as_me_map are set, no hypervisor listens on "
+                f"{config.hypervisor_socket_path}, and this process lacks CAP_SETUID/"
+                f"CAP_SETGID to start one: start simple-scheduler-hypervisor.service"
+            )
+        log.info("connected to the running hypervisor on %s", config.hypervisor_socket_path)
+        return
     proc = ensure_hypervisor(
         str(config.hypervisor_socket_path),
         str(config.process_directory),
         idle_exit_s=config.hypervisor_idle_exit_s,
+        task_accounts=config.task_accounts,
+        task_cgroups=True,
     )
     if proc is None:
         log.info("connected to the running hypervisor on %s", config.hypervisor_socket_path)
@@ -177,7 +231,7 @@ async def serve(
     from simple_scheduler.api import Services, create_app
     from simple_scheduler.auth.keys import KeysError, ensure_keys
     from simple_scheduler.auth.sessions import LoginThrottle
-    from simple_scheduler.scheduler.spec import server_environment
+    from simple_scheduler.scheduler.spec import base_environment
     from simple_scheduler.store.db import Store
     from simple_scheduler.store.migrate import MigrationError, migrate
 
@@ -187,6 +241,7 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
 
     store = await Store.open(config.database_url)
+    _private_database(config)
     try:
         try:
             await migrate(store)
@@ -197,17 +252,23 @@ async def serve(
             raise StartError(str(exc)) from exc
         await _ensure_admin(store, config, admin)
         if config.execution_backend == "slurm":
-            scheduler = slurm_scheduler(store, config, base_env=server_environment())
+            scheduler = slurm_scheduler(
+                store, config, base_env=base_environment(config.task_env_base)
+            )
         else:
             scheduler = local_scheduler(
                 store,
                 str(config.hypervisor_socket_path),
                 process_directory=config.process_directory,
-                relaunch=True,
+                # A hypervisor we could not give CAP_SETUID is restarted by its own unit.
+                relaunch=not config.task_accounts or can_switch_users(),
                 idle_exit_s=config.hypervisor_idle_exit_s,
                 nb_of_workers=config.nb_of_workers,
                 kill_grace=config.kill_grace_s,
-                base_env=server_environment(),
+                base_env=base_environment(config.task_env_base),
+                task_user=config.task_user or None,
+                run_as_me_map=config.run_as_me_map,
+                task_cgroups=True,
             )
         await scheduler.start()
         services = Services(
@@ -254,6 +315,9 @@ def local_scheduler(
     base_env: Mapping[str, str] | None = None,
     relaunch: bool = False,
     idle_exit_s: float = 60.0,
+    task_user: str | None = None,
+    run_as_me_map: Mapping[str, str] | None = None,
+    task_cgroups: bool = False,
 ) -> Scheduler:
     """The usual set-up: a scheduler over the local hypervisor on `socket_path`.
 
@@ -263,7 +327,12 @@ def local_scheduler(
     from simple_scheduler.scheduler import Scheduler
 
     execution = LocalExecution(
-        socket_path, str(process_directory), relaunch=relaunch, idle_exit_s=idle_exit_s
+        socket_path,
+        str(process_directory),
+        relaunch=relaunch,
+        idle_exit_s=idle_exit_s,
+        task_accounts=bool(task_user or run_as_me_map),
+        task_cgroups=task_cgroups,
     )
     return Scheduler(
         store,
@@ -272,6 +341,8 @@ def local_scheduler(
         nb_of_workers=nb_of_workers,
         kill_grace=kill_grace,
         base_env=base_env,
+        task_user=task_user,
+        run_as_me_map=run_as_me_map,
     )
 
 

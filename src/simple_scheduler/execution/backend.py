@@ -38,6 +38,10 @@ class TaskSpec:
     #: What a cluster backend asks its engine for (all optional): `walltime` (seconds),
     #: `nodes`, `node_access_token`. The local backend runs on this machine and ignores it.
     resources: dict[str, str] = field(default_factory=dict)
+    #: The account the task runs as (a local Unix user name); None: the executor's own.
+    user: str | None = None
+    #: TERM -> KILL grace when the task is killed, and for processes it leaves behind.
+    kill_grace: float = 5.0
 
 
 #: A file to write into a task directory before the task starts: (name, text, executable).
@@ -55,6 +59,8 @@ class ExitStatus:
     start_time: float  #: epoch seconds
     end_time: float  #: epoch seconds
     error: str | None = None  #: "could not start: <reason>" when exec never happened
+    #: Processes still running when the main process ended, which the executor ended.
+    leftovers: int = 0
 
     @property
     def ok(self) -> bool:
@@ -118,6 +124,11 @@ class Unreachable(BackendError):
     Unlike a refusal, this says nothing about the request: it may or may not have been
     carried out. The caller finds out by listing after it reconnects.
     """
+
+
+class UnknownExecution(BackendError):
+    """The request names an execution the backend does not hold (released, or never
+    spawned)."""
 
 
 OutputKind = Literal["stdout", "stderr"]

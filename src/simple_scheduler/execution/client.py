@@ -78,7 +78,7 @@ class HypervisorClient:
             raise Unreachable(f"cannot connect to the hypervisor at {socket_path}: {exc}") from exc
         self._transport, self._proto = transport, proto
         if subscribe:
-            await self._request({"op": "subscribe"})
+            await self._request({"op": protocol.OP_SUBSCRIBE})
         return self
 
     # ------------------------------------------------------------ plumbing
@@ -96,7 +96,7 @@ class HypervisorClient:
         if frame.type == protocol.REPLY:
             fut.set_result(frame.body)
         else:
-            fut.set_exception(BackendError(str(frame.body.get("message", frame.body))))
+            fut.set_exception(protocol.error_from_body(frame.body))
 
     def _lost(self, error: BackendError) -> None:
         if self._error is not None:
@@ -147,22 +147,23 @@ class HypervisorClient:
         (Spawns skip the write-buffer wait: the worker limit already bounds them.)
         """
         body = protocol.spec_to_dict(spec)
-        return self._request_nowait({"op": "spawn", "spec": body, "start": start})
+        return self._request_nowait({"op": protocol.OP_SPAWN, "spec": body, "start": start})
 
     async def start(self, key: str) -> None:
-        await self._request({"op": "start", "key": key})
+        await self._request({"op": protocol.OP_START, "key": key})
 
     async def kill(self, key: str, grace: float = 5.0) -> bool:
-        reply = await self._request({"op": "kill", "key": key, "grace": grace})
+        reply = await self._request({"op": protocol.OP_KILL, "key": key, "grace": grace})
         return bool(reply.get("alive"))
 
     async def list(self) -> list[TaskRecord]:
-        reply = await self._request({"op": "list"})
+        reply = await self._request({"op": protocol.OP_LIST})
         return [protocol.record_from_dict(r) for r in reply.get("tasks", [])]
 
     async def release(self, *keys: str) -> None:
         for i in range(0, len(keys), RELEASE_BATCH):
-            await self._request({"op": "release", "keys": list(keys[i : i + RELEASE_BATCH])})
+            batch = list(keys[i : i + RELEASE_BATCH])
+            await self._request({"op": protocol.OP_RELEASE, "keys": batch})
 
     async def events(self) -> AsyncIterator[Event]:
         """Events in arrival order; raises BackendError when the connection is lost."""
@@ -175,7 +176,7 @@ class HypervisorClient:
 
     async def detach(self) -> None:
         """Ask the hypervisor to stop once no client is connected and nothing runs."""
-        await self._request({"op": "stop_when_idle"})
+        await self._request({"op": protocol.OP_STOP_WHEN_IDLE})
 
     async def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():

@@ -35,6 +35,11 @@ class HypervisorArgs:
     fsync: bool = True
     #: Exit after this many seconds with no client and nothing running (0: never).
     idle_exit_s: float = DEFAULT_IDLE_EXIT_S
+    #: Tasks run under other accounts: keep only the capabilities that takes.
+    task_accounts: bool = False
+    #: A cgroup v2 folder per task where the hierarchy is writable (the server's choice;
+    #: off for bare hypervisors, whose monitors a test may SIGKILL, leaving folders).
+    task_cgroups: bool = False
 
     def argv(self) -> list[str]:
         """The arguments after `simple-scheduler hypervisor`."""
@@ -46,6 +51,8 @@ class HypervisorArgs:
             "--fsync" if self.fsync else "--no-fsync",
             "--idle-exit",
             repr(float(self.idle_exit_s)),
+            *(["--task-accounts"] if self.task_accounts else []),
+            *(["--task-cgroups"] if self.task_cgroups else []),
         ]
 
     def command(self) -> list[str]:
@@ -55,6 +62,8 @@ class HypervisorArgs:
             os.path.abspath(self.process_directory),
             self.fsync,
             self.idle_exit_s,
+            self.task_accounts,
+            self.task_cgroups,
         )
         return [sys.executable, "-m", "simple_scheduler", SUBCOMMAND, *absolute.argv()]
 
@@ -63,6 +72,7 @@ class HypervisorArgs:
         """Read `argv()` back; `--help` and bad input raise UsageError with the usage."""
         values: dict[str, str] = {}
         fsync = True
+        task_accounts = task_cgroups = False
         rest = list(argv)
         while rest:
             arg = rest.pop(0)
@@ -75,6 +85,10 @@ class HypervisorArgs:
                 values[name] = inline
             elif arg in ("--fsync", "--no-fsync"):
                 fsync = arg == "--fsync"
+            elif arg == "--task-accounts":
+                task_accounts = True
+            elif arg == "--task-cgroups":
+                task_cgroups = True
             else:
                 raise UsageError(f"unknown argument {arg!r}\n{USAGE}")
         missing = [n for n in ("--socket", "--process-directory") if n not in values]
@@ -87,19 +101,30 @@ class HypervisorArgs:
             raise UsageError(f"--idle-exit needs a number of seconds, not {idle!r}") from None
         if not idle_exit_s >= 0:
             raise UsageError(f"--idle-exit must be 0 (never) or more, not {idle!r}")
-        return cls(values["--socket"], values["--process-directory"], fsync, idle_exit_s)
+        return cls(
+            values["--socket"],
+            values["--process-directory"],
+            fsync,
+            idle_exit_s,
+            task_accounts,
+            task_cgroups,
+        )
 
 
 USAGE = """\
 usage: simple-scheduler hypervisor --socket PATH --process-directory DIR
-                                   [--fsync | --no-fsync]
+                                   [--fsync | --no-fsync] [--task-accounts]
+                                   [--task-cgroups]
 
 Run the hypervisor: the process that starts and tracks tasks.
   --socket PATH             Unix socket to listen on
   --process-directory DIR   root of the task directories
   --fsync / --no-fsync      fsync each task's status file (durability; default --fsync)
   --idle-exit SECONDS       exit after this long with no client and nothing running
-                            (default 60; 0: never)"""
+                            (default 60; 0: never)
+  --task-accounts           tasks run under other accounts (task_user, runAsMe): keep
+                            only CAP_SETUID, CAP_SETGID and CAP_KILL
+  --task-cgroups            a cgroup v2 folder per task, where the hierarchy is writable"""
 
 
 def accepts(socket_path: str) -> bool:
@@ -120,13 +145,17 @@ def spawn_hypervisor(
     stderr: int | None = None,
     fsync: bool = True,
     idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
+    task_accounts: bool = False,
+    task_cgroups: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start `simple-scheduler hypervisor` in its own session and wait until it accepts.
 
     Its own session: it outlives the web process (and a Ctrl-C aimed at it). Its working
     directory (and so its monitors') is the process directory.
     """
-    args = HypervisorArgs(socket_path, process_directory, fsync, idle_exit_s)
+    args = HypervisorArgs(
+        socket_path, process_directory, fsync, idle_exit_s, task_accounts, task_cgroups
+    )
     os.makedirs(process_directory, exist_ok=True)
     proc = subprocess.Popen(
         args.command(),
@@ -149,15 +178,28 @@ def spawn_hypervisor(
 
 
 def launch_hypervisor(
-    socket_path: str, process_directory: str, *, idle_exit_s: float = DEFAULT_IDLE_EXIT_S
+    socket_path: str,
+    process_directory: str,
+    *,
+    idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
+    task_accounts: bool = False,
+    task_cgroups: bool = False,
 ) -> int:
     """Start a hypervisor from a process that may have threads (the web process).
 
     posix_spawn, not fork: glibc implements it with clone(CLONE_VFORK) and runs no Python
     in the child, so aiosqlite's threads cannot leave it a half-held lock. It does not
     wait: the caller retries its connection. Returns the pid (the caller reaps it).
+    Descriptors the web process leaves inheritable (Hypercorn's listening socket) are
+    closed by the hypervisor itself, first thing (`hypervisor.main`).
     """
-    cmd = HypervisorArgs(socket_path, process_directory, idle_exit_s=idle_exit_s).command()
+    cmd = HypervisorArgs(
+        socket_path,
+        process_directory,
+        idle_exit_s=idle_exit_s,
+        task_accounts=task_accounts,
+        task_cgroups=task_cgroups,
+    ).command()
     devnull = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
@@ -171,10 +213,17 @@ def ensure_hypervisor(
     *,
     timeout: float = 15.0,
     idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
+    task_accounts: bool = False,
+    task_cgroups: bool = False,
 ) -> subprocess.Popen[bytes] | None:
     """A hypervisor listening on `socket_path`: the running one (None) or a new one."""
     if accepts(socket_path):
         return None
     return spawn_hypervisor(
-        socket_path, process_directory, timeout=timeout, idle_exit_s=idle_exit_s
+        socket_path,
+        process_directory,
+        timeout=timeout,
+        idle_exit_s=idle_exit_s,
+        task_accounts=task_accounts,
+        task_cgroups=task_cgroups,
     )

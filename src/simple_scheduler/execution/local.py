@@ -32,11 +32,15 @@ class LocalExecution:
         *,
         relaunch: bool = False,
         idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
+        task_accounts: bool = False,
+        task_cgroups: bool = False,
     ):
         self.socket_path = socket_path
         self.process_directory = process_directory
         self.relaunch = relaunch
         self.idle_exit_s = idle_exit_s
+        self.task_accounts = task_accounts
+        self.task_cgroups = task_cgroups
         self.files = LocalTaskFiles(process_directory)
         self._launched: int | None = None
 
@@ -49,7 +53,11 @@ class LocalExecution:
             if self._launched is not None and _child_alive(self._launched):
                 raise  # the one we started is still starting: retry later
             self._launched = launch_hypervisor(
-                self.socket_path, self.process_directory, idle_exit_s=self.idle_exit_s
+                self.socket_path,
+                self.process_directory,
+                idle_exit_s=self.idle_exit_s,
+                task_accounts=self.task_accounts,
+                task_cgroups=self.task_cgroups,
             )
             log.warning(
                 "no hypervisor on %s: started one (pid %d)", self.socket_path, self._launched

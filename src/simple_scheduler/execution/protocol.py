@@ -10,9 +10,11 @@ Frame layout (network byte order), struct format `>2sBBIQ`, 16 bytes of header:
     8       8     request id   set by the client; echoed in REPLY/ERROR; 0 on EVENT
     16      ...   payload      a UTF-8 JSON object
 
-Requests carry {"op": ..., ...}: spawn {spec, start}, start {key}, kill {key, grace},
-list, release {key} or {keys: [...]}, subscribe, ping. A REPLY carries the result
-object, an ERROR carries {"type": ..., "message": ...}. Events ({"kind": "started" |
+Requests carry {"op": ..., ...} (the OP_* constants, used by both ends): spawn {spec,
+start}, start {key}, kill {key, grace}, list, release {key} or {keys: [...]}, subscribe,
+ping. A REPLY carries the result object, an ERROR carries {"type": ..., "message": ...}
+where type names a `BackendError` class of ERROR_TYPES (`error_body` / `error_from_body`:
+the client raises the class the hypervisor meant). Events ({"kind": "started" |
 "exited" | "lost", ...}; an "exited" with "pid" stands for a start nobody announced) go
 to connections that sent {"op": "subscribe"}. A malformed frame (bad magic, version,
 size, or payload) is a ProtocolError and closes that connection only.
@@ -30,6 +32,7 @@ from typing import Any
 import orjson
 
 from simple_scheduler.execution.backend import (
+    BackendError,
     Event,
     Exited,
     ExitStatus,
@@ -37,6 +40,8 @@ from simple_scheduler.execution.backend import (
     Started,
     TaskRecord,
     TaskSpec,
+    UnknownExecution,
+    Unreachable,
 )
 
 MAGIC = b"SS"
@@ -50,6 +55,35 @@ REPLY = 2
 ERROR = 3
 EVENT = 4
 _TYPES = frozenset((REQUEST, REPLY, ERROR, EVENT))
+
+OP_SPAWN = "spawn"
+OP_START = "start"
+OP_KILL = "kill"
+OP_LIST = "list"
+OP_RELEASE = "release"
+OP_SUBSCRIBE = "subscribe"
+OP_PING = "ping"
+#: The server stops cleanly: stop once no client is connected and nothing runs.
+OP_STOP_WHEN_IDLE = "stop_when_idle"
+OPS = frozenset(
+    (OP_SPAWN, OP_START, OP_KILL, OP_LIST, OP_RELEASE, OP_SUBSCRIBE, OP_PING, OP_STOP_WHEN_IDLE)
+)
+
+
+class BadRequest(BackendError):
+    """The request was malformed (a missing field, a wrong type): a bug of the client."""
+
+
+class SystemFailure(BackendError):
+    """An operating-system call failed while the backend carried out the request."""
+
+
+#: The `type` of an ERROR frame -> the exception the client raises. Anything else the
+#: peer sends reads as BackendError.
+ERROR_TYPES: dict[str, type[BackendError]] = {
+    cls.__name__: cls
+    for cls in (BackendError, Unreachable, UnknownExecution, BadRequest, SystemFailure)
+}
 
 
 class ProtocolError(Exception):
@@ -125,6 +159,26 @@ class FrameDecoder:
         return frames
 
 
+# ---------------------------------------------------------------- errors
+
+
+def error_body(exc: Exception) -> dict[str, Any]:
+    """The ERROR payload for an exception raised while handling a request."""
+    if isinstance(exc, BackendError):
+        name = type(exc).__name__ if type(exc).__name__ in ERROR_TYPES else "BackendError"
+        return {"type": name, "message": str(exc)}
+    if isinstance(exc, OSError):
+        return {"type": SystemFailure.__name__, "message": str(exc)}
+    message = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+    return {"type": BadRequest.__name__, "message": message}
+
+
+def error_from_body(body: dict[str, Any]) -> BackendError:
+    """The exception an ERROR payload stands for."""
+    cls = ERROR_TYPES.get(str(body.get("type")), BackendError)
+    return cls(str(body.get("message", body)))
+
+
 # ---------------------------------------------------------------- payload shapes
 
 
@@ -140,6 +194,8 @@ def spec_to_dict(spec: TaskSpec) -> dict[str, Any]:
         "task_dir": spec.task_dir,
         "cwd": spec.cwd,
         "resources": spec.resources,
+        "user": spec.user,
+        "kill_grace": spec.kill_grace,
     }
 
 
@@ -151,6 +207,7 @@ def status_to_dict(status: ExitStatus) -> dict[str, Any]:
         "start_time": status.start_time,
         "end_time": status.end_time,
         "error": status.error,
+        "leftovers": status.leftovers,
     }
 
 
@@ -173,6 +230,7 @@ def status_from_dict(data: dict[str, Any]) -> ExitStatus:
         start_time=seconds("start_time"),
         end_time=seconds("end_time"),
         error=str(error) if error is not None else None,
+        leftovers=opt_int("leftovers") or 0,
     )
 
 

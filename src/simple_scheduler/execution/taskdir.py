@@ -55,13 +55,27 @@ class LocalTaskFiles:
         hypervisor makes it (a directory costs an inode allocation: once, by one process)."""
         if not files:
             return
-        os.makedirs(task_dir, exist_ok=True)
+        self._make_directory(task_dir)
         for name, text, executable in files:
             path = os.path.join(task_dir, name)
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
-            if executable:
-                os.chmod(path, 0o700)
+            # Explicit modes, whatever the server's umask: a task running under a
+            # task_user account reads (and may execute) its scripts, and writes the
+            # failed step (it may not create files in its directory).
+            os.chmod(path, 0o755 if executable else 0o622 if name == FAILED_STEP else 0o644)
+
+    def _make_directory(self, task_dir: str) -> None:
+        """Make `task_dir` and the folders above it up to the process directory, each
+        0755 (a task_user account must reach its directory; the top stays 0711)."""
+        missing: list[str] = []
+        probe = task_dir
+        while not os.path.isdir(probe) and probe != self.process_directory:
+            missing.append(probe)
+            probe = os.path.dirname(probe)
+        os.makedirs(task_dir, exist_ok=True)
+        for folder in missing:
+            os.chmod(folder, 0o755)
 
     def output_path(self, job_id: int, task_index: int, attempt: int, kind: OutputKind) -> str:
         return os.path.join(self.directory(job_id, task_index, attempt), kind)

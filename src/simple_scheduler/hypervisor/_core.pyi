@@ -5,9 +5,12 @@ from typing import NoReturn
 FS_REQUEST_MAGIC: int
 FS_REPLY_MAGIC: int
 REPORT_MAGIC: int
+REPORT_VERSION: int
 FS_FLAG_SEMAPHORE: int
 FS_FLAG_NO_FSYNC: int
+FS_FLAG_IDENTITY: int
 FS_NFIXED: int
+FS_MAX_GROUPS: int
 FS_REQUEST_MAX: int
 FS_MAX_STRINGS: int
 FS_SPAWNED: int
@@ -16,11 +19,13 @@ FS_ENDED: int
 REPORT_STARTED: int
 REPORT_EXITED: int
 REPORT_HEARTBEAT: int
-REPORT_SIZE: int
-FS_REQUEST_HEADER_SIZE: int
-FS_REPLY_SIZE: int
+EXIT_FS_SETUP: int
+EXIT_FS_POLL: int
+EXIT_NO_EXEC: int
 HEARTBEAT_INTERVAL: int
 
+def wire_layout() -> dict[str, tuple[int, dict[str, tuple[int, int]]]]: ...
+def keep_capabilities(keep: int) -> None: ...
 def set_error_class(cls: type[OSError]) -> None: ...
 def fork_server_main(sock: int) -> NoReturn: ...
 def proc_start_ticks(pid: int) -> int: ...

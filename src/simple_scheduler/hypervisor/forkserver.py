@@ -2,27 +2,19 @@
 
 The fork server is a fresh `python -I -S` that enters `_core.fork_server_main` at once and
 never runs Python again, so every monitor is forked from a tiny process (see `_core`).
-Requests and replies are SEQPACKET messages whose layouts `_core` documents.
+Requests and replies are SEQPACKET messages whose layouts `wire` defines.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import struct
 import subprocess
 import sys
 import threading
 from collections import deque
 
-from simple_scheduler.hypervisor import _core
-
-_FS_HEADER = struct.Struct("=IIQIIII")
-_FS_REPLY = struct.Struct("=IIQiiQ")
-_REPORT = struct.Struct("=IHHiiQiiiiqq104s160s")
-assert _FS_HEADER.size == _core.FS_REQUEST_HEADER_SIZE
-assert _FS_REPLY.size == _core.FS_REPLY_SIZE
-assert _REPORT.size == _core.REPORT_SIZE
+from simple_scheduler.hypervisor import _core, wire
 
 _FORK_SERVER_CODE = (
     "import sys; sys.path[:0] = [sys.argv[1]]; "
@@ -89,9 +81,9 @@ class ForkServer:
                 return
             queue.popleft()
 
-    def receive(self) -> list[tuple[int, int, int, int, int]] | None:
-        """(kind, request_id, pid, value, start_ticks) records; None at EOF."""
-        out: list[tuple[int, int, int, int, int]] = []
+    def receive(self) -> list[wire.FsReply] | None:
+        """The replies that have arrived; None at EOF."""
+        out: list[wire.FsReply] = []
         while True:
             try:
                 data = self.sock.recv(64)
@@ -101,9 +93,9 @@ class ForkServer:
                 return None
             if not data:
                 return out or None
-            magic, kind, rid, pid, value, ticks = _FS_REPLY.unpack(data)
-            if magic == _core.FS_REPLY_MAGIC:
-                out.append((kind, rid, pid, value, ticks))
+            reply = wire.unpack_reply(data)
+            if reply is not None:
+                out.append(reply)
 
     def close(self) -> None:
         self.sock.close()

@@ -4,7 +4,7 @@ Single-threaded, one `epoll` loop, no asyncio. It owns:
 
 - the client socket (Unix stream, mode 0600) speaking `protocol` frames;
 - the report socket `<socket>.report` (Unix datagram, mode 0600) where monitors send
-  STARTED / HEARTBEAT / EXITED reports (`_core` documents the layout);
+  STARTED / HEARTBEAT / EXITED reports (`wire` defines the layout);
 - the fork server, a fresh `python -I -S` that immediately enters `_core`'s C loop, so
   every monitor is forked from a tiny process that never runs Python again;
 - the live journal `<process_directory>/.live.journal` (`LiveJournal`: task dir,
@@ -21,6 +21,7 @@ import fcntl
 import heapq
 import logging
 import os
+import pwd
 import select
 import signal
 import socket
@@ -39,9 +40,10 @@ from simple_scheduler.execution.backend import (
     ExitStatus,
     Lost,
     Started,
+    UnknownExecution,
 )
-from simple_scheduler.hypervisor import _core, posix
-from simple_scheduler.hypervisor.forkserver import _FS_HEADER, _REPORT, ForkServer
+from simple_scheduler.hypervisor import cgroups, posix, wire
+from simple_scheduler.hypervisor.forkserver import ForkServer
 from simple_scheduler.hypervisor.journal import LiveJournal
 from simple_scheduler.hypervisor.records import Execution
 from simple_scheduler.states import EXECUTION_ALIVE
@@ -53,6 +55,8 @@ LIVENESS_INTERVAL = 1.0
 #: recorded) waits for its monitor to report (heartbeats come every 2 s) before it is lost.
 PREPARED_GRACE_S = 10.0
 REPORT_SUFFIX = ".report"
+#: TERM -> KILL grace for what a task leaves behind, unless its spec says otherwise.
+DEFAULT_GRACE_S = 5.0
 def describe_wait_status(status: int) -> str:
     w = posix.decode_wait_status(status)
     if w.signal is not None:
@@ -122,6 +126,7 @@ class Hypervisor:
         *,
         fsync: bool = True,
         idle_exit_s: float | None = None,
+        task_cgroups: bool = False,
     ) -> None:
         self.fsync = fsync  #: monitors fsync the status file (after their report)
         #: Stop after this long with no client and no execution running (None: never).
@@ -139,6 +144,10 @@ class Hypervisor:
         self.lock_fd = _single_instance_lock(self.socket_path)
         self.journal = LiveJournal(self.process_directory)
         self.namespace = self.process_directory
+        #: Monitors make their task's cgroup at `<it>.<key>` ("": none; see `cgroups`).
+        self.cgroup_prefix = (
+            cgroups.task_cgroup_prefix(self.process_directory) if task_cgroups else ""
+        )
 
         self.fork_server = ForkServer()
         self.execs: dict[str, Execution] = {}
@@ -245,6 +254,7 @@ class Hypervisor:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         self.fork_server.close()
+        cgroups.remove_stale(self.cgroup_prefix, keep=set())  # the empty ones only
         os.close(self.lock_fd)
         if self._wakeup_installed:
             signal.set_wakeup_fd(-1)
@@ -370,11 +380,10 @@ class Hypervisor:
         handler = self._ops.get(op) if isinstance(op, str) else None
         try:
             if handler is None:
-                raise BackendError(f"unknown op {op!r}")
+                raise protocol.BadRequest(f"unknown op {op!r}")
             result = handler(self, conn, rid, body)
         except (BackendError, OSError, ValueError, KeyError, TypeError) as exc:
-            message = str(exc) if not isinstance(exc, KeyError) else f"missing field {exc}"
-            self._send(conn, protocol.ERROR, rid, {"type": type(exc).__name__, "message": message})
+            self._send(conn, protocol.ERROR, rid, protocol.error_body(exc))
             return
         if result is not None:
             self._send(conn, protocol.REPLY, rid, result)
@@ -413,6 +422,7 @@ class Hypervisor:
                 posix.sem_unlink(ex.semaphore)
                 posix.sem_create(ex.semaphore, 0)
             sem_path = posix.semaphore_path(ex.semaphore)
+        identity = self._identity(spec.get("user"), env)
         job, task = spec.get("job_id", "?"), spec.get("task_name", key)
         title = f"simple-scheduler: monitor job {job} task {task}"
         strings = [
@@ -423,6 +433,7 @@ class Hypervisor:
             self.report_path,
             sem_path,
             env.get("PATH", os.defpath),
+            self.cgroup_prefix,
             *argv,
         ]
         strings += [f"{k}={v}" for k, v in env.items()]
@@ -436,14 +447,26 @@ class Hypervisor:
             raise BackendError("strings in the spec must not contain NUL")
         spawn_id = self._next_spawn_id
         self._next_spawn_id += 1
-        flags = (0 if start else _core.FS_FLAG_SEMAPHORE) | (
-            0 if self.fsync else _core.FS_FLAG_NO_FSYNC
+        flags = (0 if start else wire.FS_FLAG_SEMAPHORE) | (
+            0 if self.fsync else wire.FS_FLAG_NO_FSYNC
         )
-        header = _FS_HEADER.pack(
-            _core.FS_REQUEST_MAGIC, flags, spawn_id, _core.FS_NFIXED, len(argv), len(env), len(data)
+        uid, gid, groups = 0, 0, tuple[int, ...]()
+        if identity is not None:
+            flags |= wire.FS_FLAG_IDENTITY
+            uid, gid, groups = identity
+        grace = spec.get("kill_grace", DEFAULT_GRACE_S)
+        message = wire.pack_request(
+            flags=flags,
+            request_id=spawn_id,
+            argc=len(argv),
+            envc=len(env),
+            strings=data,
+            uid=uid,
+            gid=gid,
+            groups=groups,
+            grace_ms=int(float(grace) * 1000),
         )
-        message = header + data
-        if len(message) > _core.FS_REQUEST_MAX or len(strings) + 2 > _core.FS_MAX_STRINGS:
+        if len(message) > wire.FS_REQUEST_MAX or len(strings) + 2 > wire.FS_MAX_STRINGS:
             self._forget_semaphore(ex)
             raise BackendError(f"spec too large ({len(message)} bytes)")
         self.execs[key] = ex
@@ -472,6 +495,27 @@ class Hypervisor:
             for stale in (taskdir.CANCEL, taskdir.STATUS):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(task_dir, stale))
+
+    def _identity(
+        self, user: object, env: dict[str, str]
+    ) -> tuple[int, int, tuple[int, ...]] | None:
+        """(uid, gid, groups) of the account a task runs as; None: the hypervisor's own.
+
+        Resolved here, where NSS may be used, so that the task child only makes system
+        calls. The account's HOME, USER and LOGNAME replace the server's in `env`."""
+        if user is None or user == "":
+            return None
+        if not isinstance(user, str):
+            raise BackendError("user must be a string")
+        try:
+            pw = pwd.getpwnam(user)
+        except KeyError:
+            raise BackendError(f"no such account {user!r} to run the task as") from None
+        if pw.pw_uid == os.geteuid():
+            return None
+        groups = tuple(os.getgrouplist(user, pw.pw_gid))[: wire.FS_MAX_GROUPS]
+        env.update(HOME=pw.pw_dir, USER=user, LOGNAME=user)
+        return pw.pw_uid, pw.pw_gid, groups
 
     def op_start(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
         ex = self._get(body["key"])
@@ -516,6 +560,7 @@ class Hypervisor:
                 open(os.path.join(ex.task_dir, taskdir.CANCEL), "wb").close()
             self._release_semaphore(ex)
         del self.execs[ex.key]
+        cgroups.remove(self.cgroup_prefix, ex.key)  # its monitor's, if that one died
         if self.by_monitor.get(ex.monitor_pid) is ex:
             del self.by_monitor[ex.monitor_pid]
         self.unowned.discard(ex)
@@ -534,20 +579,21 @@ class Hypervisor:
         return {}
 
     _ops: ClassVar[dict[str, _Op]] = {
-        "spawn": op_spawn,
-        "start": op_start,
-        "kill": op_kill,
-        "list": op_list,
-        "release": op_release,
-        "subscribe": op_subscribe,
-        "ping": op_ping,
-        "stop_when_idle": op_stop_when_idle,
+        protocol.OP_SPAWN: op_spawn,
+        protocol.OP_START: op_start,
+        protocol.OP_KILL: op_kill,
+        protocol.OP_LIST: op_list,
+        protocol.OP_RELEASE: op_release,
+        protocol.OP_SUBSCRIBE: op_subscribe,
+        protocol.OP_PING: op_ping,
+        protocol.OP_STOP_WHEN_IDLE: op_stop_when_idle,
     }
+    assert set(_ops) == protocol.OPS
 
     def _get(self, key: Any) -> Execution:
         ex = self.execs.get(key) if isinstance(key, str) else None
         if ex is None:
-            raise BackendError(f"unknown execution {key!r}")
+            raise UnknownExecution(f"unknown execution {key!r}")
         return ex
 
     def _release_semaphore(self, ex: Execution) -> None:
@@ -583,15 +629,15 @@ class Hypervisor:
         if records is None:
             self._fork_server_died()
             return
-        for kind, spawn_id, pid, value, ticks in records:
-            if kind == _core.FS_ENDED:
+        for _, kind, spawn_id, pid, value, ticks in records:
+            if kind == wire.FS_ENDED:
                 self._monitor_ended(pid, value)
                 continue
             entry = self.pending.pop(spawn_id, None)
             if entry is None:
                 continue
             conn, rid, ex = entry
-            if kind == _core.FS_SPAWNED:
+            if kind == wire.FS_SPAWNED:
                 ex.monitor_pid, ex.monitor_start = pid, ticks
                 self.by_monitor[pid] = ex
                 if self.execs.get(ex.key) is ex:  # else released while it was spawning
@@ -603,7 +649,7 @@ class Hypervisor:
                     self.journal.released(ex.key)  # it was journaled as prepared
                 self._forget_semaphore(ex)
                 msg = f"fork server could not spawn the monitor: {os.strerror(value)}"
-                self._send(conn, protocol.ERROR, rid, {"type": "BackendError", "message": msg})
+                self._send(conn, protocol.ERROR, rid, protocol.error_body(BackendError(msg)))
 
     def _fork_server_died(self) -> None:
         log.error("the fork server died; starting a new one")
@@ -618,7 +664,7 @@ class Hypervisor:
                 conn,
                 protocol.ERROR,
                 rid,
-                {"type": "BackendError", "message": "the fork server died"},
+                protocol.error_body(BackendError("the fork server died")),
             )
         self.pending.clear()
         for ex in self.by_monitor.values():
@@ -641,54 +687,39 @@ class Hypervisor:
 
     def _drain_reports(self) -> None:
         recv = self.reports.recv
-        size = _REPORT.size
+        size = wire.REPORT.size
         while True:
             try:
                 data = recv(size + 64)
             except BlockingIOError:
                 return
-            if len(data) != size:
+            r = wire.unpack_report(data)
+            if r is None:
                 continue
-            (
-                magic,
-                version,
-                kind,
-                monitor_pid,
-                pid,
-                ticks,
-                exit_code,
-                sig,
-                core,
-                has_error,
-                start_ms,
-                end_ms,
-                raw_key,
-                raw_error,
-            ) = _REPORT.unpack(data)
-            if magic != _core.REPORT_MAGIC or version != 1:
-                continue
-            ex = self.execs.get(raw_key.split(b"\0", 1)[0].decode(errors="replace"))
-            if ex is None or (ex.monitor_pid and ex.monitor_pid != monitor_pid):
+            ex = self.execs.get(wire.c_string(r.key))
+            if ex is None or (ex.monitor_pid and ex.monitor_pid != r.monitor_pid):
                 continue
             if not ex.monitor_pid:
-                self._adopt_monitor(ex, monitor_pid)
-            if kind == _core.REPORT_HEARTBEAT:
+                self._adopt_monitor(ex, r.monitor_pid)
+            if r.kind == wire.REPORT_HEARTBEAT:
                 ex.last_heartbeat = time.time()
-            elif kind == _core.REPORT_STARTED:
-                self._started(ex, pid, ticks, start_ms / 1000.0)
-            elif kind == _core.REPORT_EXITED and ex.state in EXECUTION_ALIVE:
-                announce = pid > 0 and ex.pid is None  # no STARTED came: Exited says it
+            elif r.kind == wire.REPORT_STARTED:
+                self._started(ex, r.pid, r.pid_start_ticks, r.start_ms / 1000.0)
+            elif r.kind == wire.REPORT_EXITED and ex.state in EXECUTION_ALIVE:
+                announce = r.pid > 0 and ex.pid is None  # no STARTED came: Exited says it
                 if announce:
-                    ex.pid, ex.pid_start = pid, ticks
-                error = raw_error.split(b"\0", 1)[0].decode(errors="replace") if has_error else None
+                    ex.pid, ex.pid_start = r.pid, r.pid_start_ticks
                 status = ExitStatus(
-                    exit_code=exit_code if exit_code >= 0 else None,
-                    signal=sig or None,
-                    core_dumped=bool(core),
-                    start_time=start_ms / 1000.0,
-                    end_time=end_ms / 1000.0,
-                    error=error,
+                    exit_code=r.exit_code if r.exit_code >= 0 else None,
+                    signal=r.signal or None,
+                    core_dumped=bool(r.core_dumped),
+                    start_time=r.start_ms / 1000.0,
+                    end_time=r.end_ms / 1000.0,
+                    error=wire.c_string(r.error) if r.has_error else None,
+                    leftovers=r.leftovers,
                 )
+                if r.leftovers:
+                    log.info("task %s left %d processes behind: ended them", ex.key, r.leftovers)
                 self._exited(ex, status, announce_pid=announce)
 
     def _started(self, ex: Execution, pid: int, ticks: int, when: float) -> None:
@@ -717,7 +748,7 @@ class Hypervisor:
         ex.move("lost")
         ex.reason = self._end_orphan(ex, reason)
         self.unowned.discard(ex)
-        self._emit(Lost(ex.key, reason))
+        self._emit(Lost(ex.key, ex.reason))
 
     def _end_orphan(self, ex: Execution, reason: str) -> str:
         """Nobody watches the task any more: end it, or a retry would run it twice."""
@@ -726,10 +757,15 @@ class Hypervisor:
             info = taskdir.read_pid(ex.task_dir)
             if info is not None:
                 pid, ticks = info.pid, info.pid_start_time
-        if pid is not None and ticks is not None and posix.process_alive(pid, ticks):
+        alive = pid is not None and ticks is not None and posix.process_alive(pid, ticks)
+        if alive:
+            assert pid is not None
             posix.killpg(pid, signal.SIGKILL)
+        # Its cgroup holds whatever the task started, in its process group or not.
+        in_cgroup = cgroups.kill(self.cgroup_prefix, ex.key)
+        if alive:
             return reason + "; its task was killed"
-        return reason
+        return reason + ("; its cgroup was killed" if in_cgroup else "")
 
     def _adopt_monitor(self, ex: Execution, monitor_pid: int) -> None:
         """A recovered prepared execution's monitor spoke: now we know who it is.
@@ -795,4 +831,6 @@ class Hypervisor:
                 ex.move("lost")
                 ex.reason = self._end_orphan(ex, "monitor vanished while the hypervisor was down")
         self._compact_journal()
+        # Folders of monitors that died with no hypervisor to release them.
+        cgroups.remove_stale(self.cgroup_prefix, keep=set(self.execs))
         log.info("recovered %d executions", len(self.execs))

@@ -92,6 +92,19 @@ def process_alive(pid: int, start_ticks: int) -> bool:
     return len(fields) > 19 and fields[0] not in (b"Z", b"X") and int(fields[19]) == start_ticks
 
 
+#: What a hypervisor whose tasks run under other accounts needs (capabilities(7)
+#: numbers): CAP_KILL to signal them, CAP_SETGID and CAP_SETUID to become them.
+CAP_KILL, CAP_SETGID, CAP_SETUID = 5, 6, 7
+TASK_CAPABILITIES = (1 << CAP_KILL) | (1 << CAP_SETGID) | (1 << CAP_SETUID)
+
+
+def keep_task_capabilities() -> None:
+    """Drop every capability but TASK_CAPABILITIES (bounding set included, so that no
+    exec as root regains them): a hypervisor running as root then cannot read what
+    its uid could (keys, database) with CAP_DAC_OVERRIDE and the like."""
+    syscalls.keep_capabilities(TASK_CAPABILITIES)
+
+
 def set_proc_title(title: str, comm: str = "") -> None:
     """Name this process in ps and /proc/PID/cmdline (argv area only), and in top (comm)."""
     syscalls.set_proc_title(title, comm)

@@ -53,7 +53,7 @@ from simple_scheduler.scheduler.events import (
     job_event_name,
     task_event_name,
 )
-from simple_scheduler.scheduler.spec import build_spec, has_steps
+from simple_scheduler.scheduler.spec import NoAccount, build_spec, has_steps, task_account
 from simple_scheduler.states import (
     EXECUTION_ALIVE,
     JOB_TERMINAL,
@@ -202,6 +202,13 @@ class LiveJob:
         }
 
 
+def _leftovers(status: ExitStatus | None) -> str:
+    """"; N processes it left behind were ended" when the executor had to."""
+    if status is None or not status.leftovers:
+        return ""
+    return f"; {status.leftovers} processes it left behind were ended"
+
+
 class Scheduler:
     """Runs jobs. Every public coroutine is safe to call from request handlers."""
 
@@ -214,6 +221,8 @@ class Scheduler:
         nb_of_workers: int,
         kill_grace: float = 5.0,
         base_env: Mapping[str, str] | None = None,
+        task_user: str | None = None,
+        run_as_me_map: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self._backend_factory = backend_factory
@@ -224,6 +233,9 @@ class Scheduler:
         self.nb_of_workers = nb_of_workers if nb_of_workers > 0 else sys.maxsize
         self.kill_grace = kill_grace
         self._base_env = dict(base_env or {})
+        #: Unix accounts of tasks (see `spec.task_account`).
+        self.task_user = task_user or None
+        self.run_as_me_map = dict(run_as_me_map or {})
         self._jobs: dict[int, LiveJob] = {}
         self._by_key: dict[str, tuple[LiveJob, LiveTask]] = {}
         self._ready: list[tuple[int, int, int]] = []
@@ -633,6 +645,13 @@ class Scheduler:
         key = execution_key(job.id, task.index, task.attempts)
         self._by_key[key] = (job, task)
         try:
+            user = task_account(
+                job.owner, bool(task.spec.get("run_as_me")), self.task_user, self.run_as_me_map
+            )
+        except NoAccount as exc:
+            self._execution_ended(key, None, f"could not start: {exc}")
+            return
+        try:
             spec, files = build_spec(
                 task_dir=self.files.directory(job.id, task.index, task.attempts),
                 base_env=self._base_env,
@@ -644,6 +663,8 @@ class Scheduler:
                 task_name=task.name,
                 attempt=task.attempts,
                 spec=task.spec,
+                kill_grace=self.kill_grace,
+                user=user,
             )
             self.files.prepare(spec.task_dir, files)
         except OSError as exc:
@@ -761,13 +782,13 @@ class Scheduler:
         if kill_reason == "job" or job.status in JOB_TERMINAL:
             self._set(job, task, T.ABORTED)
         elif kill_reason == "task":
-            task.reason = "killed by user"
+            task.reason = "killed by user" + _leftovers(status)
             self._fail(job, task, retry=False)
         elif kill_reason == "restart":
             task.reason = "restarted by user"
             self._fail(job, task, retry=True, delay=RESTART_DELAY_S)
         elif kill_reason == "walltime":
-            task.reason = f"walltime of {task.spec.get('walltime')} s exceeded"
+            task.reason = f"walltime of {task.spec.get('walltime')} s exceeded" + _leftovers(status)
             self._fail(job, task, retry=True)
         elif ok:
             self._set(job, task, T.FINISHED)
@@ -781,8 +802,9 @@ class Scheduler:
             return None
         if status.error:
             return status.error
+        left = _leftovers(status)
         if status.ok:
-            return None
+            return left[2:] or None
         if status.signal is None:
             how = f"exit code {status.exit_code}"
         else:
@@ -791,8 +813,8 @@ class Scheduler:
         if has_steps(task.spec):
             step = self.files.failed_step(job.id, task.index, task.attempts)
             if step:
-                return f"{step} failed: {how}"
-        return how
+                return f"{step} failed: {how}{left}"
+        return how + left
 
     def _fail(
         self,

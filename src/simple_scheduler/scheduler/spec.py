@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from simple_scheduler.execution.backend import TaskFile, TaskSpec, execution_key
@@ -77,6 +77,8 @@ def build_spec(
     task_name: str,
     attempt: int,
     spec: Mapping[str, Any],
+    user: str | None = None,
+    kill_grace: float = 5.0,
 ) -> tuple[TaskSpec, list[TaskFile]]:
     """Describe the execution for the backend, and the script files it needs (pure: the
     caller has `TaskFiles.prepare` write them)."""
@@ -106,6 +108,8 @@ def build_spec(
             steps[step] = _script(task_dir, f"{step}.sh", script, files) + args
     if steps:
         files.append(("run.sh", _runner(task_dir, steps), False))
+        # Made in advance: the task's account may not create files in its directory.
+        files.append((FAILED_STEP, "", False))
         argv = ["bash", os.path.join(task_dir, "run.sh"), *argv]
 
     env = dict(base_env)
@@ -123,6 +127,8 @@ def build_spec(
         task_dir=task_dir,
         cwd=substitute(working_dir, lookup) if working_dir else None,
         resources=_resources(spec),
+        user=user,
+        kill_grace=kill_grace,
     )
     return spec_, files
 
@@ -141,6 +147,39 @@ def _resources(spec: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def server_environment() -> dict[str, str]:
-    """The environment tasks inherit: the server's own, taken once at start."""
-    return dict(os.environ)
+
+#: Never passed to a task, whatever the configuration says: the server's own settings
+#: (a PostgreSQL URL may carry a password).
+SERVER_PREFIX = "SIMPLE_SCHEDULER_"
+
+
+def base_environment(
+    names: Iterable[str], environ: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """What tasks take from the server's environment: `names` only (the configured
+    `task_env_base`), taken once at start. The task's own variables and the PA_* system
+    variables are added per task (`build_spec`)."""
+    return {
+        name: environ[name]
+        for name in names
+        if name in environ and not name.startswith(SERVER_PREFIX)
+    }
+
+
+class NoAccount(ValueError):
+    """A task asks to run as its owner (runAsMe) and the owner has no mapped account."""
+
+
+def task_account(
+    owner: str, run_as_me: bool, task_user: str | None, run_as_me_map: Mapping[str, str]
+) -> str | None:
+    """The Unix account a task runs as: its owner's (runAsMe, through `run_as_me_map`),
+    else `task_user`; None: the executor's own."""
+    if run_as_me:
+        account = run_as_me_map.get(owner)
+        if not account:
+            raise NoAccount(
+                f"runAsMe: scheduler user {owner!r} has no Unix account in run_as_me_map"
+            )
+        return account
+    return task_user or None
