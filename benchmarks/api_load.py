@@ -17,22 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.parse
-import urllib.request
-from pathlib import Path
 
-import psutil
+from harness import LiveServer
+
+#: The server's settings: room for the 10 busy tasks, and kills that do not wait long.
+SETTINGS = {"nb_of_workers": "16", "kill_grace_s": "1"}
 
 BUSY_JOB = (
     '<?xml version="1.0" encoding="UTF-8"?>'
@@ -44,77 +36,6 @@ BUSY_JOB = (
     )
     + "</taskFlow></job>"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/rest"
-        self.env = dict(
-            os.environ,
-            SIMPLE_SCHEDULER_DATA_DIR=str(root / "data"),
-            SIMPLE_SCHEDULER_PORT=str(self.port),
-            SIMPLE_SCHEDULER_BCRYPT_ROUNDS="4",
-            SIMPLE_SCHEDULER_NB_OF_WORKERS="16",
-            SIMPLE_SCHEDULER_KILL_GRACE_S="1",
-            SIMPLE_SCHEDULER_LOG_LEVEL="WARNING",  # no access log line per request
-        )
-        self.env.pop("SIMPLE_SCHEDULER_CONFIG", None)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "simple_scheduler"]
-        subprocess.run(
-            [*cmd, "create-user", "bench", "bench-pw"],
-            cwd=self.root,
-            env=self.env,
-            check=True,
-            capture_output=True,
-        )
-        with (self.root / "server.log").open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*cmd, "run-server"], cwd=self.root, env=self.env, stdout=log, stderr=log
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"{self.base}/health", timeout=1).read()
-                return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start; see {self.root / 'server.log'}")
-            time.sleep(0.05)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        data: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> bytes:
-        req = urllib.request.Request(
-            f"{self.base}{path}", data=data, method=method, headers=headers or {}
-        )
-        with urllib.request.urlopen(req, timeout=10) as response:
-            body: bytes = response.read()
-            return body
-
-    def stop(self) -> None:
-        """SIGTERM the server, then everything it left running in our folder."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(20)
-        for proc in psutil.process_iter(["pid"]):
-            with contextlib.suppress(psutil.Error, OSError):
-                if proc.pid != os.getpid() and proc.cwd().startswith(str(self.root)):
-                    proc.kill()
 
 
 async def hammer(
@@ -161,16 +82,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="ss-bench-", dir="/tmp"))
-    server = Server(root)
+    server = LiveServer("ss-bench-", SETTINGS, admin=False)
     try:
         server.start()
-        token = server.request(
-            "POST",
-            "/scheduler/login",
-            urllib.parse.urlencode({"username": "bench", "password": "bench-pw"}).encode(),
-            {"Content-Type": "application/x-www-form-urlencoded"},
-        ).decode()
+        token = server.login()
         auth = {"sessionid": token}
         job = json.loads(
             server.request(
@@ -223,7 +138,6 @@ def main() -> None:
         )
     finally:
         server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -26,28 +26,16 @@ object: {"benchmark": "dashboard_render", "ms_1000", "ms_10000", "ratio_10000_vs
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import random
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.parse
-import urllib.request
-from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-import psutil
+from harness import NS, LiveServer
 from playwright.sync_api import Page, sync_playwright
 
-NS = "urn:proactive:jobdescriptor:3.14"
 PAINTED = ".graph-box[data-painted]"
 COUNT_FRAMES = """async (ms) => {
   const start = performance.now();
@@ -101,68 +89,21 @@ def layered_job(name: str, n: int, width: int, argv: list[str], gate: list[str] 
     ).encode()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Session:
+    """The benchmark's REST calls to `server`, as its (non-admin) user."""
 
-
-class Server:
-    """`simple-scheduler run-server` on a temporary folder; stop() leaves nothing running."""
-
-    def __init__(self, root: Path, workers: int) -> None:
-        self.root = root
-        self.port = free_port()
-        self.origin = f"http://127.0.0.1:{self.port}"
-        self.env = dict(
-            os.environ,
-            SIMPLE_SCHEDULER_DATA_DIR=str(root / "data"),
-            SIMPLE_SCHEDULER_PORT=str(self.port),
-            SIMPLE_SCHEDULER_BCRYPT_ROUNDS="4",
-            SIMPLE_SCHEDULER_NB_OF_WORKERS=str(workers),
-            SIMPLE_SCHEDULER_KILL_GRACE_S="1",
-            SIMPLE_SCHEDULER_LOG_LEVEL="WARNING",
-        )
-        self.env.pop("SIMPLE_SCHEDULER_CONFIG", None)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.token = ""
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "simple_scheduler"]
-        subprocess.run(
-            [*cmd, "create-user", "bench", "bench-pw"],
-            cwd=self.root,
-            env=self.env,
-            check=True,
-            capture_output=True,
-        )
-        with (self.root / "server.log").open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*cmd, "run-server"], cwd=self.root, env=self.env, stdout=log, stderr=log
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"{self.origin}/rest/health", timeout=1).read()
-                break
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start; see {self.root / 'server.log'}")
-            time.sleep(0.05)
-        form = urllib.parse.urlencode({"username": "bench", "password": "bench-pw"}).encode()
-        self.token = self.request("POST", "/scheduler/login", form).decode()
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+        self.origin = server.base
+        self.token = server.login()
 
     def request(
         self, method: str, path: str, data: bytes | None = None, xml: bool = False
     ) -> bytes:
-        headers = {"sessionid": self.token} if self.token else {}
+        headers = {"sessionid": self.token}
         if xml:
             headers["Content-Type"] = "application/xml"
-        req = urllib.request.Request(
-            f"{self.origin}/rest{path}", data=data, method=method, headers=headers
-        )
-        with urllib.request.urlopen(req, timeout=60) as response:
-            body: bytes = response.read()
-            return body
+        return self.server.request(method, path, data, headers)
 
     def submit(self, xml: bytes) -> int:
         return int(json.loads(self.request("POST", "/scheduler/submit", xml, xml=True))["id"])
@@ -180,16 +121,6 @@ class Server:
             if time.monotonic() > deadline:
                 raise SystemExit(f"job {job_id}: {what} did not happen: {info['status']}")
             time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(20)
-        for proc in psutil.process_iter(["pid"]):
-            with contextlib.suppress(psutil.Error, OSError):
-                if proc.pid != os.getpid() and proc.cwd().startswith(str(self.root)):
-                    proc.kill()
 
 
 def first_paint_ms(page: Page, url: str, runs: int) -> tuple[list[float], list[float]]:
@@ -216,10 +147,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="ss-dash-", dir="/tmp"))
-    server = Server(root, workers=10)
+    live_server = LiveServer("ss-dash-", {"nb_of_workers": "10", "kill_grace_s": "1"}, admin=False)
     try:
-        server.start()
+        live_server.start()
+        server = Session(live_server)
         gate = ["sleep", "3600"]
         small = server.submit(layered_job("layered-1000", 1000, 25, ["true"], gate))
         large = server.submit(layered_job("layered-10000", 10_000, 100, ["true"], gate))
@@ -254,8 +185,7 @@ def main() -> None:
             browser.close()
         server.request("PUT", f"/scheduler/jobs/{live}/kill")
     finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        live_server.stop()
 
     ms_1000 = statistics.median(ms_small)
     ms_10000 = statistics.median(ms_large)

@@ -32,99 +32,21 @@ import asyncio
 import base64
 import contextlib
 import os
-import shutil
-import signal
-import socket
 import statistics
 import struct
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import orjson
-import psutil
+from harness import LiveServer, job_xml, native_task
 
-NS = "urn:proactive:jobdescriptor:3.14"
 #: Owner subscribers that decode every frame for its lag (the others count frames):
 #: the benchmark's own CPU competes with the server's on this machine.
 MEASURED = 2
 
 
 def workflow(n: int) -> bytes:
-    tasks = "".join(
-        f'<task name="t{i}"><nativeExecutable><staticCommand value="/bin/true"/>'
-        "</nativeExecutable></task>"
-        for i in range(n)
-    )
-    return f'<job xmlns="{NS}" name="fanout"><taskFlow>{tasks}</taskFlow></job>'.encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, root: Path, workers: int) -> None:
-        self.root = root
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/rest"
-        self.env = dict(
-            os.environ,
-            SIMPLE_SCHEDULER_DATA_DIR=str(root / "data"),
-            SIMPLE_SCHEDULER_PORT=str(self.port),
-            SIMPLE_SCHEDULER_BCRYPT_ROUNDS="4",
-            SIMPLE_SCHEDULER_NB_OF_WORKERS=str(workers),
-            SIMPLE_SCHEDULER_LOG_LEVEL="WARNING",
-        )
-        self.env.pop("SIMPLE_SCHEDULER_CONFIG", None)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def cli(self, *args: str) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "simple_scheduler", *args],
-            cwd=self.root,
-            env=self.env,
-            check=True,
-            capture_output=True,
-        )
-
-    def start(self) -> None:
-        log = (self.root / "server.log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "simple_scheduler", "run-server"],
-            cwd=self.root,
-            env=self.env,
-            stdout=log,
-            stderr=log,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError("the server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        # The hypervisor (and its fork server) outlive the server by design: stop them too,
-        # by pid: the processes working in this run's folder (they rename their argv).
-        root = str(self.root)
-        for proc in psutil.process_iter(["pid", "cwd"]):
-            if (proc.info["cwd"] or "").startswith(root):
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
+    return job_xml("fanout", [native_task(f"t{i}") for i in range(n)])
 
 
 async def login(client: httpx.AsyncClient, user: str) -> str:
@@ -239,9 +161,10 @@ async def remove(client: httpx.AsyncClient, job_id: int) -> None:
     (await client.delete(f"/scheduler/jobs/{job_id}")).raise_for_status()
 
 
-async def measure(args: argparse.Namespace, server: Server) -> dict[str, float]:
+async def measure(args: argparse.Namespace, server: LiveServer) -> dict[str, float]:
     n = 2000 if args.small else 10_000
-    async with httpx.AsyncClient(base_url=server.url, timeout=600) as anon:
+    url = f"{server.base}/rest"
+    async with httpx.AsyncClient(base_url=url, timeout=600) as anon:
         owner_token = await login(anon, "bench")
         watcher_tokens = [await login(anon, "watcher") for _ in range(args.subscribers)]
     without: list[float] = []
@@ -251,7 +174,7 @@ async def measure(args: argparse.Namespace, server: Server) -> dict[str, float]:
     later: list[float] = []
     events_per_s: list[float] = []
     async with httpx.AsyncClient(
-        base_url=server.url, headers={"sessionid": owner_token}, timeout=600
+        base_url=url, headers={"sessionid": owner_token}, timeout=600
     ) as client:
         await remove(client, (await run_job(client, 200))[0])  # warm-up
         for round_ in range(args.rounds):
@@ -324,16 +247,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--dir", default="/tmp")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="ss-fanout-", dir=args.dir))
-    server = Server(root, args.workers)
+    server = LiveServer(
+        "ss-fanout-",
+        {"nb_of_workers": str(args.workers)},
+        "bench",
+        "pw",
+        admin=False,
+        more_users={"watcher": "pw"},
+        folder=args.dir,
+    )
     try:
-        server.cli("create-user", "bench", "pw")
-        server.cli("create-user", "watcher", "pw")
         server.start()
         result = asyncio.run(measure(args, server))
     finally:
         server.stop()
-        shutil.rmtree(root, ignore_errors=True)
     print(
         orjson.dumps(
             {

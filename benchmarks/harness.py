@@ -1,9 +1,10 @@
 """The real server as a user runs it, for benchmarks that talk to it over HTTP only.
 
 `LiveServer` starts `python -m simple_scheduler run-server` on a temporary data folder and
-a free port (settings through `SIMPLE_SCHEDULER_*` variables), creates an admin user with
-the `create-user` command, and waits for `/rest/health`. It imports nothing of the
-package, so it keeps working while the package's insides move.
+a free port (settings through `SIMPLE_SCHEDULER_*` variables), creates its user (an admin
+unless told otherwise) and any others with the `create-user` command, and waits for
+`/rest/health`; `login()` and `request()` call its REST API with the standard library.
+It imports nothing of the package, so it keeps working while the package's insides move.
 
 Every process of the run carries a marker: the server's environment holds
 `SS_BENCH_RUN=<id>` (inherited by the hypervisor), and the hypervisor, fork server,
@@ -23,8 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import psutil
@@ -61,12 +64,20 @@ class LiveServer:
         settings: dict[str, str] | None = None,
         user: str = "bench",
         password: str = "bench-pw",
+        *,
+        admin: bool = True,
+        more_users: Mapping[str, str] | None = None,
+        folder: str = "/tmp",
     ) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+        """`settings`: `SIMPLE_SCHEDULER_<KEY>` values; `more_users`: name -> password of
+        users (not admins) made besides `user`; `folder`: where the data folder is made."""
+        self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.run_id = uuid.uuid4().hex
         self.user, self.password = user, password
+        self.users = [(user, password, admin)]
+        self.users += [(name, secret, False) for name, secret in (more_users or {}).items()]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SIMPLE_SCHEDULER_")}
         env.update(
             {
@@ -84,13 +95,14 @@ class LiveServer:
 
     def start(self, timeout: float = 60.0) -> None:
         cmd = [sys.executable, "-m", "simple_scheduler"]
-        subprocess.run(
-            [*cmd, "create-user", self.user, self.password, "--admin"],
-            cwd=self.root,
-            env=self.env,
-            check=True,
-            capture_output=True,
-        )
+        for name, secret, admin in self.users:
+            subprocess.run(
+                [*cmd, "create-user", name, secret, *(["--admin"] if admin else [])],
+                cwd=self.root,
+                env=self.env,
+                check=True,
+                capture_output=True,
+            )
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [*cmd, "run-server"],
@@ -108,6 +120,32 @@ class LiveServer:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"server did not start; see {self.log_path}")
             time.sleep(0.05)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> bytes:
+        """The body of `method /rest{path}`; an answer other than 2xx raises HTTPError."""
+        req = urllib.request.Request(
+            f"{self.base}/rest{path}", data=data, method=method, headers=dict(headers or {})
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            body: bytes = response.read()
+            return body
+
+    def login(self, user: str | None = None, password: str | None = None) -> str:
+        """A session token for `user` (by default the server's own user)."""
+        form = {"username": user or self.user, "password": password or self.password}
+        return self.request(
+            "POST",
+            "/scheduler/login",
+            urllib.parse.urlencode(form).encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        ).decode()
 
     def ours(self, proc: psutil.Process) -> bool:
         """Whether `proc` belongs to this run: works under our folder or carries our mark."""

@@ -1,6 +1,6 @@
 """Submits under load: 32 clients each submit a small job, then read its info, N times.
 
-Starts the real `simple-scheduler run-server` (see api_load.py) and drives `--clients`
+Starts the real `simple-scheduler run-server` (as api_load.py does) and drives `--clients`
 keep-alive HTTP/1.1 connections over loopback, each doing `--per-client` rounds of
 `POST /scheduler/submit` (a one-task XML job, `true`) then `GET /jobs/{id}/info`.
 Reports p50/p99 of each; issue 14.11 measured submits at 400-470 ms p50 where reads took
@@ -16,14 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
-import tempfile
 import time
-import urllib.parse
-from pathlib import Path
 
-from api_load import Server
+from api_load import SETTINGS
+from harness import LiveServer
 
 JOB = (
     b'<?xml version="1.0" encoding="UTF-8"?>'
@@ -89,16 +86,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--per-client", type=int, default=40)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="ss-bench-", dir="/tmp"))
-    server = Server(root)
+    server = LiveServer("ss-bench-", SETTINGS, admin=False)
     try:
         server.start()
-        token = server.request(
-            "POST",
-            "/scheduler/login",
-            urllib.parse.urlencode({"username": "bench", "password": "bench-pw"}).encode(),
-            {"Content-Type": "application/x-www-form-urlencoded"},
-        ).decode()
+        token = server.login()
         asyncio.run(drive(server.port, token, 4, 5))  # warm-up
         began = time.perf_counter()
         submits, reads = asyncio.run(drive(server.port, token, args.clients, args.per_client))
@@ -123,7 +114,6 @@ def main() -> None:
         )
     finally:
         server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from simple_scheduler.client import output
 from simple_scheduler.client.watch import JobInfo, failed_tasks
@@ -17,29 +17,19 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 
-class Display(Protocol):
-    def __enter__(self) -> Display: ...
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None: ...
-
-    def update(self, info: JobInfo) -> None: ...
-
-
 def summary(info: JobInfo) -> str:
     job = info["jobId"]["id"]
     done, total = info["numberOfFinishedTasks"], info["totalNumberOfTasks"]
     return f"job {job} {info['status']}: {done}/{total} tasks done, {failed_tasks(info)} failed"
 
 
-class Silent:
-    """No bar: for pipes, files, `NO_COLOR`."""
+class Display:
+    """What `display` returns, a context manager: `start` on entry, `stop` on exit, and
+    `update` with each new state of the job in between. This one shows nothing (pipes,
+    files, `NO_COLOR`); `Bar` shows a bar."""
 
-    def __enter__(self) -> Silent:
+    def __enter__(self) -> Display:
+        self.start()
         return self
 
     def __exit__(
@@ -48,13 +38,19 @@ class Silent:
         value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
         pass
 
     def update(self, info: JobInfo) -> None:
         pass
 
 
-class Bar:
+class Bar(Display):
     """A rich progress bar on stderr: tasks done/total, running, failed, elapsed time.
 
     Lines written to stdout meanwhile (followed output) appear above the bar when stdout
@@ -85,16 +81,10 @@ class Bar:
         )
         self._task: TaskID | None = None
 
-    def __enter__(self) -> Bar:
+    def start(self) -> None:
         self._progress.start()
-        return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self._progress.stop()
 
     def update(self, info: JobInfo) -> None:
@@ -116,4 +106,4 @@ def display(job_id: int, wanted: bool) -> Display:
     """The bar when wanted and stderr is a terminal (and no NO_COLOR), else nothing."""
     if wanted and output.fancy(sys.stderr):
         return Bar(job_id)
-    return Silent()
+    return Display()
