@@ -170,10 +170,11 @@ async def insert_jobs(
 
 
 async def write_batch(
-    tx: Tx, tasks: Sequence[Mapping[str, Any]], jobs: Sequence[Mapping[str, Any]]
+    store: Store, tasks: Sequence[Mapping[str, Any]], jobs: Sequence[Mapping[str, Any]]
 ) -> None:
-    """One batch of status changes: rows carry every column of TASK_COLUMNS / JOB_COLUMNS."""
-    await tx.execute_batches([(_UPDATE_TASK, tasks), (_UPDATE_JOB, jobs)])
+    """One batch of status changes, in a transaction of its own: rows carry every column
+    of TASK_COLUMNS / JOB_COLUMNS."""
+    await store.write_batches([(_UPDATE_TASK, tasks), (_UPDATE_JOB, jobs)])
 
 
 async def load_live(store: Store) -> tuple[list[Row], list[Row], list[Row]]:
