@@ -421,7 +421,7 @@ async def test_concurrent_submits_share_one_transaction(
 
         return write
 
-    for name in ("insert_job", "insert_jobs"):
+    for name in ("insert_job", "insert_jobs", "commit_jobs"):
         if hasattr(jobstore, name):
             monkeypatch.setattr(jobstore, name, counted(getattr(jobstore, name)))
     xml = job_xml([{"name": "A", "bash": "echo A"}])

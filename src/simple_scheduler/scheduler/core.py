@@ -435,8 +435,9 @@ class Scheduler:
 
     async def _store_group(self, group: list[_Submission]) -> None:
         try:
-            async with self.store.transaction() as tx:
-                ids = await jobstore.insert_jobs(tx, [(j, o, x) for j, o, x, _ in group], now_ms())
+            ids = await jobstore.commit_jobs(
+                self.store, [(j, o, x) for j, o, x, _ in group], now_ms()
+            )
         except Exception as exc:
             if len(group) > 1:  # one bad job must not fail the others: each alone
                 for item in group:
