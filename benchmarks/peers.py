@@ -27,7 +27,7 @@ order rotating between rounds, and ratios are the median of the per-round ratios
 that is not installed or does not answer is reported as skipped (null in the JSON).
 Install the peers on Debian: `apt-get install task-spooler parallel slurm-wlm munge`.
 
-    .venv/bin/python benchmarks/peers.py [--rounds 3] [--quick] [--start-slurm]
+    .venv/bin/python benchmarks/peers.py [--rounds 3] [--quick] [--start-slurm] [--skip slurm]
 
 Last line, one JSON object: {"benchmark": "peers", "tasks_per_s", "tsp_tasks_per_s",
 "parallel_tasks_per_s", "ratio_vs_tsp", "chain_ms_per_edge", "tsp_chain_ms_per_edge",
@@ -412,6 +412,13 @@ def main() -> None:
     parser.add_argument(
         "--start-slurm", action="store_true", help="run .ci/slurm-up.sh (and down at the end)"
     )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["tsp", "parallel", "slurm"],
+        help="leave a peer out (repeatable): quicker A/B runs of our server",
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.tasks, args.chain, args.jobs = 1, 200, 50, 10
@@ -427,18 +434,22 @@ def main() -> None:
     skipped: dict[str, str] = {}
     try:
         peers.append(ServerPeer(args.poll_ms / 1000))
-        if shutil.which("tsp") is None:
+        if "tsp" in args.skip:
+            skipped["task-spooler"] = "--skip tsp"
+        elif shutil.which("tsp") is None:
             skipped["task-spooler"] = "tsp not installed (apt-get install task-spooler)"
         else:
             peers.append(TspPeer(root, env))
-        if shutil.which("parallel") is None:
+        if "parallel" in args.skip:
+            skipped["GNU parallel"] = "--skip parallel"
+        elif shutil.which("parallel") is None:
             skipped["GNU parallel"] = "parallel not installed (apt-get install parallel)"
         else:
             peers.append(ParallelPeer(root, env))
-        if args.start_slurm and slurm_answers(env) is not None:
+        if args.start_slurm and "slurm" not in args.skip and slurm_answers(env) is not None:
             subprocess.run([str(REPO / ".ci" / "slurm-up.sh")], check=True)
             started_slurm = True
-        why = slurm_answers(env)
+        why = "--skip slurm" if "slurm" in args.skip else slurm_answers(env)
         if why is None:
             sizes = {
                 INDEPENDENT: args.slurm_tasks,

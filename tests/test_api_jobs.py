@@ -432,3 +432,38 @@ async def test_a_large_job_result_does_not_stall_the_loop(
         assert values["t0"]["value"] == "0" and body["exceptionResults"] == {}
     else:
         assert values["t0"] == "0"
+
+
+async def test_small_xml_parses_on_the_loop_large_and_zipped_in_a_thread(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-task submit skips the worker-thread hop (it cost more than the parse under
+    load); a larger document, or any zip (it may inflate to the size limit), does not."""
+    from simple_scheduler.api import requests as api_requests
+
+    parses_in_threads = 0
+    to_thread = asyncio.to_thread
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal parses_in_threads
+        if "parse_document" in getattr(fn, "__qualname__", ""):
+            parses_in_threads += 1
+        return await to_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    small = job_xml([{"name": "one", "native": ["/bin/true"]}])
+    assert len(small) <= api_requests.INLINE_PARSE_BYTES
+    assert (await api.wait_status(await api.submit(small)))["status"] == "FINISHED"
+    assert parses_in_threads == 0
+    large = job_xml([{"name": f"t{i}", "native": ["/bin/true"]} for i in range(60)])
+    assert len(large) > api_requests.INLINE_PARSE_BYTES
+    assert (await api.wait_status(await api.submit(large)))["status"] == "FINISHED"
+    assert parses_in_threads == 1
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("job.xml", small)
+    response = await api.post_workflow("/rest/scheduler/submit", packed.getvalue(),
+                                       filename="job.zip")
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    assert (await api.wait_status(int((await response.get_json())["id"])))["status"] == "FINISHED"
+    assert parses_in_threads == 2

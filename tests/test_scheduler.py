@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -419,7 +421,7 @@ async def test_concurrent_submits_share_one_transaction(
 
         return write
 
-    for name in ("insert_job", "insert_jobs"):
+    for name in ("insert_job", "insert_jobs", "commit_jobs"):
         if hasattr(jobstore, name):
             monkeypatch.setattr(jobstore, name, counted(getattr(jobstore, name)))
     xml = job_xml([{"name": "A", "bash": "echo A"}])
@@ -437,3 +439,71 @@ async def test_concurrent_submits_share_one_transaction(
     assert isinstance(outcomes[2], UnicodeEncodeError)
     for outcome in (o for i, o in enumerate(outcomes) if i != 2):
         assert isinstance(outcome, int) and await sched.wait_job(outcome) == "FINISHED"
+
+
+async def test_status_commits_at_once_when_idle_and_in_groups_under_load(
+    sched: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adaptive group commit: a change waits for no timer when nothing is being
+    committed; changes made while a commit is in flight all go in the next one."""
+    long = [{"name": "t", "native": ["sleep", "60"]}]
+    first, second = await submit(sched, job_xml(long)), await submit(sched, job_xml(long))
+    await sched.flush()
+    gate = asyncio.Event()
+    commits: list[list[int]] = []  #: the job ids of each commit, as it starts
+    write = sched.store.write_batches
+
+    async def gated(batches: Any) -> None:
+        commits.append(sorted(int(row["id"]) for query, rows in batches for row in rows
+                              if "UPDATE jobs" in query))
+        await gate.wait()
+        await write(batches)
+
+    monkeypatch.setattr(sched.store, "write_batches", gated)
+    in_flight = asyncio.create_task(sched.change_priority(first, "low"))
+    await wait_for_async(lambda: _true(len(commits) == 1), 10, "the first commit")
+    waiting = [
+        asyncio.create_task(sched.change_priority(second, "low")),
+        asyncio.create_task(sched.change_priority(first, "lowest")),
+    ]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(commits) == 1, "a second transaction started while one was in flight"
+    gate.set()
+    await asyncio.gather(in_flight, *waiting)
+    assert commits == [[first], [first, second]]  # both later changes in one commit
+
+    # Idle, a change nobody waits for (an event's) is committed at once: within a few
+    # turns of the loop, where a fixed window would sleep.
+    live = sched._jobs[second]
+    sched._mark(live, live.tasks[0])
+    for _ in range(10):
+        if len(commits) == 3:
+            break
+        await asyncio.sleep(0)
+    assert commits[2:] == [[second]]
+    await sched.flush()
+    for job_id in (first, second):
+        assert await sched.kill_job(job_id)
+        assert await sched.wait_job(job_id) == "KILLED"
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_write_batches_is_one_transaction(sched: Scheduler) -> None:
+    """The flusher's one-hop write: all of a batch or none of it, and the writer
+    connection is usable afterwards."""
+    store = sched.store
+    job_id = await submit(sched, job_xml([{"name": "t", "native": ["/bin/true"]}]))
+    assert await sched.wait_job(job_id) == "FINISHED"
+    rename = ("UPDATE jobs SET name = :name WHERE id = :id", [{"name": "renamed", "id": job_id}])
+    broken = ("UPDATE no_such_table SET x = 1 WHERE id = :id", [{"id": job_id}])
+    with pytest.raises(sqlite3.OperationalError):
+        await store.write_batches([rename, broken])
+    job = await jobstore.get_job(store, job_id)
+    assert job is not None and job["name"] != "renamed"  # rolled back
+    await store.write_batches([rename])
+    job = await jobstore.get_job(store, job_id)
+    assert job is not None and job["name"] == "renamed"

@@ -3,7 +3,8 @@
 Submission follows ProActive's multipart rules (PROACTIVE.md 1.2): a `variables` JSON
 part and `;NAME=value` matrix parameters override the workflow's variables (matrix last,
 so it wins); the first other part is the workflow, XML or a zip holding one. Parsing runs
-in a worker thread: a 10,000-task workflow must not stall every other request.
+in a worker thread (a 10,000-task workflow must not stall every other request), except
+for a small XML document, which costs less than the hop (`requests.parse_document`).
 """
 
 from __future__ import annotations

@@ -7,11 +7,12 @@ It runs inside the web process as asyncio code and talks to execution only throu
   yet released it; a task's end walks its own children only. Ready tasks sit in one heap
   ordered by (job priority, job id, task index), so the highest-priority, oldest job goes
   first. Stale heap entries are skipped when popped, never searched for.
-- **Batched, ordered writes.** Status changes mark rows dirty; one flusher writes every
-  dirty row in one transaction, at most once per `FLUSH_WINDOW_S` unless someone waits
-  in `flush()`, coalescing whatever happened meanwhile (a short task's RUNNING and
-  FINISHED become one row write). An execution is released from the backend only after
-  its outcome is committed.
+- **Group-committed, ordered writes.** Status changes mark rows dirty; one flusher
+  writes every dirty row in one transaction. It commits at once when no commit is in
+  flight, and while one is, changes accumulate for the next (group commit, as databases
+  do): idle, a change is in the store about a millisecond later; under load, each commit
+  carries whatever happened during the previous one. An execution is released from the
+  backend only after its outcome is committed.
 - **Exactly once across crashes.** An execution's key is `<job>.<task>.<attempt>`, so
   on restart the backend's `list` tells which attempt really started, whether or not the
   database had recorded it. See `_reconcile`.
@@ -82,9 +83,6 @@ J = JobStatus
 PRIORITY_RANK = {"highest": 0, "high": 1, "normal": 2, "low": 3, "lowest": 4, "idle": 5}
 #: ProActive re-queues a task restarted by a user after this many seconds.
 RESTART_DELAY_S = 5.0
-#: The flusher commits at most once per window (unless `flush()` is awaited): status in
-#: the database lags the scheduler by at most this much.
-FLUSH_WINDOW_S = 0.02
 
 BackendFactory = Callable[[], Awaitable[ExecutionBackend]]
 #: A submit waiting for its group write: the job, its owner, its XML, and its id to come.
@@ -245,7 +243,6 @@ class Scheduler:
         self._dirty_jobs: dict[int, LiveJob] = {}
         self._release_after_flush: list[str] = []
         self._flush_needed = asyncio.Event()
-        self._urgent = asyncio.Event()  #: someone waits in flush(): skip the window
         self._end_waiters: dict[int, asyncio.Event] = {}  #: wait_job's, by job id
         self._flushed = asyncio.Condition()
         self._flush_generation = 0
@@ -470,10 +467,10 @@ class Scheduler:
 
     async def _store_group(self, group: list[_Submission]) -> None:
         try:
-            async with self.store.transaction() as tx:
-                submitted = now_ms()
-                items = [(j, o, x) for j, o, x, _ in group]
-                ids = await jobstore.insert_jobs(tx, items, submitted)
+            submitted = now_ms()
+            ids = await jobstore.commit_jobs(
+                self.store, [(j, o, x) for j, o, x, _ in group], submitted
+            )
         except Exception as exc:
             if len(group) > 1:  # one bad job must not fail the others: each alone
                 for item in group:
@@ -924,20 +921,15 @@ class Scheduler:
     # -- persistence -------------------------------------------------------------------
 
     async def _flusher(self) -> None:
-        loop = asyncio.get_running_loop()
-        last = 0.0
+        """Commit at once when idle; under load, one commit per commit's duration.
+
+        No timer: a change waits only for the commit in flight (if any), and everything
+        that changed meanwhile goes in the next one. A fixed 20 ms window used to make a
+        one-task job's FINISHED reach readers ~10 ms late on average, idle or not.
+        """
         while True:
             await self._flush_needed.wait()
-            # Let changes gather for a moment: a short task's RUNNING and FINISHED then
-            # share one row write, and a busy server commits a few times per window
-            # rather than once per event. `flush()` callers do not wait for it.
-            wait = last + FLUSH_WINDOW_S - loop.time()
-            if wait > 0 and not self._urgent.is_set():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), wait)
             self._flush_needed.clear()
-            self._urgent.clear()
-            last = loop.time()
             try:
                 await self._write()
             except Exception:
@@ -964,8 +956,7 @@ class Scheduler:
             if tasks or jobs:
                 task_rows = [t.row(j.id) for j, t in tasks.values()]
                 job_rows = [j.row() for j in jobs.values()]
-                async with self.store.transaction() as tx:
-                    await jobstore.write_batch(tx, task_rows, job_rows)
+                await jobstore.write_batch(self.store, task_rows, job_rows)
         except BaseException:
             # Keep them for the next try: nothing is lost, nothing released early.
             for k, v in tasks.items():
@@ -1003,7 +994,6 @@ class Scheduler:
         async with self._flushed:
             # A write in progress took its snapshot before our changes: wait for the next.
             target = self._flush_generation + (2 if self._writing and dirty else 1)
-            self._urgent.set()
             self._flush_needed.set()
             await self._flushed.wait_for(lambda: self._flush_generation >= target)
 

@@ -8,6 +8,7 @@ on the reader connection; listings are paged in SQL.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -100,12 +101,45 @@ async def insert_jobs(
     if not submissions:
         return []
     count = len(submissions)
-    after = await tx.fetch_val(
-        "UPDATE id_sequences SET next_value = next_value + :count WHERE name = 'jobs'"
-        " RETURNING next_value",
-        {"count": count},
-    )
+    after = await tx.fetch_val(_TAKE_JOB_IDS, {"count": count})
     ids = list(range(int(after) - count, int(after)))
+    await tx.execute_batches(_job_batches(ids, submissions, now_ms))
+    return ids
+
+
+async def commit_jobs(
+    store: Store, submissions: Sequence[tuple[Job, str, str]], now_ms: int
+) -> list[int]:
+    """`insert_jobs` in a transaction of its own, committed; on SQLite in one hop to the
+    driver's thread (rows are built there too, off the event loop)."""
+    if not submissions:
+        return []
+    if not store.one_hop:
+        async with store.transaction() as tx:
+            return await insert_jobs(tx, submissions, now_ms)
+    count = len(submissions)
+
+    def work(conn: sqlite3.Connection) -> list[int]:
+        ((after,),) = conn.execute(_TAKE_JOB_IDS, {"count": count}).fetchall()
+        ids = list(range(int(after) - count, int(after)))
+        for query, rows in _job_batches(ids, submissions, now_ms):
+            if rows:
+                conn.executemany(query, rows)
+        return ids
+
+    return await store.run_transaction(work)
+
+
+_TAKE_JOB_IDS = (
+    "UPDATE id_sequences SET next_value = next_value + :count WHERE name = 'jobs'"
+    " RETURNING next_value"
+)
+
+
+def _job_batches(
+    ids: Sequence[int], submissions: Sequence[tuple[Job, str, str]], now_ms: int
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The INSERTs of submitted jobs whose ids are taken: jobs, tasks, dependencies."""
     jobs = (
         "INSERT INTO jobs (id, owner, name, priority, status, on_task_error,"
         " max_number_of_execution, project_name, description, variables, generic_information,"
@@ -165,15 +199,15 @@ async def insert_jobs(
             for parent in task.depends
         ],
     )
-    await tx.execute_batches([jobs, tasks, dependencies])
-    return ids
+    return [jobs, tasks, dependencies]
 
 
 async def write_batch(
-    tx: Tx, tasks: Sequence[Mapping[str, Any]], jobs: Sequence[Mapping[str, Any]]
+    store: Store, tasks: Sequence[Mapping[str, Any]], jobs: Sequence[Mapping[str, Any]]
 ) -> None:
-    """One batch of status changes: rows carry every column of TASK_COLUMNS / JOB_COLUMNS."""
-    await tx.execute_batches([(_UPDATE_TASK, tasks), (_UPDATE_JOB, jobs)])
+    """One batch of status changes, in a transaction of its own: rows carry every column
+    of TASK_COLUMNS / JOB_COLUMNS."""
+    await store.write_batches([(_UPDATE_TASK, tasks), (_UPDATE_JOB, jobs)])
 
 
 async def load_live(store: Store) -> tuple[list[Row], list[Row], list[Row]]:
