@@ -1,4 +1,10 @@
-"""Shared fixtures: a real hypervisor process, a migrated SQLite file, a running scheduler.
+"""Shared fixtures: a real hypervisor process, a migrated store, a running scheduler.
+
+The store is parametrized over both engines: a SQLite file, and a fresh database on a
+PostgreSQL server started once per session (`pgserver.py`). Every test that uses `store`
+or `database_url` runs on each. `SIMPLE_SCHEDULER_TEST_DATABASES=sqlite` (comma-separated)
+narrows the set for a quick local run. Without PostgreSQL its variants skip, saying why,
+except in CI (`CI` set), where they fail.
 
 Every process a test starts is found and killed at teardown, even when the test fails:
 the hypervisor runs with its working directory inside the test's own temporary folder,
@@ -23,6 +29,7 @@ from pathlib import Path
 import psutil
 import pytest
 from exec_fixtures import kill_under
+from pgserver import PgServer, PgUnavailable, start_server
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TOKEN_VAR = "SIMPLE_SCHEDULER_TEST_RUN"
@@ -118,12 +125,50 @@ def hypervisor(short_tmp: Path, run_token: str) -> Iterator[Hypervisor]:
         kill_everything_under(short_tmp, run_token)
 
 
+def store_engines() -> list[str]:
+    """The engines store tests run on: both, unless SIMPLE_SCHEDULER_TEST_DATABASES narrows."""
+    wanted = os.environ.get("SIMPLE_SCHEDULER_TEST_DATABASES", "sqlite,postgresql")
+    engines = [e.strip() for e in wanted.split(",") if e.strip()]
+    unknown = set(engines) - {"sqlite", "postgresql"}
+    if unknown or not engines:
+        raise pytest.UsageError(f"SIMPLE_SCHEDULER_TEST_DATABASES: unknown {sorted(unknown)}")
+    return engines
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session; in CI, failing to start it fails the tests."""
+    try:
+        server = start_server()
+    except PgUnavailable as exc:
+        if in_ci():
+            pytest.fail(f"PostgreSQL could not be started (required in CI): {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL not available: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=store_engines())
+def database_url(request: pytest.FixtureRequest, short_tmp: Path) -> str:
+    """An empty database: a SQLite file in the test's folder, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{short_tmp / 'db.sqlite'}"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_database()
+
+
 @pytest.fixture
-async def store(short_tmp: Path) -> AsyncIterator[object]:
+async def store(database_url: str) -> AsyncIterator[object]:
     from simple_scheduler.db import Store
     from simple_scheduler.migrate import migrate
 
-    db = await Store.open(f"sqlite+aiosqlite:///{short_tmp / 'db.sqlite'}")
+    db = await Store.open(database_url)
     await migrate(db)
     try:
         yield db

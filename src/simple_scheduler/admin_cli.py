@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
-import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
@@ -22,6 +21,7 @@ from simple_scheduler import users
 from simple_scheduler.config import Config, ConfigError, load_config
 from simple_scheduler.credentials import create_credential
 from simple_scheduler.db import Store
+from simple_scheduler.dbengine import DATABASE_ERRORS
 from simple_scheduler.keys import KeysError, generate_keys, load_public_key
 from simple_scheduler.migrate import MigrationError, migrate, schema_version
 
@@ -77,7 +77,7 @@ def _with_store(
         return asyncio.run(run())
     except (MigrationError, users.UserError) as exc:
         _fail(str(exc))
-    except (sqlite3.Error, OSError) as exc:
+    except DATABASE_ERRORS as exc:
         _fail(f"database {config.database_url}: {exc}")
 
 

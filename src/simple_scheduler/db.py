@@ -1,10 +1,11 @@
-"""One SQLite file through `databases` + aiosqlite: a writer and a reader connection.
+"""The store through `databases`: a writer and a reader connection, SQLite or PostgreSQL.
 
 `databases` opens a fresh aiosqlite connection (and thread) for every asyncio task that
 touches it; for a web server that is a thread per request. We hold two long-lived
 connections instead: one writer, serialised by a lock so transactions from concurrent
 tasks never interleave (SQLite has a single writer anyway), and one reader, which sees
-only committed state thanks to WAL.
+only committed state thanks to WAL. On PostgreSQL (asyncpg) the same two connections
+are taken from a pool of two; what differs between the engines is in `dbengine`.
 """
 
 from __future__ import annotations
@@ -18,35 +19,36 @@ from typing import Any
 from databases import Database
 from databases.core import Connection
 
+from simple_scheduler import dbengine
+from simple_scheduler.dbengine import Engine
+
 Row = Mapping[str, Any]
 
 #: See Store.open: how long a thread may hold the GIL while another waits for it.
 SWITCH_INTERVAL_S = 0.0005
 
 #: Applied to every connection: these are per-connection settings in SQLite.
-PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=10000",
-    "PRAGMA synchronous=NORMAL",
-)
+PRAGMAS = dbengine.SQLITE_PRAGMAS
 
 
 class Tx:
     """The writer connection inside a transaction."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, engine: Engine = "sqlite") -> None:
         self._conn = conn
+        self._engine = engine
 
     async def execute(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
         return await self._conn.execute(query, dict(values) if values else None)
 
     async def execute_many(self, query: str, values: Sequence[Mapping[str, Any]]) -> None:
-        """One round trip for the whole batch on SQLite (`databases` makes one per row)."""
+        """One round trip for the whole batch (`databases` makes one per row)."""
         if not values:
             return
         raw = self._conn.raw_connection
-        if hasattr(raw, "executemany"):  # aiosqlite: the DB-API call, same named-style SQL
+        if self._engine == "postgresql":  # asyncpg: positional `$n`, pipelined
+            await dbengine.postgres_execute_many(raw, query, values)
+        elif hasattr(raw, "executemany"):  # aiosqlite: the DB-API call, same named-style SQL
             await raw.executemany(query, [dict(v) for v in values])
         else:
             await self._conn.execute_many(query, [dict(v) for v in values])
@@ -90,7 +92,8 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._database = Database(url)
+        self.engine: Engine = dbengine.engine_of(url)
+        self._database = Database(url, **dbengine.connect_options(url))
         self._writer: Connection | None = None
         self._reader: Connection | None = None
         self._write_lock = asyncio.Lock()
@@ -109,8 +112,8 @@ class Store:
         store._reader = Connection(store._database, store._database._backend)
         for conn in (store._writer, store._reader):
             await conn.__aenter__()
-            for pragma in PRAGMAS:
-                await conn.execute(pragma)
+            for statement in dbengine.session_statements(store.engine):
+                await conn.execute(statement)
         return store
 
     async def close(self) -> None:
@@ -125,7 +128,7 @@ class Store:
         """All writes that belong together go through one of these."""
         assert self._writer is not None, "store is closed"
         async with self._write_lock, self._writer.transaction():
-            yield Tx(self._writer)
+            yield Tx(self._writer, self.engine)
 
     async def execute(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
         async with self.transaction() as tx:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 
 import bcrypt
 
 from simple_scheduler.db import Row, Store
+from simple_scheduler.dbengine import is_unique_violation
 
 DEFAULT_ROUNDS = 12
 #: bcrypt only looks at the first 72 bytes; longer passwords are refused, not truncated.
@@ -132,7 +132,10 @@ async def create_user(
                     "created_at": created_at,
                 },
             )
-    except sqlite3.IntegrityError:  # another process added the same name meanwhile
+    except Exception as exc:
+        if not is_unique_violation(exc):
+            raise
+        # another process added the same name meanwhile
         raise UserExistsError(f"user {name!r} already exists") from None
     return User(user_id, name, is_admin, created_at)
 

@@ -1,0 +1,115 @@
+"""What differs between the two database engines the store runs on, in one place.
+
+SQLite (aiosqlite) is the embedded default; PostgreSQL (asyncpg) is the store for a
+server that outgrows one file. The SQL itself is written once, portable (named `:name`
+parameters, no AUTOINCREMENT, no RETURNING, BIGINT times, booleans as BOOLEAN); what
+cannot be written once lives here: recognising the engine from the URL, per-connection
+settings, driver-level batches, error classes, and the migration lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from simple_scheduler.config import Engine, database_engine
+
+__all__ = ["ENGINES", "Engine", "UnsupportedDatabase", "engine_of"]
+
+ENGINES: tuple[Engine, ...] = ("sqlite", "postgresql")
+
+#: SQLite keeps these per connection: applied to each one the store opens.
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA synchronous=NORMAL",
+)
+
+#: The store holds exactly two connections (writer and reader); asyncpg's pool would
+#: otherwise open ten server processes per store at start.
+POSTGRES_POOL = {"min_size": 2, "max_size": 2}
+
+#: pg_advisory_lock key serialising schema migrations between servers (any constant that
+#: no other lock of ours uses; this is "simple-s" in ASCII).
+MIGRATION_LOCK_KEY = 0x73696D706C652D73
+
+#: What a database failure raises, for callers that report it instead of crashing
+#: (OSError covers a refused or lost connection).
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    sqlite3.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+)
+
+
+class UnsupportedDatabase(ValueError):
+    """The URL names a database engine or driver the store does not run on."""
+
+
+def engine_of(url: str) -> Engine:
+    """The engine a `databases` URL names; refuses engines and drivers we do not run."""
+    try:
+        return database_engine(url)
+    except ValueError as exc:
+        raise UnsupportedDatabase(str(exc)) from None
+
+
+def connect_options(url: str) -> dict[str, Any]:
+    """Keyword arguments for `databases.Database(url, ...)` on this engine.
+
+    `databases` lets the URL's own options (`?min_size=`) win over these only if we leave
+    them out, so a URL that sets the pool size keeps it.
+    """
+    if engine_of(url) != "postgresql":
+        return {}
+    query = url.partition("?")[2]
+    given = {part.partition("=")[0] for part in query.split("&") if part}
+    return {key: value for key, value in POSTGRES_POOL.items() if key not in given}
+
+
+def session_statements(engine: Engine) -> tuple[str, ...]:
+    """Run on every new connection (SQLite's settings are per connection)."""
+    return SQLITE_PRAGMAS if engine == "sqlite" else ()
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """True when an insert failed because the row exists (a concurrent writer won)."""
+    return isinstance(exc, (sqlite3.IntegrityError, asyncpg.UniqueViolationError))
+
+
+_PARAM = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|:([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@functools.lru_cache(maxsize=256)
+def positional(query: str) -> tuple[str, tuple[str, ...]]:
+    """`:name` parameters as asyncpg's `$n`: the SQL and the names in `$n` order.
+
+    Quoted literals and identifiers and `::` casts are left alone; a name used twice
+    gets one number.
+    """
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return match.group(0)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return _PARAM.sub(number, query), tuple(names)
+
+
+async def postgres_execute_many(
+    connection: asyncpg.Connection, query: str, values: Sequence[Mapping[str, Any]]
+) -> None:
+    """A batch in one pipelined `executemany` (`databases` sends one query per row)."""
+    sql, names = positional(query)
+    await connection.executemany(sql, [tuple(row[n] for n in names) for row in values])
