@@ -18,7 +18,7 @@ from typing import Annotated, NoReturn, TypeVar
 import typer
 
 from simple_scheduler import users
-from simple_scheduler.config import Config, ConfigError, load_config
+from simple_scheduler.config import Config, ConfigError, load_config, redacted_url
 from simple_scheduler.credentials import create_credential
 from simple_scheduler.db import Store
 from simple_scheduler.dbengine import DATABASE_ERRORS
@@ -78,7 +78,7 @@ def _with_store(
     except (MigrationError, users.UserError) as exc:
         _fail(str(exc))
     except DATABASE_ERRORS as exc:
-        _fail(f"database {config.database_url}: {exc}")
+        _fail(f"database {redacted_url(config.database_url)}: {exc}")
 
 
 def _prompt_password() -> str:

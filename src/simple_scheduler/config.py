@@ -121,6 +121,17 @@ def database_engine(database_url: str) -> Engine:
     return engine
 
 
+def redacted_url(database_url: str) -> str:
+    """The URL with its password replaced by `***`, for messages and logs."""
+    scheme, sep, rest = database_url.partition("://")
+    authority, slash, path = rest.partition("/")
+    credentials, at, host = authority.rpartition("@")
+    user, colon, _password = credentials.partition(":")
+    if not (sep and at and colon):
+        return database_url
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
+
+
 def sqlite_path(database_url: str) -> Path | None:
     """The file behind a `sqlite://` or `sqlite+driver://` URL, None for other databases."""
     scheme, sep, rest = database_url.partition("://")

@@ -84,6 +84,26 @@ def is_unique_violation(exc: BaseException) -> bool:
     return isinstance(exc, (sqlite3.IntegrityError, asyncpg.UniqueViolationError))
 
 
+#: INTEGER columns (task indexes, pids, counters) are 32-bit on PostgreSQL.
+INT32_MAX = 2**31 - 1
+
+
+def matchable(text: str) -> bool:
+    """False for text no stored row can hold, so a lookup by it finds nothing.
+
+    PostgreSQL refuses a NUL character (and UTF-8 cannot carry a lone surrogate) in a
+    query parameter with an error, where SQLite just finds no row: callers looking up
+    user-supplied names ask this first, so both engines answer "not found".
+    """
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 _PARAM = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|:([A-Za-z_][A-Za-z0-9_]*)")
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from hypercorn.config import Config as HypercornConfig
 
-from simple_scheduler.config import Config, ConfigError, load_config
+from simple_scheduler.config import Config, ConfigError, load_config, redacted_url
 
 log = logging.getLogger("simple_scheduler.server")
 
@@ -86,6 +86,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     from simple_scheduler.api import Services, create_app
     from simple_scheduler.auth import LoginThrottle
     from simple_scheduler.db import Store
+    from simple_scheduler.dbengine import DATABASE_ERRORS
     from simple_scheduler.keys import KeysError, ensure_keys
     from simple_scheduler.migrate import MigrationError, migrate
     from simple_scheduler.scheduler import Scheduler
@@ -96,7 +97,10 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    store = await Store.open(config.database_url)
+    try:
+        store = await Store.open(config.database_url)
+    except DATABASE_ERRORS as exc:  # e.g. PostgreSQL down or refusing us: say so, briefly
+        raise StartError(f"database {redacted_url(config.database_url)}: {exc}") from exc
     try:
         try:
             await migrate(store)

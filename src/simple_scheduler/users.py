@@ -149,6 +149,8 @@ async def delete_user(store: Store, name: str) -> None:
 
 
 async def get_user(store: Store, name: str) -> User | None:
+    if not NAME_PATTERN.fullmatch(name):  # no such user can exist (and PostgreSQL
+        return None  # refuses some such text, a NUL, with an error instead of no row)
     row = await store.fetch_one(
         "SELECT id, name, is_admin, created_at FROM users WHERE name = :name", {"name": name}
     )
@@ -168,9 +170,13 @@ async def verify_password(
     `rounds` is the cost of the decoy hash for unknown names: pass the configured cost so
     that it matches the real hashes.
     """
-    row = await store.fetch_one(
-        "SELECT id, name, is_admin, created_at, password_hash FROM users WHERE name = :name",
-        {"name": name},
+    row = (
+        await store.fetch_one(
+            "SELECT id, name, is_admin, created_at, password_hash FROM users WHERE name = :name",
+            {"name": name},
+        )
+        if NAME_PATTERN.fullmatch(name)  # else no such user: the decoy check below
+        else None
     )
     hashed = None if row is None else str(row["password_hash"]).encode("utf-8")
     ok = await asyncio.to_thread(_check, password, hashed, rounds)
