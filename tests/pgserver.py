@@ -32,6 +32,14 @@ T = TypeVar("T")
 SERVER_USER = "postgres"
 #: The socket is `<socket dir>/.s.PGSQL.<port>`; nothing listens on TCP.
 PORT = 5432
+#: Throwaway data: nothing needs to survive a crash of the machine.
+FAST_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+    "shared_buffers": "32MB",
+}
 
 
 class PgUnavailable(Exception):
@@ -39,7 +47,11 @@ class PgUnavailable(Exception):
 
 
 def find_bindir() -> Path | None:
-    """The folder holding initdb/pg_ctl: Debian's versioned folder first, then PATH."""
+    """The folder holding initdb/pg_ctl: $SIMPLE_SCHEDULER_TEST_PG_BINDIR if set, else
+    Debian's newest versioned folder, else PATH."""
+    chosen = os.environ.get("SIMPLE_SCHEDULER_TEST_PG_BINDIR")
+    if chosen:
+        return Path(chosen) if (Path(chosen) / "initdb").exists() else None
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
         key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
@@ -76,8 +88,9 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 class PgServer:
     """A private PostgreSQL cluster; `new_database()` hands out empty databases."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, settings: dict[str, str] | None = None) -> None:
         self.bindir = bindir
+        self.settings = FAST_SETTINGS if settings is None else settings
         self.root = Path(tempfile.mkdtemp(prefix="ss-pg-", dir="/tmp"))
         self.data = self.root / "data"
         self.socket_dir = self.root / "sock"
@@ -128,11 +141,7 @@ class PgServer:
                 "-c listen_addresses=''",
                 f"-c unix_socket_directories={self.socket_dir}",
                 f"-p {PORT}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c max_connections=200",
-                "-c shared_buffers=32MB",
+                *(f"-c {key}={value}" for key, value in self.settings.items()),
             ]
         )
         self._run(
@@ -196,15 +205,18 @@ class PgServer:
         return self.url(name)
 
 
-def start_server() -> PgServer:
-    """A started server, or PgUnavailable saying why not (binaries, user, startup)."""
+def start_server(settings: dict[str, str] | None = None) -> PgServer:
+    """A started server, or PgUnavailable saying why not (binaries, user, startup).
+
+    `settings` replace the throwaway tuning (benchmarks want the defaults' durability).
+    """
     bindir = find_bindir()
     if bindir is None:
         raise PgUnavailable(
-            "PostgreSQL's initdb is neither in /usr/lib/postgresql/*/bin nor on PATH "
-            "(apt-get install postgresql)"
+            "PostgreSQL's initdb is not in $SIMPLE_SCHEDULER_TEST_PG_BINDIR, "
+            "/usr/lib/postgresql/*/bin or PATH (apt-get install postgresql)"
         )
-    server = PgServer(bindir)
+    server = PgServer(bindir, settings)
     try:
         server.start()
     except BaseException as exc:
