@@ -5,7 +5,8 @@ touches it; for a web server that is a thread per request. We hold two long-live
 connections instead: one writer, serialised by a lock so transactions from concurrent
 tasks never interleave (SQLite has a single writer anyway), and one reader, which sees
 only committed state thanks to WAL. On PostgreSQL (asyncpg) the same two connections
-are taken from a pool of two; what differs between the engines is in `dbengine`.
+are taken from a pool of two, and queries skip `databases` (see `dbengine.PostgresQueries`);
+what differs between the engines is in `dbengine`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from databases import Database
 from databases.core import Connection
@@ -31,27 +32,72 @@ SWITCH_INTERVAL_S = 0.0005
 PRAGMAS = dbengine.SQLITE_PRAGMAS
 
 
-class Tx:
-    """The writer connection inside a transaction."""
+class Queries(Protocol):
+    """`:name`-style SQL on one connection: `databases` for SQLite, asyncpg directly."""
 
-    def __init__(self, conn: Connection, engine: Engine = "sqlite") -> None:
+    async def execute(self, query: str, values: Mapping[str, Any] | None = None) -> Any: ...
+
+    async def execute_many(self, query: str, values: Sequence[Mapping[str, Any]]) -> None: ...
+
+    async def fetch_all(self, query: str, values: Mapping[str, Any] | None = None) -> list[Row]: ...
+
+    async def fetch_one(
+        self, query: str, values: Mapping[str, Any] | None = None
+    ) -> Row | None: ...
+
+    async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any: ...
+
+
+class DatabasesQueries:
+    """Queries through `databases` (SQLite, on aiosqlite)."""
+
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._engine = engine
 
     async def execute(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
         return await self._conn.execute(query, dict(values) if values else None)
 
     async def execute_many(self, query: str, values: Sequence[Mapping[str, Any]]) -> None:
         """One round trip for the whole batch (`databases` makes one per row)."""
-        if not values:
-            return
         raw = self._conn.raw_connection
-        if self._engine == "postgresql":  # asyncpg: positional `$n`, pipelined
-            await dbengine.postgres_execute_many(raw, query, values)
-        elif hasattr(raw, "executemany"):  # aiosqlite: the DB-API call, same named-style SQL
+        if hasattr(raw, "executemany"):  # aiosqlite: the DB-API call, same named-style SQL
             await raw.executemany(query, [dict(v) for v in values])
         else:
             await self._conn.execute_many(query, [dict(v) for v in values])
+
+    async def fetch_all(self, query: str, values: Mapping[str, Any] | None = None) -> list[Row]:
+        rows = await self._conn.fetch_all(query, dict(values) if values else None)
+        return [row._mapping for row in rows]
+
+    async def fetch_one(self, query: str, values: Mapping[str, Any] | None = None) -> Row | None:
+        row = await self._conn.fetch_one(query, dict(values) if values else None)
+        return None if row is None else row._mapping
+
+    async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
+        return await self._conn.fetch_val(query, dict(values) if values else None)
+
+
+def queries(conn: Connection, engine: Engine) -> Queries:
+    """The query path for an open connection of `engine`."""
+    if engine == "postgresql":
+        return dbengine.PostgresQueries(conn.raw_connection)
+    return DatabasesQueries(conn)
+
+
+class Tx:
+    """The writer connection inside a transaction."""
+
+    def __init__(self, conn: Connection, q: Queries | None = None) -> None:
+        self._conn = conn
+        self._q = q if q is not None else DatabasesQueries(conn)
+
+    async def execute(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
+        return await self._q.execute(query, values)
+
+    async def execute_many(self, query: str, values: Sequence[Mapping[str, Any]]) -> None:
+        """One round trip for the whole batch."""
+        if values:
+            await self._q.execute_many(query, values)
 
     async def execute_raw(self, statement: str) -> None:
         """Run one statement verbatim on the driver connection, in this transaction.
@@ -65,15 +111,13 @@ class Tx:
             await close()
 
     async def fetch_all(self, query: str, values: Mapping[str, Any] | None = None) -> list[Row]:
-        rows = await self._conn.fetch_all(query, dict(values) if values else None)
-        return [row._mapping for row in rows]
+        return await self._q.fetch_all(query, values)
 
     async def fetch_one(self, query: str, values: Mapping[str, Any] | None = None) -> Row | None:
-        row = await self._conn.fetch_one(query, dict(values) if values else None)
-        return None if row is None else row._mapping
+        return await self._q.fetch_one(query, values)
 
     async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
-        return await self._conn.fetch_val(query, dict(values) if values else None)
+        return await self._q.fetch_val(query, values)
 
     async def next_id(self, sequence: str) -> int:
         """Take the next value of a named sequence (portable: no AUTOINCREMENT/SERIAL)."""
@@ -96,6 +140,8 @@ class Store:
         self._database = Database(url, **dbengine.connect_options(url))
         self._writer: Connection | None = None
         self._reader: Connection | None = None
+        self._write_q: Queries | None = None
+        self._read_q: Queries | None = None
         self._write_lock = asyncio.Lock()
 
     @classmethod
@@ -114,6 +160,8 @@ class Store:
             await conn.__aenter__()
             for statement in dbengine.session_statements(store.engine):
                 await conn.execute(statement)
+        store._write_q = queries(store._writer, store.engine)
+        store._read_q = queries(store._reader, store.engine)
         return store
 
     async def close(self) -> None:
@@ -121,6 +169,7 @@ class Store:
             if conn is not None:
                 await conn.__aexit__(None, None, None)
         self._reader = self._writer = None
+        self._read_q = self._write_q = None
         await self._database.disconnect()
 
     @asynccontextmanager
@@ -128,22 +177,20 @@ class Store:
         """All writes that belong together go through one of these."""
         assert self._writer is not None, "store is closed"
         async with self._write_lock, self._writer.transaction():
-            yield Tx(self._writer, self.engine)
+            yield Tx(self._writer, self._write_q)
 
     async def execute(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
         async with self.transaction() as tx:
             return await tx.execute(query, values)
 
     async def fetch_all(self, query: str, values: Mapping[str, Any] | None = None) -> list[Row]:
-        assert self._reader is not None, "store is closed"
-        rows = await self._reader.fetch_all(query, dict(values) if values else None)
-        return [row._mapping for row in rows]
+        assert self._read_q is not None, "store is closed"
+        return await self._read_q.fetch_all(query, values)
 
     async def fetch_one(self, query: str, values: Mapping[str, Any] | None = None) -> Row | None:
-        assert self._reader is not None, "store is closed"
-        row = await self._reader.fetch_one(query, dict(values) if values else None)
-        return None if row is None else row._mapping
+        assert self._read_q is not None, "store is closed"
+        return await self._read_q.fetch_one(query, values)
 
     async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
-        assert self._reader is not None, "store is closed"
-        return await self._reader.fetch_val(query, dict(values) if values else None)
+        assert self._read_q is not None, "store is closed"
+        return await self._read_q.fetch_val(query, values)
