@@ -42,7 +42,7 @@ def test_engine_and_pool_options_come_from_the_url() -> None:
             engine_of(bad)
     assert connect_options("sqlite+aiosqlite:////x.db") == {}
     assert connect_options("postgresql://u@h/db") == {"min_size": 2, "max_size": 2}
-    assert connect_options("postgresql://u@h/db?max_size=8") == {"min_size": 2}
+    assert connect_options("postgresql://u@h/db?max_size=8") == {"min_size": 2, "max_size": 2}
 
 
 async def test_schema_is_at_the_newest_version(store: Store) -> None:

@@ -4,7 +4,8 @@ SQLite (aiosqlite) is the embedded default; PostgreSQL (asyncpg) is the store fo
 server that outgrows one file. The SQL itself is written once, portable (named `:name`
 parameters, no AUTOINCREMENT, no RETURNING, BIGINT times, booleans as BOOLEAN); what
 cannot be written once lives here: recognising the engine from the URL, per-connection
-settings, driver-level batches, error classes, and the migration lock.
+settings, the query path on asyncpg, error classes, lookups PostgreSQL refuses, and the
+migration lock. Migration files that must differ are chosen in `migrate`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from typing import Any
 
 import asyncpg
 
-from simple_scheduler.config import Engine, database_engine
-
-__all__ = ["ENGINES", "Engine", "UnsupportedDatabase", "engine_of"]
+from simple_scheduler.config import Engine as Engine
+from simple_scheduler.config import database_engine
 
 ENGINES: tuple[Engine, ...] = ("sqlite", "postgresql")
 
@@ -31,8 +31,9 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
 )
 
-#: The store holds exactly two connections (writer and reader); asyncpg's pool would
-#: otherwise open ten server processes per store at start.
+#: The store holds exactly two connections (writer and reader) for its whole life; asyncpg's
+#: pool would otherwise open ten server processes per store at start. These win over any
+#: `?min_size=`/`?max_size=` in the URL: a bigger pool would never be used.
 POSTGRES_POOL = {"min_size": 2, "max_size": 2}
 
 #: pg_advisory_lock key serialising schema migrations between servers (any constant that
@@ -62,16 +63,8 @@ def engine_of(url: str) -> Engine:
 
 
 def connect_options(url: str) -> dict[str, Any]:
-    """Keyword arguments for `databases.Database(url, ...)` on this engine.
-
-    `databases` lets the URL's own options (`?min_size=`) win over these only if we leave
-    them out, so a URL that sets the pool size keeps it.
-    """
-    if engine_of(url) != "postgresql":
-        return {}
-    query = url.partition("?")[2]
-    given = {part.partition("=")[0] for part in query.split("&") if part}
-    return {key: value for key, value in POSTGRES_POOL.items() if key not in given}
+    """Keyword arguments for `databases.Database(url, ...)` on this engine."""
+    return dict(POSTGRES_POOL) if engine_of(url) == "postgresql" else {}
 
 
 def session_statements(engine: Engine) -> tuple[str, ...]:

@@ -116,8 +116,8 @@ def available_migrations(
 
     Each version has one generic file, and may have one per engine that replaces it there.
     """
-    generic: dict[int, tuple[str, Migration]] = {}
-    specific: dict[int, tuple[str, Migration]] = {}
+    generic: dict[int, Migration] = {}
+    specific: dict[int, Migration] = {}
     names: dict[int, str] = {}
     for entry in sorted(files(package).iterdir(), key=lambda e: e.name):
         match = _FILE_NAME.match(entry.name)
@@ -142,14 +142,14 @@ def available_migrations(
         if match["engine"] is not None and match["engine"] != engine:
             continue  # another engine's variant
         into = generic if match["engine"] is None else specific
-        into[version] = (entry.name, Migration(version, name, entry.read_text("utf-8")))
+        into[version] = Migration(version, name, entry.read_text("utf-8"))
     missing = sorted(set(names) - set(generic))
     if missing:
         raise MigrationError(
             f"migration {names[missing[0]]} has no generic file ({names[missing[0]]}.sql); "
             f"engine files only replace it"
         )
-    return [(specific.get(v) or generic[v])[1] for v in sorted(names)]
+    return [specific.get(v, generic[v]) for v in sorted(names)]
 
 
 async def _ensure_table(store: Store) -> None:
