@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from conftest import Hypervisor, make_scheduler
 from pgserver import PgServer
 from wfxml import job_xml
 
@@ -16,6 +17,7 @@ from simple_scheduler import jobstore, users
 from simple_scheduler.db import Store
 from simple_scheduler.dbengine import connect_options, engine_of, is_unique_violation, positional
 from simple_scheduler.migrate import available_migrations, migrate, schema_version
+from simple_scheduler.scheduler import Scheduler
 from simple_scheduler.workflow import parse_workflow
 
 
@@ -134,3 +136,76 @@ async def test_postgresql_servers_starting_together_migrate_once(pg_server: PgSe
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_concurrent_reads_share_the_reader(store: Store) -> None:
+    """Requests read at the same time; asyncpg refuses overlapping queries on a connection."""
+    await insert(store, job_xml([{"name": "a", "native": ["true"]}]))
+    counts = await asyncio.gather(
+        *(store.fetch_val("SELECT COUNT(*) FROM tasks") for _ in range(50)),
+        *(jobstore.list_jobs(store, None, 0, 10) for _ in range(20)),
+    )
+    assert counts[:50] == [1] * 50
+
+
+async def terminate_sessions(pg: PgServer, url: str) -> int:
+    """Kill every server session on the database behind `url`, as a restart would."""
+    import asyncpg
+
+    database = url.split("/")[3].split("?")[0]
+    conn = await asyncpg.connect(url.replace(f"/{database}?", "/postgres?"))
+    try:
+        killed = await conn.fetchval(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+            database,
+        )
+    finally:
+        await conn.close()
+    await asyncio.sleep(0.1)  # the backends exit
+    return int(killed)
+
+
+async def test_postgresql_sessions_lost_are_replaced(pg_server: PgServer) -> None:
+    url = pg_server.new_database()
+    store = await Store.open(url)
+    try:
+        await migrate(store)
+        await insert(store, job_xml([{"name": "a", "native": ["true"]}]))
+        for priority in ("HIGH", "LOW", "IDLE"):  # again and again: the pool keeps up
+            assert await terminate_sessions(pg_server, url) == 2
+            # A read is retried on a new connection: the caller sees nothing.
+            assert await store.fetch_val("SELECT COUNT(*) FROM jobs") == 1
+            # A write transaction fails once (not retried: its body may have done more
+            # than write), and the next one runs on a new connection.
+            update = "UPDATE jobs SET priority = :p"
+            with pytest.raises(Exception):  # noqa: B017 - whichever asyncpg raises
+                await store.execute(update, {"p": priority})
+            await store.execute(update, {"p": priority})
+            assert await store.fetch_val("SELECT priority FROM jobs") == priority
+    finally:
+        await store.close()
+
+
+async def test_scheduler_carries_on_when_postgresql_drops_its_sessions(
+    pg_server: PgServer, hypervisor: Hypervisor
+) -> None:
+    url = pg_server.new_database()
+    store = await Store.open(url)
+    await migrate(store)
+    s = make_scheduler(store, hypervisor, workers=2)
+    assert isinstance(s, Scheduler)
+    await s.start()
+    try:
+        tasks = [{"name": f"t{i}", "bash": "sleep 0.3"} for i in range(4)]
+        tasks.append({"name": "last", "bash": "true", "depends": [t["name"] for t in tasks]})
+        xml = job_xml(tasks)
+        job_id = await s.submit(parse_workflow(xml), "alice", xml.decode())
+        await asyncio.sleep(0.2)
+        await terminate_sessions(pg_server, url)
+        assert await s.wait_job(job_id, timeout=30) == "FINISHED"
+        await s.flush()
+        rows = await jobstore.list_tasks(store, job_id, 0, 10)
+        assert {r["status"] for r in rows} == {"FINISHED"} and len(rows) == 5
+    finally:
+        await s.stop()
+        await store.close()

@@ -6,16 +6,21 @@ connections instead: one writer, serialised by a lock so transactions from concu
 tasks never interleave (SQLite has a single writer anyway), and one reader, which sees
 only committed state thanks to WAL. On PostgreSQL (asyncpg) the same two connections
 are taken from a pool of two, and queries skip `databases` (see `dbengine.PostgresQueries`);
-what differs between the engines is in `dbengine`.
+what differs between the engines is in `dbengine`. A PostgreSQL server can go away
+under a running store (restart, failover, a terminated session): a connection found
+closed is replaced, reads are retried once on the new one, and a write transaction
+fails (its caller retries, as the scheduler's writer does) but the next one succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from databases import Database
 from databases.core import Connection
@@ -24,6 +29,10 @@ from simple_scheduler import dbengine
 from simple_scheduler.dbengine import Engine
 
 Row = Mapping[str, Any]
+
+log = logging.getLogger("simple_scheduler.db")
+
+T = TypeVar("T")
 
 #: See Store.open: how long a thread may hold the GIL while another waits for it.
 SWITCH_INTERVAL_S = 0.0005
@@ -46,6 +55,10 @@ class Queries(Protocol):
     ) -> Row | None: ...
 
     async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any: ...
+
+    def lost(self) -> bool:
+        """True when the connection is gone for good and must be replaced."""
+        ...
 
 
 class DatabasesQueries:
@@ -75,6 +88,9 @@ class DatabasesQueries:
 
     async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
         return await self._conn.fetch_val(query, dict(values) if values else None)
+
+    def lost(self) -> bool:
+        return False  # a SQLite file does not go away under an open connection
 
 
 def queries(conn: Connection, engine: Engine) -> Queries:
@@ -143,6 +159,7 @@ class Store:
         self._write_q: Queries | None = None
         self._read_q: Queries | None = None
         self._write_lock = asyncio.Lock()
+        self._replace_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -154,15 +171,40 @@ class Store:
         store = cls(url)
         await store._database.connect()
         # Two connections owned by the store, not by the calling task's context.
-        store._writer = Connection(store._database, store._database._backend)
-        store._reader = Connection(store._database, store._database._backend)
-        for conn in (store._writer, store._reader):
-            await conn.__aenter__()
-            for statement in dbengine.session_statements(store.engine):
-                await conn.execute(statement)
-        store._write_q = queries(store._writer, store.engine)
-        store._read_q = queries(store._reader, store.engine)
+        store._writer, store._write_q = await store._connect()
+        store._reader, store._read_q = await store._connect()
         return store
+
+    async def _connect(self) -> tuple[Connection, Queries]:
+        """One of the store's two long-lived connections, set up for its engine."""
+        conn = Connection(self._database, self._database._backend)
+        await conn.__aenter__()
+        for statement in dbengine.session_statements(self.engine):
+            await conn.execute(statement)
+        return conn, queries(conn, self.engine)
+
+    async def _replace_if_lost(self, failed: Queries, *, writer: bool) -> bool:
+        """After a query failed on `failed`: True when the caller may retry (the connection
+        was found closed and replaced, now or by a concurrent caller), else False."""
+        async with self._replace_lock:
+            current = self._write_q if writer else self._read_q
+            if current is not failed:
+                return current is not None  # replaced meanwhile (or the store closed)
+            if not failed.lost():
+                return False  # a real error of the query: not ours to hide
+            old = self._writer if writer else self._reader
+            if old is not None:
+                with contextlib.suppress(Exception):  # back to the pool, which drops it
+                    await old.__aexit__(None, None, None)
+            conn, q = await self._connect()
+            if writer:
+                self._writer, self._write_q = conn, q
+            else:
+                self._reader, self._read_q = conn, q
+            log.warning(
+                "database connection (%s) was lost; reconnected", "writer" if writer else "reader"
+            )
+            return True
 
     async def close(self) -> None:
         for conn in (self._reader, self._writer):
@@ -175,22 +217,40 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         """All writes that belong together go through one of these."""
-        assert self._writer is not None, "store is closed"
-        async with self._write_lock, self._writer.transaction():
-            yield Tx(self._writer, self._write_q)
+        async with self._write_lock:
+            writer, q = self._writer, self._write_q
+            assert writer is not None and q is not None, "store is closed"
+            try:
+                async with writer.transaction():
+                    yield Tx(writer, q)
+            except Exception:
+                # Not retried (the body may have had effects outside the database), but
+                # the next transaction gets a working connection.
+                with contextlib.suppress(*dbengine.DATABASE_ERRORS):
+                    await self._replace_if_lost(q, writer=True)
+                raise
 
     async def execute(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
         async with self.transaction() as tx:
             return await tx.execute(query, values)
 
-    async def fetch_all(self, query: str, values: Mapping[str, Any] | None = None) -> list[Row]:
+    async def _read(self, op: Callable[[Queries], Awaitable[T]]) -> T:
+        """Run a read on the reader; once more on a new connection if it was lost."""
+        q = self._read_q
+        assert q is not None, "store is closed"
+        try:
+            return await op(q)
+        except Exception:
+            if not await self._replace_if_lost(q, writer=False):
+                raise
         assert self._read_q is not None, "store is closed"
-        return await self._read_q.fetch_all(query, values)
+        return await op(self._read_q)
+
+    async def fetch_all(self, query: str, values: Mapping[str, Any] | None = None) -> list[Row]:
+        return await self._read(lambda q: q.fetch_all(query, values))
 
     async def fetch_one(self, query: str, values: Mapping[str, Any] | None = None) -> Row | None:
-        assert self._read_q is not None, "store is closed"
-        return await self._read_q.fetch_one(query, values)
+        return await self._read(lambda q: q.fetch_one(query, values))
 
     async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
-        assert self._read_q is not None, "store is closed"
-        return await self._read_q.fetch_val(query, values)
+        return await self._read(lambda q: q.fetch_val(query, values))

@@ -10,6 +10,7 @@ migration lock. Migration files that must differ are chosen in `migrate`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 import sqlite3
@@ -126,11 +127,20 @@ class PostgresQueries:
     `databases` compiles every query through SQLAlchemy, about 0.3 ms of CPU each, four
     times asyncpg's own cost for a primary-key read; here the `$n` form is cached per
     query text, and asyncpg caches the prepared statement. Rows are asyncpg's Records,
-    read-only mappings by column name like the SQLite path's rows.
+    read-only mappings by column name like the SQLite path's rows. One query at a time:
+    asyncpg refuses overlapping operations on a connection (`databases` queued them).
     """
 
     def __init__(self, connection: asyncpg.Connection) -> None:
         self._conn = connection
+        self._lock = asyncio.Lock()
+
+    def lost(self) -> bool:
+        """True once the server side is gone (restarted, session terminated)."""
+        try:
+            return bool(self._conn.is_closed())
+        except asyncpg.InterfaceError:  # the pool took back a connection it saw close
+            return True
 
     @staticmethod
     def _args(query: str, values: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
@@ -139,27 +149,33 @@ class PostgresQueries:
 
     async def execute(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
         sql, args = self._args(query, values)
-        return await self._conn.execute(sql, *args)
+        async with self._lock:
+            return await self._conn.execute(sql, *args)
 
     async def execute_many(self, query: str, values: Sequence[Mapping[str, Any]]) -> None:
         """A batch in one pipelined `executemany` (`databases` sends one query per row)."""
         sql, names = positional(query)
-        await self._conn.executemany(sql, [tuple(row[n] for n in names) for row in values])
+        rows = [tuple(row[n] for n in names) for row in values]
+        async with self._lock:
+            await self._conn.executemany(sql, rows)
 
     async def fetch_all(
         self, query: str, values: Mapping[str, Any] | None = None
     ) -> list[Mapping[str, Any]]:
         sql, args = self._args(query, values)
-        rows: list[Mapping[str, Any]] = await self._conn.fetch(sql, *args)
+        async with self._lock:
+            rows: list[Mapping[str, Any]] = await self._conn.fetch(sql, *args)
         return rows
 
     async def fetch_one(
         self, query: str, values: Mapping[str, Any] | None = None
     ) -> Mapping[str, Any] | None:
         sql, args = self._args(query, values)
-        row: Mapping[str, Any] | None = await self._conn.fetchrow(sql, *args)
+        async with self._lock:
+            row: Mapping[str, Any] | None = await self._conn.fetchrow(sql, *args)
         return row
 
     async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
         sql, args = self._args(query, values)
-        return await self._conn.fetchval(sql, *args)
+        async with self._lock:
+            return await self._conn.fetchval(sql, *args)
