@@ -155,21 +155,35 @@ def pg_server() -> Iterator[PgServer]:
 
 
 @pytest.fixture(params=store_engines())
-def database_url(request: pytest.FixtureRequest, short_tmp: Path) -> str:
+def engine(request: pytest.FixtureRequest) -> str:
+    """The store engine of this variant of the test."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(engine: str, request: pytest.FixtureRequest, short_tmp: Path) -> str:
     """An empty database: a SQLite file in the test's folder, or a new PostgreSQL database."""
-    if request.param == "sqlite":
+    if engine == "sqlite":
         return f"sqlite+aiosqlite:///{short_tmp / 'db.sqlite'}"
     server: PgServer = request.getfixturevalue("pg_server")
     return server.new_database()
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[object]:
+async def store(
+    engine: str, request: pytest.FixtureRequest, short_tmp: Path
+) -> AsyncIterator[object]:
+    """A migrated store (on PostgreSQL, a copy of a database migrated once per session)."""
     from simple_scheduler.db import Store
     from simple_scheduler.migrate import migrate
 
-    db = await Store.open(database_url)
-    await migrate(db)
+    if engine == "sqlite":
+        url = f"sqlite+aiosqlite:///{short_tmp / 'db.sqlite'}"
+    else:
+        server: PgServer = request.getfixturevalue("pg_server")
+        url = server.migrated_database()
+    db = await Store.open(url)
+    await migrate(db)  # a no-op on the copy, but checks it is current
     try:
         yield db
     finally:

@@ -97,6 +97,7 @@ class PgServer:
         self._names = itertools.count(1)
         self._as_user: list[str] = []
         self._file_copy = True
+        self._migrated: str | None = None
         self.started = False
 
     def _run(self, *args: str, timeout: float = 60) -> None:
@@ -199,10 +200,10 @@ class PgServer:
         finally:
             await conn.close()
 
-    def new_database(self) -> str:
-        """Create an empty database and return its URL."""
+    def new_database(self, template: str = "template0") -> str:
+        """Create a database (a copy of `template`, empty by default) and return its URL."""
         name = f"test_{os.getpid()}_{next(self._names)}"
-        statement = f'CREATE DATABASE "{name}" TEMPLATE template0'
+        statement = f'CREATE DATABASE "{name}" TEMPLATE "{template}"'
         if self._file_copy:
             try:  # PostgreSQL 15+: copying files beats WAL-logging every block, by half
                 run_sync(self._admin(statement + " STRATEGY FILE_COPY"))
@@ -213,6 +214,26 @@ class PgServer:
                 self._file_copy = False
         run_sync(self._admin(statement))
         return self.url(name)
+
+    def migrated_database(self) -> str:
+        """A database with the current schema: a copy of one migrated once per session
+        (copying costs less than running the migrations in every test)."""
+        if self._migrated is None:
+            url = self.new_database()
+            run_sync(_migrate(url))
+            self._migrated = url.split("?", 1)[0].rsplit("/", 1)[1]
+        return self.new_database(template=self._migrated)
+
+
+async def _migrate(url: str) -> None:
+    from simple_scheduler.db import Store
+    from simple_scheduler.migrate import migrate
+
+    store = await Store.open(url)
+    try:
+        await migrate(store)
+    finally:
+        await store.close()
 
 
 def start_server(settings: dict[str, str] | None = None) -> PgServer:
