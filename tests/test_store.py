@@ -138,6 +138,17 @@ async def test_postgresql_servers_starting_together_migrate_once(pg_server: PgSe
             await s.close()
 
 
+async def test_postgresql_plans_each_execution_for_its_values(store: Store) -> None:
+    """A generic plan made while the tables were empty (sequential scans) must not stick
+    to the prepared statements as the tables grow."""
+    if store.engine != "postgresql":
+        assert await store.fetch_val("PRAGMA journal_mode") == "wal"
+        return
+    assert await store.fetch_val("SHOW plan_cache_mode") == "force_custom_plan"
+    async with store.transaction() as tx:
+        assert await tx.fetch_val("SHOW plan_cache_mode") == "force_custom_plan"
+
+
 async def test_concurrent_reads_share_the_reader(store: Store) -> None:
     """Requests read at the same time; asyncpg refuses overlapping queries on a connection."""
     await insert(store, job_xml([{"name": "a", "native": ["true"]}]))
@@ -182,6 +193,10 @@ async def test_postgresql_sessions_lost_are_replaced(pg_server: PgServer) -> Non
                 await store.execute(update, {"p": priority})
             await store.execute(update, {"p": priority})
             assert await store.fetch_val("SELECT priority FROM jobs") == priority
+        # The replacements are set up like the originals.
+        assert await store.fetch_val("SHOW plan_cache_mode") == "force_custom_plan"
+        async with store.transaction() as tx:
+            assert await tx.fetch_val("SHOW plan_cache_mode") == "force_custom_plan"
     finally:
         await store.close()
 

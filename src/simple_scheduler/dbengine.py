@@ -68,9 +68,17 @@ def connect_options(url: str) -> dict[str, Any]:
     return dict(POSTGRES_POOL) if engine_of(url) == "postgresql" else {}
 
 
+#: Applied to every PostgreSQL connection. asyncpg prepares each statement once per
+#: connection, and after five runs PostgreSQL may switch it to a generic plan chosen for
+#: the table as it was then: a store that starts empty gets sequential scans for its
+#: primary-key updates and keeps them as the tables grow (measured: 10,000 tasks ran at
+#: 160/s instead of 600/s). Planning each execution for its values costs microseconds.
+POSTGRES_SETTINGS = ("SET plan_cache_mode = force_custom_plan",)
+
+
 def session_statements(engine: Engine) -> tuple[str, ...]:
     """Run on every new connection (SQLite's settings are per connection)."""
-    return SQLITE_PRAGMAS if engine == "sqlite" else ()
+    return SQLITE_PRAGMAS if engine == "sqlite" else POSTGRES_SETTINGS
 
 
 def is_unique_violation(exc: BaseException) -> bool:
