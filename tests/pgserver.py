@@ -4,7 +4,9 @@ One server per test session (initdb costs about a second), one fresh database pe
 (`CREATE DATABASE` costs milliseconds). The server listens on a Unix socket only, in its
 own folder, so it never competes for a TCP port and nothing outside can reach it; it is
 tuned for throwaway data (no fsync) and stopped with `pg_ctl stop -m immediate` at the
-end of the session, leaving no process behind.
+end of the session, leaving no process behind. If the test process dies without its
+teardown (SIGTERM from a CI timeout, SIGKILL), a watchdog started beside the server
+stops it and removes its folder once that process is gone.
 
 initdb refuses to run as root, and tests run as root in CI: then the server runs as the
 `postgres` user created by Debian's package (through `runuser`), in a folder it owns.
@@ -19,6 +21,7 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -98,6 +101,7 @@ class PgServer:
         self._as_user: list[str] = []
         self._file_copy = True
         self._migrated: str | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self.started = False
 
     def _run(self, *args: str, timeout: float = 60) -> None:
@@ -161,6 +165,35 @@ class PgServer:
             timeout=90,
         )
         self.started = True
+        self._watch(os.getpid())
+
+    def _watch(self, owner: int) -> None:
+        """Stop the server once `owner` is gone, whatever killed it (own session, so a
+        signal to the test's process group does not take the watchdog too)."""
+        script = (
+            'owner=$1 root=$2; shift 2; while kill -0 "$owner" 2>/dev/null; do sleep 1; done; '
+            '"$@" >/dev/null 2>&1; rm -rf "$root"'
+        )
+        stop = [*self._as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data)]
+        self._watchdog = subprocess.Popen(
+            [
+                "sh",
+                "-c",
+                script,
+                "pg-watchdog",
+                str(owner),
+                str(self.root),
+                *stop,
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def stop(self) -> None:
         """Stop the server at once (its data is thrown away) and remove its folder."""
@@ -176,6 +209,11 @@ class PgServer:
                     "stop",
                 )
             self.started = False
+        if self._watchdog is not None:  # its own process group: the shell and its sleep
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._watchdog.pid, signal.SIGKILL)
+            self._watchdog.wait()
+            self._watchdog = None
         shutil.rmtree(self.root, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:
