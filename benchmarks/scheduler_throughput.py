@@ -6,7 +6,9 @@ from the monitors' own timestamps), and a fan-out/fan-in of 10,000. In the same 
 executor benchmark's Popen baseline (same N, same W, output to files), interleaved with
 the N = 1,000 job over --rounds rounds; the ratio compares medians.
 
-usage: python benchmarks/scheduler_throughput.py [--workers 10] [--small]
+usage: python benchmarks/scheduler_throughput.py [--workers 10] [--small] [--database-url URL]
+The store is a SQLite file in the run's folder unless --database-url names another
+(e.g. an empty PostgreSQL database: postgresql://user@/bench?host=/run/postgresql).
 Last line: one JSON object (see the issue).
 """
 
@@ -34,6 +36,7 @@ from simple_scheduler.execution.taskdir import read_status
 from simple_scheduler.scheduler import Scheduler
 from simple_scheduler.server import local_scheduler
 from simple_scheduler.store.db import Store
+from simple_scheduler.store.dbengine import engine_of
 from simple_scheduler.store.migrate import migrate
 from simple_scheduler.workflow import parse_workflow
 
@@ -108,7 +111,7 @@ def chain_latency_ms(pdir: Path, job_id: int, n: int) -> float:
 
 
 async def measure(args: argparse.Namespace, root: Path, sock: str, pdir: Path) -> dict[str, float]:
-    store = await Store.open(f"sqlite+aiosqlite:///{root / 'db.sqlite'}")
+    store = await Store.open(args.database_url or f"sqlite+aiosqlite:///{root / 'db.sqlite'}")
     await migrate(store)
 
     s = local_scheduler(
@@ -162,6 +165,9 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="quick run: 200 / 2,000 tasks")
     parser.add_argument("--dir", default="/tmp", help="where task directories go")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved baseline rounds")
+    parser.add_argument(
+        "--database-url", default=None, help="the store (default: a SQLite file in the run folder)"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ss-bench-", dir=args.dir))
     proc, sock, pdir = start_hypervisor(root)
@@ -176,6 +182,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "scheduler_throughput",
+                "database": engine_of(args.database_url) if args.database_url else "sqlite",
                 "tasks_per_s_1000": round(result["small"], 1),
                 "tasks_per_s_10000": round(result["large"], 1),
                 "baseline_tasks_per_s": round(baseline, 1),

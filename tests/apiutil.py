@@ -1,4 +1,4 @@
-"""Build the real app for `test_client()` tests: real scheduler, SQLite file, hypervisor.
+"""Build the real app for `test_client()` tests: real scheduler, store, hypervisor.
 
 Nothing of ours is mocked: the fixture wires the same objects `run-server` does, only
 with a hypervisor started by the conftest fixture and a key pair made once per session.
@@ -171,6 +171,7 @@ async def running_api(
         hypervisor.socket_path,
         keys_dir(),
         nb_of_workers=workers,
+        database_url=store.url,
     )
     scheduler = make_scheduler(store, hypervisor, workers=workers, grace=1.0)
     assert isinstance(scheduler, Scheduler)

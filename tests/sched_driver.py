@@ -1,6 +1,6 @@
 """A stand-in web process for crash tests: store + scheduler + hypervisor client, no HTTP.
 
-usage: sched_driver.py DB SOCKET PROCESS_DIR WORKERS [WORKFLOW.xml]
+usage: sched_driver.py DATABASE_URL SOCKET PROCESS_DIR WORKERS [WORKFLOW.xml]
 Prints "job <id>" after submitting, then runs until killed.
 """
 
@@ -18,8 +18,8 @@ async def main() -> None:
     from simple_scheduler.store.migrate import migrate
     from simple_scheduler.workflow import parse_workflow
 
-    db, sock, pdir, workers = sys.argv[1:5]
-    store = await Store.open(f"sqlite+aiosqlite:///{db}")
+    url, sock, pdir, workers = sys.argv[1:5]
+    store = await Store.open(url)
     await migrate(store)
 
     scheduler = local_scheduler(

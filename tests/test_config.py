@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from simple_scheduler.config import Config, ConfigError, load_config, sqlite_path
+from simple_scheduler.config import (
+    Config,
+    ConfigError,
+    database_engine,
+    load_config,
+    redacted_url,
+    sqlite_path,
+)
 
 
 def write(path: Path, text: str) -> Path:
@@ -107,6 +114,14 @@ def test_config_file_from_environment_variable(tmp_path: Path) -> None:
         ("port = 8000\n", ["port", "top level"]),
         ("[default]\nport = \n", ["not valid TOML"]),
         ("[default]\ndatabase_url = 'nowhere'\n", ["database_url", "not a URL"]),
+        (
+            "[default]\ndatabase_url = 'mysql://u@h/db'\n",
+            ["database_url", "not a URL of a supported database", "postgresql://"],
+        ),
+        (
+            "[default]\ndatabase_url = 'postgresql+psycopg://u@h/db'\n",
+            ["database_url", "runs on the asyncpg driver"],
+        ),
     ],
 )
 def test_bad_file_values_name_the_key_and_the_file(
@@ -158,3 +173,15 @@ def test_ensure_dirs_creates_private_folders(tmp_path: Path) -> None:
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     config.ensure_dirs()  # idempotent
     assert isinstance(config, Config)
+
+
+def test_postgresql_url_is_accepted_and_its_password_never_shown() -> None:
+    url = "postgresql://sched:s3cret@db.example:5432/scheduler"
+    config = load_config(None, env={"SIMPLE_SCHEDULER_DATABASE_URL": url})
+    assert config.database_url == url
+    assert database_engine(url) == "postgresql"
+    assert sqlite_path(url) is None
+    assert redacted_url(url) == "postgresql://sched:***@db.example:5432/scheduler"
+    assert redacted_url("postgresql://sched@/db?host=/run/postgresql") == (
+        "postgresql://sched@/db?host=/run/postgresql"
+    )

@@ -1,7 +1,8 @@
 """The real `simple-scheduler run-server` process driven over HTTP with httpx.
 
-One server per module (a fresh data folder, a free port); the restart test SIGKILLs it
-mid-job and starts it again on the same data. Every process started here (the server,
+One server per module and store engine (a fresh data folder, a free port; a SQLite file
+in it, or a fresh PostgreSQL database); the restart test SIGKILLs it mid-job and starts it
+again on the same data. Every process started here (the server,
 the hypervisor it spawns, monitors and tasks) runs with its working directory in the
 module's folder and carries the run token in its environment, so teardown finds and
 kills all of them whatever happened.
@@ -28,7 +29,9 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from conftest import store_engines
 from harness import TOKEN_VAR, kill_under, new_token, short_tmp, wait_for
+from pgserver import PgServer
 from wfxml import job_xml
 
 pytestmark = pytest.mark.slow
@@ -53,7 +56,7 @@ def free_port() -> int:
 class Server:
     """`python -m simple_scheduler run-server` on a temporary data folder."""
 
-    def __init__(self, root: Path, token: str) -> None:
+    def __init__(self, root: Path, token: str, database_url: str | None = None) -> None:
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/rest"
@@ -67,6 +70,9 @@ class Server:
             **{TOKEN_VAR: token},
         )
         self.env.pop("SIMPLE_SCHEDULER_CONFIG", None)
+        self.env.pop("SIMPLE_SCHEDULER_DATABASE_URL", None)
+        if database_url is not None:  # else the default: a SQLite file in the data folder
+            self.env["SIMPLE_SCHEDULER_DATABASE_URL"] = database_url
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = root / "server.log"
 
@@ -115,11 +121,15 @@ class Server:
         return response.text
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
+@pytest.fixture(scope="module", params=store_engines())
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    database_url = None
+    if request.param == "postgresql":
+        pg: PgServer = request.getfixturevalue("pg_server")
+        database_url = pg.new_database()
     token = new_token()
     with short_tmp("e2e-") as root:
-        srv = Server(root, token)
+        srv = Server(root, token, database_url)
         try:
             srv.cli("create-user", "alice", "alice-pw")
             srv.cli("create-user", "bob", "bob-pw")
@@ -266,3 +276,24 @@ def test_sigterm_stops_cleanly(server: Server) -> None:
         assert wait(c, job_id, {"FINISHED"})["status"] == "FINISHED"
         out = c.get(f"/scheduler/jobs/{job_id}/tasks/s/result/log/out")
         assert out.text == "after stop\n"
+
+
+def test_unreachable_postgresql_stops_the_start_with_a_message(short_tmp: Path) -> None:
+    token = uuid.uuid4().hex
+    srv = Server(short_tmp, token, "postgresql://sched:s3cret@127.0.0.1:1/scheduler")
+    try:
+        with srv.log.open("wb") as log:  # a file: the hypervisor it started keeps a pipe open
+            code = subprocess.run(
+                [sys.executable, "-m", "simple_scheduler", "run-server"],
+                cwd=short_tmp,
+                env=srv.env,
+                stdout=log,
+                stderr=log,
+                timeout=60,
+            ).returncode
+    finally:
+        kill_under(short_tmp, token)  # the hypervisor it started first
+    output = srv.log.read_text()
+    assert code == 1, output
+    assert "cannot start: database postgresql://sched:***@127.0.0.1:1/scheduler" in output
+    assert "s3cret" not in output and "Traceback" not in output

@@ -1,8 +1,10 @@
-"""The migration runner on real SQLite files: fresh, up to date, newer, failing."""
+"""The migration runner on real databases (a SQLite file, a PostgreSQL database): fresh,
+up to date, newer, failing; and the choice of per-engine files."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -10,6 +12,7 @@ from typing import TypeVar
 import pytest
 
 from simple_scheduler.store.db import Store
+from simple_scheduler.store.dbengine import engine_of
 from simple_scheduler.store.migrate import (
     Migration,
     MigrationError,
@@ -22,9 +25,9 @@ from simple_scheduler.store.migrate import (
 T = TypeVar("T")
 
 
-def with_store(path: Path, work: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(url: str, work: Callable[[Store], Awaitable[T]]) -> T:
     async def main() -> T:
-        store = await Store.open(f"sqlite+aiosqlite:///{path}")
+        store = await Store.open(url)
         try:
             return await work(store)
         finally:
@@ -34,8 +37,11 @@ def with_store(path: Path, work: Callable[[Store], Awaitable[T]]) -> T:
 
 
 async def tables(store: Store) -> set[str]:
-    rows = await store.fetch_all("SELECT name FROM sqlite_master WHERE type = 'table'")
-    return {str(r["name"]) for r in rows}
+    if store.engine == "postgresql":
+        query = "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public'"
+    else:
+        query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    return {str(r["name"]) for r in await store.fetch_all(query)}
 
 
 def test_split_statements_drops_comments_and_keeps_literals() -> None:
@@ -68,9 +74,10 @@ def test_shipped_migrations_are_found_in_order() -> None:
     assert any(s.startswith("CREATE TABLE users") for s in found[0].statements)
 
 
-def test_empty_database_is_migrated_then_up_to_date(tmp_path: Path) -> None:
-    db = tmp_path / "db.sqlite"
-    newest = available_migrations()[-1].version
+def test_empty_database_is_migrated_then_up_to_date(database_url: str) -> None:
+    db = database_url
+    engine = engine_of(db)
+    newest = available_migrations(engine=engine)[-1].version
 
     async def first(store: Store) -> tuple[int, list[int], int, set[str]]:
         before = await schema_version(store)
@@ -79,7 +86,7 @@ def test_empty_database_is_migrated_then_up_to_date(tmp_path: Path) -> None:
 
     before, applied, after, names = with_store(db, first)
     assert before == 0
-    assert applied == [m.version for m in available_migrations()]
+    assert applied == [m.version for m in available_migrations(engine=engine)]
     assert after == newest
     assert {"users", "jobs", "tasks", "dependencies", "revoked_tokens"} <= names
 
@@ -88,12 +95,12 @@ def test_empty_database_is_migrated_then_up_to_date(tmp_path: Path) -> None:
         count = await store.fetch_val("SELECT COUNT(*) FROM schema_migrations")
         return applied, await schema_version(store), int(count)
 
-    assert with_store(db, again) == ([], newest, len(available_migrations()))
+    assert with_store(db, again) == ([], newest, len(available_migrations(engine=engine)))
 
 
-def test_database_newer_than_code_is_refused(tmp_path: Path) -> None:
-    db = tmp_path / "db.sqlite"
-    newest = available_migrations()[-1].version
+def test_database_newer_than_code_is_refused(database_url: str) -> None:
+    db = database_url
+    newest = available_migrations(engine=engine_of(db))[-1].version
 
     async def work(store: Store) -> None:
         await migrate(store)
@@ -107,7 +114,7 @@ def test_database_newer_than_code_is_refused(tmp_path: Path) -> None:
     assert "99" in str(info.value) and f"is {newest})" in str(info.value)
 
 
-def test_failing_migration_leaves_nothing_half_applied(tmp_path: Path) -> None:
+def test_failing_migration_leaves_nothing_half_applied(database_url: str) -> None:
     good = Migration(1, "0001_good", "CREATE TABLE a (x INTEGER);\n")
     bad = Migration(
         2,
@@ -124,14 +131,14 @@ def test_failing_migration_leaves_nothing_half_applied(tmp_path: Path) -> None:
         count = await store.fetch_val("SELECT COUNT(*) FROM a")
         return str(info.value), await schema_version(store), await tables(store), int(count)
 
-    message, version, names, rows = with_store(tmp_path / "db.sqlite", work)
+    message, version, names, rows = with_store(database_url, work)
     assert "0002_bad.sql" in message and "statement 3 of 3" in message
     assert version == 1
     assert "a" in names and "b" not in names and "c" not in names
     assert rows == 0  # the INSERT of the failed file was rolled back too
 
 
-def test_pending_migrations_apply_in_order_and_keep_colons(tmp_path: Path) -> None:
+def test_pending_migrations_apply_in_order_and_keep_colons(database_url: str) -> None:
     # `:b` inside a literal must not be taken for a bind parameter.
     m1 = Migration(1, "0001_a", "CREATE TABLE t (x TEXT DEFAULT 'a:b');\n")
     m2 = Migration(2, "0002_b", "INSERT INTO t DEFAULT VALUES;\n")
@@ -142,4 +149,70 @@ def test_pending_migrations_apply_in_order_and_keep_colons(tmp_path: Path) -> No
         value = await store.fetch_val("SELECT x FROM t")
         return first, second, str(value)
 
-    assert with_store(tmp_path / "db.sqlite", work) == ([1], [2], "a:b")
+    assert with_store(database_url, work) == ([1], [2], "a:b")
+
+
+def migrations_package(root: Path, files: dict[str, str]) -> str:
+    """A throwaway package of migration files, importable from `root` (a fresh name each
+    time: importlib caches packages by name)."""
+    package = root / f"fake_migrations_{uuid.uuid4().hex}"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name, sql in files.items():
+        (package / name).write_text(sql)
+    return package.name
+
+
+def test_an_engine_file_replaces_the_generic_one_on_its_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = migrations_package(
+        tmp_path,
+        {
+            "0001_a.sql": "CREATE TABLE a (x TEXT);\n",
+            "0001_a.postgresql.sql": "CREATE TABLE a (x JSONB);\n",
+            "0002_b.sql": "CREATE TABLE b (x TEXT);\n",
+            "0002_b.sqlite.sql": "CREATE TABLE b (x BLOB);\n",
+        },
+    )
+    on_sqlite = available_migrations(package, "sqlite")
+    on_postgres = available_migrations(package, "postgresql")
+    assert [(m.version, m.name) for m in on_sqlite] == [(1, "0001_a"), (2, "0002_b")]
+    assert [m.name for m in on_postgres] == ["0001_a", "0002_b"]
+    assert [m.sql for m in on_sqlite] == [
+        "CREATE TABLE a (x TEXT);\n",
+        "CREATE TABLE b (x BLOB);\n",
+    ]
+    assert [m.sql for m in on_postgres] == [
+        "CREATE TABLE a (x JSONB);\n",
+        "CREATE TABLE b (x TEXT);\n",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"0001_a.postgresql.sql": "SELECT 1;\n"}, "has no generic file"),
+        ({"0001_a.sql": "", "0001_a.mysql.sql": ""}, "unknown engine"),
+        ({"0001_a.sql": "", "0001_b.postgresql.sql": ""}, "two migration files have version 1"),
+        ({"0001_a.sql": "", "1_b.sql": ""}, "is not named NNNN_name.sql"),
+    ],
+)
+def test_inconsistent_engine_files_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str], message: str
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = migrations_package(tmp_path, files)
+    with pytest.raises(MigrationError, match=message):
+        available_migrations(package, "postgresql")
+
+
+def test_shipped_files_differ_only_where_an_engine_needs_it() -> None:
+    sqlite = available_migrations(engine="sqlite")
+    postgres = available_migrations(engine="postgresql")
+    assert [m.name for m in sqlite] == [m.name for m in postgres]
+    differ = [m.name for m, p in zip(sqlite, postgres, strict=True) if m.sql != p.sql]
+    assert differ == ["0002_unbounded_job_names"]
+    assert postgres[1].statements == ["ALTER TABLE jobs ALTER COLUMN name TYPE TEXT"]
+    assert sqlite[1].statements == []

@@ -1,14 +1,14 @@
 """Crash recovery with SIGKILL: the web process, the hypervisor, both, or one monitor.
 
 After every crash, each task that was running is followed to its end with its real exit
-status, and every task runs exactly once (each appends its name to a shared log).
+status, and every task runs exactly once (each appends its name to a shared log). On both
+store engines: the database is where a restarted scheduler learns what was running.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -26,6 +26,7 @@ from harness import (
     wait_for,
     wait_for_async,
 )
+from pgserver import sync_query
 from wfxml import job_xml
 
 from simple_scheduler.execution.launcher import HypervisorArgs
@@ -37,15 +38,15 @@ DRIVER = Path(__file__).with_name("sched_driver.py")
 class Driver:
     """The scheduler in its own process, so a test can SIGKILL it."""
 
-    def __init__(self, hv: Hypervisor, workers: int = 2) -> None:
+    def __init__(self, hv: Hypervisor, database_url: str, workers: int = 2) -> None:
         self.hv = hv
-        self.db = hv.root / "db.sqlite"
+        self.db = database_url
         self.workers = workers
         self.log = hv.root / "driver.log"
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, workflow: Path | None = None) -> int | None:
-        args = [sys.executable, str(DRIVER), str(self.db), self.hv.socket_path]
+        args = [sys.executable, str(DRIVER), self.db, self.hv.socket_path]
         args += [str(self.hv.process_directory), str(self.workers)]
         if workflow is not None:
             args.append(str(workflow))
@@ -70,24 +71,24 @@ class Driver:
 
 
 @pytest.fixture
-def driver(hypervisor: Hypervisor) -> Iterator[Driver]:
-    d = Driver(hypervisor)
+def driver(hypervisor: Hypervisor, database_url: str) -> Iterator[Driver]:
+    d = Driver(hypervisor, database_url)
     try:
         yield d
     finally:
         d.kill()
 
 
-def query(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db, timeout=10) as conn:
-        return list(conn.execute(sql, args))
+def query(db: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    """`?`-style SQL on the driver's database, from outside the driver, on either engine."""
+    return sync_query(db, sql, *args)
 
 
-def job_status(db: Path, job_id: int) -> str:
+def job_status(db: str, job_id: int) -> str:
     return str(query(db, "SELECT status FROM jobs WHERE id = ?", job_id)[0][0])
 
 
-def running_with_pid(db: Path, job_id: int) -> int:
+def running_with_pid(db: str, job_id: int) -> int:
     rows = query(
         db,
         "SELECT COUNT(*) FROM tasks WHERE job_id = ? AND status = 'RUNNING' AND pid IS NOT NULL",
@@ -118,12 +119,12 @@ def assert_ran_exactly_once(root: Path, names: list[str]) -> None:
     assert runs == Counter(names), runs
 
 
-def wait_finished(db: Path, job_id: int, timeout: float = 90.0) -> None:
+def wait_finished(db: str, job_id: int, timeout: float = 90.0) -> None:
     ended = ("FINISHED", "CANCELED", "KILLED")
     wait_for(lambda: job_status(db, job_id) in ended, timeout, f"job {job_id} to end")
 
 
-def wait_running(db: Path, job_id: int, n: int) -> None:
+def wait_running(db: str, job_id: int, n: int) -> None:
     wait_for(lambda: running_with_pid(db, job_id) == n, 60, f"{n} tasks running")
 
 

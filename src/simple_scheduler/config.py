@@ -24,7 +24,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 ENV_PREFIX = "SIMPLE_SCHEDULER_"
 PROFILE_ENV = ENV_PREFIX + "PROFILE"
@@ -162,6 +162,44 @@ def _make_private_dir(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for created in missing:  # only what we made: an existing folder keeps its mode
         created.chmod(0o700)
+
+
+#: The database engines the store runs on.
+Engine = Literal["sqlite", "postgresql"]
+#: URL scheme (before any `+driver`) -> the engine it names, and the one driver we run it on.
+DATABASE_SCHEMES: dict[str, tuple[Engine, str]] = {
+    "sqlite": ("sqlite", "aiosqlite"),
+    "postgresql": ("postgresql", "asyncpg"),
+    "postgres": ("postgresql", "asyncpg"),
+}
+
+
+def database_engine(database_url: str) -> Engine:
+    """The engine a database URL names; ValueError (saying what works) for any other."""
+    scheme, sep, _ = database_url.partition("://")
+    base, _, driver = scheme.lower().partition("+")
+    known = DATABASE_SCHEMES.get(base) if sep else None
+    if known is None:
+        raise ValueError(
+            f"{database_url!r} is not a URL of a supported database "
+            f"(e.g. sqlite+aiosqlite:////var/lib/simple-scheduler/db.sqlite or "
+            f"postgresql://user:password@host:5432/database)"
+        )
+    engine, wanted = known
+    if driver and driver != wanted:
+        raise ValueError(f"{database_url!r}: {engine} runs on the {wanted} driver, not {driver}")
+    return engine
+
+
+def redacted_url(database_url: str) -> str:
+    """The URL with its password replaced by `***`, for messages and logs."""
+    scheme, sep, rest = database_url.partition("://")
+    authority, slash, path = rest.partition("/")
+    credentials, at, host = authority.rpartition("@")
+    user, colon, _password = credentials.partition(":")
+    if not (sep and at and colon):
+        return database_url
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
 
 
 def sqlite_path(database_url: str) -> Path | None:
@@ -394,6 +432,10 @@ def _build(values: dict[str, _Value], profile: str, cwd: Path) -> Config:
             f"database_url: {resolved['database_url']!r} from {origin('database_url')} is "
             f"not a URL (e.g. sqlite+aiosqlite:////var/lib/simple-scheduler/db.sqlite)"
         )
+    try:
+        database_engine(resolved["database_url"])
+    except ValueError as exc:
+        raise ConfigError(f"database_url: {exc} (from {origin('database_url')})") from None
     level = str(resolved.get("log_level", "INFO")).upper()
     if level not in LOG_LEVELS:
         raise ConfigError(

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from hypercorn.config import Config as HypercornConfig
 
-from simple_scheduler.config import Config, ConfigError, load_config, sqlite_path
+from simple_scheduler.config import Config, ConfigError, load_config, redacted_url, sqlite_path
 
 if TYPE_CHECKING:
     from simple_scheduler.scheduler import Scheduler
@@ -233,6 +233,7 @@ async def serve(
     from simple_scheduler.auth.sessions import LoginThrottle
     from simple_scheduler.scheduler.spec import base_environment
     from simple_scheduler.store.db import Store
+    from simple_scheduler.store.dbengine import DATABASE_ERRORS
     from simple_scheduler.store.migrate import MigrationError, migrate
 
     stop = stop or asyncio.Event()
@@ -240,7 +241,10 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    store = await Store.open(config.database_url)
+    try:
+        store = await Store.open(config.database_url)
+    except DATABASE_ERRORS as exc:  # e.g. PostgreSQL down or refusing us: say so, briefly
+        raise StartError(f"database {redacted_url(config.database_url)}: {exc}") from exc
     _private_database(config)
     try:
         try:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 
 import bcrypt
 
 from simple_scheduler.store.db import Row, Store
+from simple_scheduler.store.dbengine import is_unique_violation
 
 DEFAULT_ROUNDS = 12
 #: bcrypt only looks at the first 72 bytes; longer passwords are refused, not truncated.
@@ -132,7 +132,10 @@ async def create_user(
                     "created_at": created_at,
                 },
             )
-    except sqlite3.IntegrityError:  # another process added the same name meanwhile
+    except Exception as exc:
+        if not is_unique_violation(exc):
+            raise
+        # another process added the same name meanwhile
         raise UserExistsError(f"user {name!r} already exists") from None
     return User(user_id, name, is_admin, created_at)
 
@@ -146,6 +149,8 @@ async def delete_user(store: Store, name: str) -> None:
 
 
 async def get_user(store: Store, name: str) -> User | None:
+    if not NAME_PATTERN.fullmatch(name):  # no such user can exist (and PostgreSQL
+        return None  # refuses some such text, a NUL, with an error instead of no row)
     row = await store.fetch_one(
         "SELECT id, name, is_admin, created_at FROM users WHERE name = :name", {"name": name}
     )
@@ -165,9 +170,13 @@ async def verify_password(
     `rounds` is the cost of the decoy hash for unknown names: pass the configured cost so
     that it matches the real hashes.
     """
-    row = await store.fetch_one(
-        "SELECT id, name, is_admin, created_at, password_hash FROM users WHERE name = :name",
-        {"name": name},
+    row = (
+        await store.fetch_one(
+            "SELECT id, name, is_admin, created_at, password_hash FROM users WHERE name = :name",
+            {"name": name},
+        )
+        if NAME_PATTERN.fullmatch(name)  # else no such user: the decoy check below
+        else None
     )
     hashed = None if row is None else str(row["password_hash"]).encode("utf-8")
     ok = await asyncio.to_thread(_check, password, hashed, rounds)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
-import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
@@ -21,8 +20,9 @@ import typer
 from simple_scheduler.auth import users
 from simple_scheduler.auth.credentials import create_credential
 from simple_scheduler.auth.keys import KeysError, generate_keys, load_public_key
-from simple_scheduler.config import Config, ConfigError, load_config
+from simple_scheduler.config import Config, ConfigError, load_config, redacted_url
 from simple_scheduler.store.db import Store
+from simple_scheduler.store.dbengine import DATABASE_ERRORS
 from simple_scheduler.store.migrate import MigrationError, migrate, schema_version
 
 T = TypeVar("T")
@@ -94,8 +94,8 @@ def _with_store(
         return asyncio.run(run())
     except (MigrationError, users.UserError) as exc:
         _fail(str(exc))
-    except (sqlite3.Error, OSError) as exc:
-        _fail(f"database {config.database_url}: {exc}")
+    except DATABASE_ERRORS as exc:
+        _fail(f"database {redacted_url(config.database_url)}: {exc}")
 
 
 def _prompt_password() -> str:

@@ -1,41 +1,68 @@
-"""One SQLite file through `databases` + aiosqlite: a writer and a reader connection.
+"""The store through `databases`: a writer and a reader connection, SQLite or PostgreSQL.
 
 `databases` opens a fresh aiosqlite connection (and thread) for every asyncio task that
 touches it; for a web server that is a thread per request. We hold two long-lived
 connections instead: one writer, serialised by a lock so transactions from concurrent
 tasks never interleave (SQLite has a single writer anyway), and one reader, which sees
-only committed state thanks to WAL.
+only committed state thanks to WAL. On PostgreSQL (asyncpg) the same two connections
+are taken from a pool of two, and queries skip `databases` (see `dbengine.PostgresQueries`);
+what differs between the engines is in `dbengine`. A PostgreSQL server can go away
+under a running store (restart, failover, a terminated session): a connection found
+closed is replaced, reads are retried once on the new one, and a write transaction
+fails (its caller retries, as the scheduler's writer does) but the next one succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from databases import Database
 from databases.core import Connection
 
+from simple_scheduler.store import dbengine
+from simple_scheduler.store.dbengine import Engine
+
 Row = Mapping[str, Any]
 T = TypeVar("T")
+
+log = logging.getLogger("simple_scheduler.store")
 
 #: See Store.open: how long a thread may hold the GIL while another waits for it.
 SWITCH_INTERVAL_S = 0.0005
 
 #: Applied to every connection: these are per-connection settings in SQLite.
-PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=10000",
-    "PRAGMA synchronous=NORMAL",
-)
+PRAGMAS = dbengine.SQLITE_PRAGMAS
 
 
-class Tx:
-    """The writer connection inside a transaction."""
+class Queries(Protocol):
+    """`:name`-style SQL on one connection: `databases` for SQLite, asyncpg directly."""
+
+    async def execute(self, query: str, values: Mapping[str, Any] | None = None) -> Any: ...
+
+    async def execute_many(self, query: str, values: Sequence[Mapping[str, Any]]) -> None: ...
+
+    async def fetch_all(self, query: str, values: Mapping[str, Any] | None = None) -> list[Row]: ...
+
+    async def fetch_one(
+        self, query: str, values: Mapping[str, Any] | None = None
+    ) -> Row | None: ...
+
+    async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any: ...
+
+    def lost(self) -> bool:
+        """True when the connection is gone for good and must be replaced."""
+        ...
+
+
+class DatabasesQueries:
+    """Queries through `databases` (SQLite, on aiosqlite)."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -44,14 +71,49 @@ class Tx:
         return await self._conn.execute(query, dict(values) if values else None)
 
     async def execute_many(self, query: str, values: Sequence[Mapping[str, Any]]) -> None:
-        """One round trip for the whole batch on SQLite (`databases` makes one per row)."""
-        if not values:
-            return
+        """One round trip for the whole batch (`databases` makes one per row)."""
         raw = self._conn.raw_connection
         if hasattr(raw, "executemany"):  # aiosqlite: the DB-API call, same named-style SQL
             await raw.executemany(query, [dict(v) for v in values])
         else:
             await self._conn.execute_many(query, [dict(v) for v in values])
+
+    async def fetch_all(self, query: str, values: Mapping[str, Any] | None = None) -> list[Row]:
+        rows = await self._conn.fetch_all(query, dict(values) if values else None)
+        return [row._mapping for row in rows]
+
+    async def fetch_one(self, query: str, values: Mapping[str, Any] | None = None) -> Row | None:
+        row = await self._conn.fetch_one(query, dict(values) if values else None)
+        return None if row is None else row._mapping
+
+    async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
+        return await self._conn.fetch_val(query, dict(values) if values else None)
+
+    def lost(self) -> bool:
+        return False  # a SQLite file does not go away under an open connection
+
+
+def queries(conn: Connection, engine: Engine) -> Queries:
+    """The query path for an open connection of `engine`."""
+    if engine == "postgresql":
+        return dbengine.PostgresQueries(conn.raw_connection)
+    return DatabasesQueries(conn)
+
+
+class Tx:
+    """The writer connection inside a transaction."""
+
+    def __init__(self, conn: Connection, q: Queries | None = None) -> None:
+        self._conn = conn
+        self._q = q if q is not None else DatabasesQueries(conn)
+
+    async def execute(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
+        return await self._q.execute(query, values)
+
+    async def execute_many(self, query: str, values: Sequence[Mapping[str, Any]]) -> None:
+        """One round trip for the whole batch."""
+        if values:
+            await self._q.execute_many(query, values)
 
     async def execute_batches(
         self, batches: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]
@@ -86,15 +148,13 @@ class Tx:
             await close()
 
     async def fetch_all(self, query: str, values: Mapping[str, Any] | None = None) -> list[Row]:
-        rows = await self._conn.fetch_all(query, dict(values) if values else None)
-        return [row._mapping for row in rows]
+        return await self._q.fetch_all(query, values)
 
     async def fetch_one(self, query: str, values: Mapping[str, Any] | None = None) -> Row | None:
-        row = await self._conn.fetch_one(query, dict(values) if values else None)
-        return None if row is None else row._mapping
+        return await self._q.fetch_one(query, values)
 
     async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
-        return await self._conn.fetch_val(query, dict(values) if values else None)
+        return await self._q.fetch_val(query, values)
 
     async def next_id(self, sequence: str) -> int:
         """Take the next value of a named sequence (portable: no AUTOINCREMENT/SERIAL)."""
@@ -113,10 +173,14 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._database = Database(url)
+        self.engine: Engine = dbengine.engine_of(url)
+        self._database = Database(url, **dbengine.connect_options(url))
         self._writer: Connection | None = None
         self._reader: Connection | None = None
+        self._write_q: Queries | None = None
+        self._read_q: Queries | None = None
         self._write_lock = asyncio.Lock()
+        self._replace_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -128,27 +192,64 @@ class Store:
         store = cls(url)
         await store._database.connect()
         # Two connections owned by the store, not by the calling task's context.
-        store._writer = Connection(store._database, store._database._backend)
-        store._reader = Connection(store._database, store._database._backend)
-        for conn in (store._writer, store._reader):
-            await conn.__aenter__()
-            for pragma in PRAGMAS:
-                await conn.execute(pragma)
+        store._writer, store._write_q = await store._connect()
+        store._reader, store._read_q = await store._connect()
         return store
+
+    async def _connect(self) -> tuple[Connection, Queries]:
+        """One of the store's two long-lived connections, set up for its engine."""
+        conn = Connection(self._database, self._database._backend)
+        await conn.__aenter__()
+        for statement in dbengine.session_statements(self.engine):
+            await conn.execute(statement)
+        return conn, queries(conn, self.engine)
+
+    async def _replace_if_lost(self, failed: Queries, *, writer: bool) -> bool:
+        """After a query failed on `failed`: True when the caller may retry (the connection
+        was found closed and replaced, now or by a concurrent caller), else False."""
+        async with self._replace_lock:
+            current = self._write_q if writer else self._read_q
+            if current is not failed:
+                return current is not None  # replaced meanwhile (or the store closed)
+            if not failed.lost():
+                return False  # a real error of the query: not ours to hide
+            old = self._writer if writer else self._reader
+            if old is not None:
+                with contextlib.suppress(Exception):  # back to the pool, which drops it
+                    await old.__aexit__(None, None, None)
+            conn, q = await self._connect()
+            if writer:
+                self._writer, self._write_q = conn, q
+            else:
+                self._reader, self._read_q = conn, q
+            log.warning(
+                "database connection (%s) was lost; reconnected", "writer" if writer else "reader"
+            )
+            return True
 
     async def close(self) -> None:
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.__aexit__(None, None, None)
         self._reader = self._writer = None
+        self._read_q = self._write_q = None
         await self._database.disconnect()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         """All writes that belong together go through one of these."""
-        assert self._writer is not None, "store is closed"
-        async with self._write_lock, self._writer.transaction():
-            yield Tx(self._writer)
+        async with self._write_lock:
+            writer, q = self._writer, self._write_q
+            assert writer is not None and q is not None, "store is closed"
+            try:
+                async with writer.transaction():
+                    yield Tx(writer, q)
+            except Exception:
+                # Not retried (the body may have had effects outside the database), but
+                # the next transaction gets a working connection.
+                with contextlib.suppress(*dbengine.DATABASE_ERRORS):
+                    await self._replace_if_lost(q, writer=True)
+                raise
 
     def _driver(self) -> tuple[Callable[..., Awaitable[Any]], sqlite3.Connection] | None:
         """aiosqlite's "run this callable in your thread" and its sqlite3 connection, for
@@ -214,16 +315,23 @@ class Store:
         async with self.transaction() as tx:
             return await tx.execute(query, values)
 
+    async def _read(self, op: Callable[[Queries], Awaitable[T]]) -> T:
+        """Run a read on the reader; once more on a new connection if it was lost."""
+        q = self._read_q
+        assert q is not None, "store is closed"
+        try:
+            return await op(q)
+        except Exception:
+            if not await self._replace_if_lost(q, writer=False):
+                raise
+        assert self._read_q is not None, "store is closed"
+        return await op(self._read_q)
+
     async def fetch_all(self, query: str, values: Mapping[str, Any] | None = None) -> list[Row]:
-        assert self._reader is not None, "store is closed"
-        rows = await self._reader.fetch_all(query, dict(values) if values else None)
-        return [row._mapping for row in rows]
+        return await self._read(lambda q: q.fetch_all(query, values))
 
     async def fetch_one(self, query: str, values: Mapping[str, Any] | None = None) -> Row | None:
-        assert self._reader is not None, "store is closed"
-        row = await self._reader.fetch_one(query, dict(values) if values else None)
-        return None if row is None else row._mapping
+        return await self._read(lambda q: q.fetch_one(query, values))
 
     async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
-        assert self._reader is not None, "store is closed"
-        return await self._reader.fetch_val(query, dict(values) if values else None)
+        return await self._read(lambda q: q.fetch_val(query, values))

@@ -21,6 +21,7 @@ from simple_scheduler.states import (
     count_tasks,
 )
 from simple_scheduler.store.db import Row, Store, Tx
+from simple_scheduler.store.dbengine import INT32_MAX, matchable
 from simple_scheduler.workflow import Job, NativeCommand, Script, Task
 
 TASK_COLUMNS = (
@@ -309,6 +310,8 @@ async def list_tasks(store: Store, job_id: int, offset: int, limit: int) -> list
 
 
 async def get_task(store: Store, job_id: int, name: str) -> Row | None:
+    if not matchable(name):  # a name from a URL; PostgreSQL would raise, not miss
+        return None
     return await store.fetch_one(
         "SELECT * FROM tasks WHERE job_id = :job_id AND name = :name",
         {"job_id": job_id, "name": name},
@@ -316,6 +319,8 @@ async def get_task(store: Store, job_id: int, name: str) -> Row | None:
 
 
 async def get_task_by_index(store: Store, job_id: int, index: int) -> Row | None:
+    if not 0 <= index <= INT32_MAX:  # task_index is INTEGER: PostgreSQL would raise
+        return None
     return await store.fetch_one(
         "SELECT * FROM tasks WHERE job_id = :job_id AND task_index = :index",
         {"job_id": job_id, "index": index},
@@ -324,7 +329,9 @@ async def get_task_by_index(store: Store, job_id: int, index: int) -> Row | None
 
 async def task_dependencies(store: Store, job_id: int) -> dict[int, list[int]]:
     rows = await store.fetch_all(
-        "SELECT task_index, parent FROM dependencies WHERE job_id = :job_id", {"job_id": job_id}
+        "SELECT task_index, parent FROM dependencies WHERE job_id = :job_id"
+        " ORDER BY task_index, parent",
+        {"job_id": job_id}
     )
     out: dict[int, list[int]] = {}
     for row in rows:

@@ -7,10 +7,16 @@ checkout, an editable install and a wheel. Applied versions are recorded in
 so a failure leaves the database exactly at the previous version (SQLite and PostgreSQL
 both have transactional DDL). A database that has seen a newer file than this code ships
 is refused: older code must not write into a schema it does not know.
+
+The SQL is portable; where an engine needs different SQL, the version carries a file for
+it beside the generic one, `NNNN_name.postgresql.sql` (or `.sqlite.sql`), which the runner
+takes instead on that engine. On PostgreSQL, runners of several servers starting at once
+take turns (an advisory lock); on SQLite the bookkeeping row's insert settles it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Sequence
@@ -18,10 +24,13 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 from simple_scheduler.store.db import Store
+from simple_scheduler.store.dbengine import DATABASE_ERRORS, ENGINES, MIGRATION_LOCK_KEY, Engine
 
 MIGRATIONS_PACKAGE = "simple_scheduler.migrations"
 
-_FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[A-Za-z0-9_]+)\.sql$")
+_FILE_NAME = re.compile(
+    r"^(?P<version>\d{4})_(?P<name>[A-Za-z0-9_]+)(?:\.(?P<engine>[a-z]+))?\.sql$"
+)
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -100,25 +109,47 @@ def _flush(current: list[str], statements: list[str]) -> None:
         statements.append(text)
 
 
-def available_migrations(package: str = MIGRATIONS_PACKAGE) -> list[Migration]:
-    """The migration files shipped with this code, sorted by version."""
-    found: dict[int, Migration] = {}
-    for entry in files(package).iterdir():
+def available_migrations(
+    package: str = MIGRATIONS_PACKAGE, engine: Engine = "sqlite"
+) -> list[Migration]:
+    """The migration files shipped with this code for `engine`, sorted by version.
+
+    Each version has one generic file, and may have one per engine that replaces it there.
+    """
+    generic: dict[int, Migration] = {}
+    specific: dict[int, Migration] = {}
+    names: dict[int, str] = {}
+    for entry in sorted(files(package).iterdir(), key=lambda e: e.name):
         match = _FILE_NAME.match(entry.name)
         if match is None:
             if entry.name.endswith(".sql"):
-                raise MigrationError(f"migration file {entry.name!r} is not named NNNN_name.sql")
+                raise MigrationError(
+                    f"migration file {entry.name!r} is not named NNNN_name.sql "
+                    f"or NNNN_name.<engine>.sql"
+                )
             continue
         version = int(match["version"])
-        if version in found:
+        name = f"{match['version']}_{match['name']}"
+        if names.setdefault(version, name) != name:
             raise MigrationError(
-                f"two migration files have version {version}: "
-                f"{found[version].name}.sql and {entry.name}"
+                f"two migration files have version {version}: {names[version]} and {entry.name}"
             )
-        found[version] = Migration(
-            version, f"{match['version']}_{match['name']}", entry.read_text("utf-8")
+        if match["engine"] is not None and match["engine"] not in ENGINES:
+            raise MigrationError(
+                f"migration file {entry.name!r} names an unknown engine "
+                f"(known: {', '.join(ENGINES)})"
+            )
+        if match["engine"] is not None and match["engine"] != engine:
+            continue  # another engine's variant
+        into = generic if match["engine"] is None else specific
+        into[version] = Migration(version, name, entry.read_text("utf-8"))
+    missing = sorted(set(names) - set(generic))
+    if missing:
+        raise MigrationError(
+            f"migration {names[missing[0]]} has no generic file ({names[missing[0]]}.sql); "
+            f"engine files only replace it"
         )
-    return [found[v] for v in sorted(found)]
+    return [specific.get(v, generic[v]) for v in sorted(names)]
 
 
 async def _ensure_table(store: Store) -> None:
@@ -143,10 +174,29 @@ async def schema_version(store: Store) -> int:
 async def migrate(store: Store, migrations: Sequence[Migration] | None = None) -> list[int]:
     """Apply every pending migration in order; return the versions applied now.
 
-    `migrations` defaults to the shipped files (tests pass their own).
+    `migrations` defaults to the shipped files for the store's engine (tests pass their
+    own).
     """
+    if store.engine == "postgresql":
+        # Servers sharing the database may start together: one migrates, the others wait
+        # and then find nothing to do. A session lock, held across the transactions.
+        async with store.transaction() as tx:
+            await tx.fetch_val("SELECT pg_advisory_lock(:key)", {"key": MIGRATION_LOCK_KEY})
+        try:
+            return await _migrate(store, migrations)
+        finally:
+            # A lost connection has dropped the lock already; keep the first error.
+            with contextlib.suppress(*DATABASE_ERRORS):
+                async with store.transaction() as tx:
+                    await tx.fetch_val(
+                        "SELECT pg_advisory_unlock(:key)", {"key": MIGRATION_LOCK_KEY}
+                    )
+    return await _migrate(store, migrations)
+
+
+async def _migrate(store: Store, migrations: Sequence[Migration] | None) -> list[int]:
     todo = (
-        available_migrations()
+        available_migrations(engine=store.engine)
         if migrations is None
         else sorted(migrations, key=lambda m: m.version)
     )

@@ -1,0 +1,3 @@
+-- Job names are as long as the workflow's name attribute (up to 128 KiB). SQLite never
+-- enforced the VARCHAR(1024) of version 1, so here there is nothing to do; PostgreSQL
+-- does enforce it, and gets 0002_unbounded_job_names.postgresql.sql instead.
