@@ -345,12 +345,14 @@ def json_field(value: str | None) -> Any:
 
 async def precious_task_names(store: Store, job_id: int) -> list[str]:
     """The job's tasks declared with `preciousResult="true"`, in task order."""
+    # Portable SQL (no engine's JSON functions): LIKE narrows to the candidates, json
+    # decides. `task_spec` is written by json.dumps, whose separator is ": ".
     rows = await store.fetch_all(
-        "SELECT name FROM tasks WHERE job_id = :job_id"
-        " AND json_extract(spec, '$.precious_result') = 1 ORDER BY task_index",
-        {"job_id": job_id},
+        "SELECT name, spec FROM tasks WHERE job_id = :job_id AND spec LIKE :pattern"
+        " ORDER BY task_index",
+        {"job_id": job_id, "pattern": '%"precious_result": true%'},
     )
-    return [str(r["name"]) for r in rows]
+    return [str(r["name"]) for r in rows if json_field(r["spec"]).get("precious_result")]
 
 
 async def job_document(store: Store, job_id: int) -> str | None:
