@@ -68,7 +68,9 @@ def run_server(config_path: Path | None, create_admin: str | None = None) -> int
         config.ensure_dirs()
         if created:
             log.info("created a new data directory at %s", config.data_dir)
-        log.info("data directory %s; database %s", config.data_dir, config.database_url)
+        log.info(
+            "data directory %s; database %s", config.data_dir, redacted_url(config.database_url)
+        )
         lock = DataDirLock.acquire(config)  # held for the process's life
         if config.execution_backend == "local":
             _start_hypervisor(config)  # before any thread exists in this process

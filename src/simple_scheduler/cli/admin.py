@@ -72,7 +72,7 @@ def _config(path: Path | None, *, create: bool = False) -> Config:
         _fail(f"cannot create the data folders: {exc}")
     if not existed:
         typer.echo(f"created a new data directory at {data_dir}", err=True)
-    typer.echo(f"data directory {data_dir}; database {config.database_url}", err=True)
+    typer.echo(f"data directory {data_dir}; database {redacted_url(config.database_url)}", err=True)
     return config
 
 
