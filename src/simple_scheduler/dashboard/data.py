@@ -141,8 +141,9 @@ async def jobs() -> Response:
         values.update({f"s{i}": s for i, s in enumerate(statuses)})
     name = request.args.get("name", "").strip()
     if name:
-        clauses.append("name LIKE :name ESCAPE '\\'")
-        values["name"] = _like_pattern(name[:255])
+        # lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+        clauses.append("lower(name) LIKE :name ESCAPE '\\'")
+        values["name"] = _like_pattern(name[:255].lower())
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     store = services().store
     total = int(await store.fetch_val(f"SELECT COUNT(*) FROM jobs{where}", values) or 0)
