@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from harness import TOKEN_VAR, kill_under
+from harness import RUN_PREFIX, TOKEN_VAR, kill_under, new_token
 from test_e2e import DIAMOND, Server, wait_task
 from test_e2e import wait as wait_job
 from test_layout import _modules_after
@@ -177,8 +177,9 @@ class Cli:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    root = Path(tempfile.mkdtemp(prefix="ss-cli-", dir="/tmp"))
-    token = uuid.uuid4().hex
+    # Run-named folder and token: the session-end check sees what a test leaves behind.
+    root = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}cli-"))
+    token = new_token()
     srv = Server(root, token)
     try:
         srv.cli("create-user", "alice", "alice-pw")
@@ -365,8 +366,8 @@ def test_logout_revokes_the_session(cli: Cli) -> None:
 
 
 def test_session_expiry_says_log_in_again_but_a_wait_outlives_it() -> None:
-    root = Path(tempfile.mkdtemp(prefix="ss-cli-exp-", dir="/tmp"))
-    token = uuid.uuid4().hex
+    root = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}cli-exp-"))
+    token = new_token()
     srv = Server(root, token)
     srv.env["SIMPLE_SCHEDULER_TOKEN_LIFETIME_S"] = "6"
     cli = Cli(srv, root / "home")
