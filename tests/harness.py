@@ -130,6 +130,21 @@ def is_zombie(pid: int) -> bool:
         return True
 
 
+def with_env(variable: str) -> list[int]:
+    """Live processes whose environment holds `variable` ("NAME=value"), which every
+    descendant inherits: how a test finds what a task started, wherever it went."""
+    needle = variable.encode()
+    found = []
+    for pid in _pids():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
 def processes_under(root: str) -> list[int]:
     """Pids whose working directory is inside `root`."""
     return [pid for pid in _pids() if (cwd := _cwd(pid)) and (cwd + "/").startswith(root + "/")]

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from harness import Hypervisor, make_scheduler
+from harness import Hypervisor, make_scheduler, with_env
 from wfxml import job_xml
 
 from simple_scheduler.scheduler.core import Scheduler
@@ -39,20 +39,7 @@ PATHS = ("job kill", "task kill", "walltime", "main ends")
 
 def marked(marker: str) -> list[int]:
     """Live processes whose environment carries `marker` (every descendant inherits it)."""
-    import os
-
-    needle = f"variables_MARK={marker}".encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    found.append(int(name))
-        except OSError:
-            continue
-    return found
+    return with_env(f"variables_MARK={marker}")
 
 
 def sleeping(marker: str) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Hypervisor
+from harness import Hypervisor, with_env
 
 from simple_scheduler.execution.backend import Exited, Lost
 from simple_scheduler.execution.client import HypervisorClient
@@ -28,17 +28,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def marked(marker: str) -> list[int]:
-    needle = f"SS_MARK={marker}".encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if needle in f.read().split(b"\0"):
-                        found.append(int(name))
-            except OSError:
-                continue
-    return found
+    """Live processes whose environment carries `marker` (every descendant inherits it)."""
+    return with_env(f"SS_MARK={marker}")
 
 
 async def until(predicate: object, what: str, timeout: float = 30.0) -> None:
