@@ -240,3 +240,23 @@ async def test_serialized_results_read_by_the_jdk(api: Api, tmp_path: Path) -> N
         "java.lang.Integer|-7",
     ]
     assert base64.b64decode(ok["serializedValue"])[:2] == b"\xac\xed"
+
+
+async def test_a_submitted_job_is_listed_without_reading_its_document_back(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its details (precious tasks, declared variables) are remembered at submission:
+    a listing of recent jobs, what clients poll, reads no task or XML per job."""
+    job_id = await api.submit(WORKFLOW)
+
+    async def no_reads(*args: object) -> object:
+        raise AssertionError("the job's details were read back from the store")
+
+    from simple_scheduler.store import jobstore
+
+    monkeypatch.setattr(jobstore, "job_document", no_reads)
+    monkeypatch.setattr(jobstore, "precious_task_names", no_reads)
+    listing = await json_of(await api.get("/rest/scheduler/jobsinfo?limit=5"))
+    [item] = [i for i in listing["list"] if int(i["jobid"]) == job_id]
+    assert item["jobInfo"]["preciousTasks"] == ["ok"]
+    assert item["jobInfo"]["detailedVariables"]["COUNT"]["model"] == "PA:INTEGER[1,10]"

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import orjson
 from quart import Blueprint, Response, jsonify, request
 
-from simple_scheduler.api import requests, views
+from simple_scheduler.api import details, requests, views
 from simple_scheduler.api.access import (
     authenticate,
     check_priority,
@@ -52,6 +52,7 @@ async def submit(matrix: dict[str, str]) -> Response:
     job = requests.with_query_generic_information(job)
     check_priority(job.priority, principal)
     job_id = await services().scheduler.submit(job, principal.name, xml)
+    details.remember(services(), job_id, job, document)
     return jsonify({"id": job_id, "readableName": job.name})
 
 
@@ -217,8 +218,8 @@ async def _pages(is_admin: bool, name: str) -> tuple[AsyncIterator[list[Row]], i
 async def job_state(job_id: str) -> Response:
     """The job and all its tasks: JobStateData, tasks keyed by index (streamed)."""
     job = await requested_job(job_id)
-    details = await job_details(services(), int(job["id"]))  # in the request's context
-    return json_stream(_job_state_chunks(services().store, job, details))
+    extra = await job_details(services(), int(job["id"]))  # in the request's context
+    return json_stream(_job_state_chunks(services().store, job, extra))
 
 
 async def _job_state_chunks(
