@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -386,8 +388,11 @@ async def test_removing_a_running_job_keeps_its_slot_until_the_process_is_gone(
     assert isinstance(s, Scheduler)
     await s.start()
     try:
-        # Ignores SIGTERM (inherited by sleep): only the SIGKILL after the grace ends it.
-        stubborn = job_xml([{"name": "s", "bash": "trap '' TERM; sleep 600.123 & wait"}])
+        # Ignores SIGTERM (inherited by sleep): only the SIGKILL after the grace ends it. The
+        # sleep's duration is unique to this run, so that the probe below finds only ours
+        # when other test runs share the machine.
+        marker = f"600.{os.getpid()}{secrets.randbelow(10**6)}"
+        stubborn = job_xml([{"name": "s", "bash": f"trap '' TERM; sleep {marker} & wait"}])
         first = await submit(s, stubborn)
 
         async def started() -> bool:
@@ -395,7 +400,7 @@ async def test_removing_a_running_job_keeps_its_slot_until_the_process_is_gone(
 
         await wait_for_async(started, 30, "started")
         await s.remove_job(first)
-        probe = "pgrep -f 'sleep 600.123' >/dev/null && echo alive || echo gone"
+        probe = f"pgrep -f 'sleep {marker}' >/dev/null && echo alive || echo gone"
         second = await submit(s, job_xml([{"name": "p", "bash": probe}]))
         assert await s.wait_job(second) == "FINISHED"
         assert stdout(s, second, 0) == "gone\n"
