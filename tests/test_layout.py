@@ -1,5 +1,6 @@
 """The process roles hold in the code: the web process never loads the C extension or
-the hypervisor package, and the workflow parser imports nothing else of ours."""
+the hypervisor package, the workflow parser imports nothing else of ours, and the
+command line starts without the database stack."""
 
 from __future__ import annotations
 
@@ -42,3 +43,11 @@ def test_hypervisor_never_loads_the_web_stack() -> None:
 def test_workflow_is_pure() -> None:
     loaded = _modules_after("import simple_scheduler.workflow")
     assert {m.split(".")[1] for m in loaded if m.count(".") >= 1} == {"workflow"}
+
+
+def test_command_line_start_leaves_the_database_stack_unloaded() -> None:
+    """Every CLI verb (`submit`, `watch`, ...) starts through `cli.main`; only the admin
+    commands that open the database may pay for loading it (~0.2 s)."""
+    loaded = _modules_after("import simple_scheduler.cli.main")
+    assert "simple_scheduler.cli.admin" in loaded  # the admin commands are registered
+    assert not [m for m in loaded if m.startswith("simple_scheduler.store")], loaded
