@@ -22,7 +22,9 @@ log = logging.getLogger("simple_scheduler.api")
 NOT_CONNECTED = "You are not connected to the server, you should log on first"
 
 #: ProActive's exception classes: its Java client rebuilds typed exceptions from the
-#: error's `exceptionClass` (SchedulerRestClient.rebuildServerSideException).
+#: error's `exceptionClass` (SchedulerRestClient.rebuildServerSideException), but only
+#: when `exception` holds a serialized Throwable too; with `exception: null` it raises a
+#: plain `Exception` that the client's proxy wraps as an UndeclaredThrowableException.
 _PACKAGE = "org.ow2.proactive_grid_cloud_portal.scheduler.exception."
 NOT_CONNECTED_EXCEPTION = _PACKAGE + "NotConnectedRestException"
 PERMISSION_EXCEPTION = _PACKAGE + "PermissionRestException"
@@ -62,13 +64,15 @@ def error_response(
     headers: dict[str, str] | None = None,
     exception: str | None = None,
 ) -> Response:
+    exception = exception or _BY_STATUS.get(status)
     body = jsonify(
         {
             "httpErrorCode": status,
             "errorMessage": message,
             "stackTrace": None,
-            "exception": None,
-            "exceptionClass": exception or _BY_STATUS.get(status),
+            # A Throwable as Jackson writes one (message, empty trace: no internals)
+            "exception": {"message": message, "stackTrace": []} if exception else None,
+            "exceptionClass": exception,
         }
     )
     body.status_code = status
