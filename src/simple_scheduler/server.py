@@ -35,7 +35,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from hypercorn.config import Config as HypercornConfig
 
@@ -302,9 +302,9 @@ async def serve(
             )
         takeover: asyncio.Task[None] | None = None
         if role.leads:
-            await scheduler.start()
             if leadership is not None:
-                leadership.guard(fence)
+                leadership.guard(fence)  # before the first scheduling step
+            await scheduler.start()
         else:
             assert leadership is not None
             takeover = asyncio.create_task(
@@ -356,7 +356,7 @@ async def serve(
     log.info("stopped")
 
 
-def fence(why: str) -> None:
+def fence(why: str) -> NoReturn:
     """The leader lock may be gone, so another server may lead: exit now, writing
     nothing (what is not yet stored, the new leader recovers from the journal and the
     status files, as after a SIGKILL). A supervisor restarts us as a standby."""
@@ -443,18 +443,18 @@ async def _take_over(leadership: Leadership, role: Role, scheduler: Scheduler) -
             if url:
                 log.info("standby: the leader is %s", url)
 
-    await leadership.wait_for_lock(seen)
-    began = time.monotonic()
-    role.move("taking-over")
-    log.warning("took the leader lock (the leader is gone): recovering its jobs")
-    leadership.guard(fence)
     try:
+        await leadership.wait_for_lock(seen)
+        began = time.monotonic()
+        role.move("taking-over")
+        log.warning("took the leader lock (the leader is gone): recovering its jobs")
+        leadership.guard(fence)
         await scheduler.start()
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # half-started: never run as a leader that is not sure
-        log.exception("taking over failed")
-        fence(f"taking over failed: {exc}")
+        log.exception("standing by or taking over failed")
+        fence(f"standing by or taking over failed: {exc}")
     role.move("leader")
     role.leader_url = None
     log.warning("now the leader (recovery took %.2f s)", time.monotonic() - began)
