@@ -20,6 +20,7 @@ import httpx
 import pytest
 from harness import kill_under, new_token, short_tmp, wait_for
 from pgserver import PgServer, sync_query
+from test_client_cli import Cli
 from test_e2e import Server, submit, wait
 from test_slurm import ENDED, cluster, our_slurm_jobs  # noqa: F401  (cluster: a fixture)
 from wfxml import job_xml
@@ -139,6 +140,14 @@ def test_standby_serves_reads_and_refuses_changes(
     with session(leader, from_leader) as a:
         assert a.get(f"/scheduler/jobs/{job}/info").status_code == 401
 
+    # The command line says the same, with the leader's address.
+    (home := standby.root / "home").mkdir()
+    cli = Cli(standby, home)
+    cli.login()
+    (home / "job.xml").write_bytes(xml)
+    done = cli.run("submit", str(home / "job.xml"))
+    assert done.returncode == 3 and "standby" in done.stderr and leader.url in done.stderr, done
+
 
 def test_a_standby_with_other_keys_is_refused(
     leader_and_standby: tuple[Server, Server], pair: Pair
@@ -207,3 +216,13 @@ def test_with_the_local_backend_a_second_server_is_refused(pair: Pair) -> None:
     with pytest.raises(RuntimeError, match='a standby needs execution_backend = "slurm"'):
         second.start()
     assert health(first)["role"] == "leader"
+
+
+def test_a_leader_stopped_cleanly_hands_over(leader_and_standby: tuple[Server, Server]) -> None:
+    leader, standby = leader_and_standby
+    token = leader.login("alice", "alice-pw")
+    assert leader.kill(signal.SIGTERM) == 0  # writes what is pending, then lets go
+    wait_for(lambda: health(standby)["role"] == "leader", TAKEOVER_TIMEOUT_S, "the takeover")
+    with session(standby, token) as b:
+        job = submit(b, job_xml([{"name": "N", "bash": "echo new-leader"}], name="after"))
+        assert wait(b, job, ENDED, timeout=90)["status"] == "FINISHED"
