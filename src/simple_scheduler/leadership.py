@@ -16,8 +16,8 @@ than the leader fences itself (at most PING_INTERVAL_S + PING_TIMEOUT_S after it
 answered ping): the two are never both leaders unless a leader's event loop stalls for
 seconds between a ping and a scheduling step.
 
-The lock's session names its holder in `application_name` ("simple-scheduler <key
-fingerprint> <url>"), so a standby finds the leader's URL and checks that both sign
+The lock's session names its holder in `application_name` ("ssched <key fingerprint>
+<url>"), so a standby finds the leader's URL and checks that both sign
 sessions with the same key pair (`pg_locks` joined with `pg_stat_activity`), with no
 table of our own to keep current.
 """
@@ -53,6 +53,8 @@ RETRY_INTERVAL_S = 1.0
 #: takes longer than PING_TIMEOUT_S.
 PING_INTERVAL_S = 1.0
 PING_TIMEOUT_S = 2.0
+#: How long a start waits for another server's turn under the keys lock.
+KEYS_LOCK_WAIT_S = 120.0
 #: Applied to the lock's session (ignored on a Unix socket): the database drops the
 #: session of a leader whose host vanished after 2 s idle + 3 unanswered 1 s probes, or
 #: 5 s of unacknowledged data, instead of TCP's default 2 hours or 15 minutes.
@@ -64,9 +66,10 @@ LOCK_SESSION_SETTINGS = {
 }
 #: What a lost or unanswering lock connection raises.
 _LOCK_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, TimeoutError, ConnectionError)
-#: PostgreSQL keeps application_name to 63 bytes.
+#: PostgreSQL keeps application_name to 63 bytes: a URL longer than what is left after
+#: "ssched <fingerprint> " (47 bytes) is left out rather than cut.
 _NAME_MAX = 63
-_NAME_PREFIX = "simple-scheduler"
+_NAME_PREFIX = "ssched"
 
 #: The holder of an advisory lock with a bigint key: `classid` its high half, `objid` its
 #: low half, `objsubid` 1 (PostgreSQL's documented encoding).
@@ -85,7 +88,7 @@ def key_fingerprint(public_key: rsa.RSAPublicKey) -> str:
     der = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return hashlib.sha256(der).hexdigest()[:12]
+    return hashlib.sha256(der).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,10 @@ class Holder:
 
 def _parse_name(pid: int, name: str | None) -> Holder:
     parts = (name or "").split(" ", 2)
-    if len(parts) == 3 and parts[0] == _NAME_PREFIX and parts[1] != "-":
-        return Holder(pid, parts[1], parts[2])
-    return Holder(pid, None, None)  # not one of ours, or its name was cut
+    if len(parts) < 2 or parts[0] != _NAME_PREFIX:
+        return Holder(pid, None, None)  # not one of ours
+    fingerprint = None if parts[1] == "-" else parts[1]
+    return Holder(pid, fingerprint, parts[2] if len(parts) == 3 else None)
 
 
 class Leadership:
@@ -127,7 +131,10 @@ class Leadership:
         )
 
     def _name_for(self) -> str:
-        return f"{_NAME_PREFIX} {self.fingerprint} {self.url}"[:_NAME_MAX]
+        name = f"{_NAME_PREFIX} {self.fingerprint} {self.url}"
+        if len(name.encode()) > _NAME_MAX:
+            name = f"{_NAME_PREFIX} {self.fingerprint}"  # a cut URL would mislead
+        return name
 
     async def sign_as(self, fingerprint: str) -> None:
         """Name this server's key pair in the session's name (read by standbys)."""
@@ -145,8 +152,8 @@ class Leadership:
             raise ConnectionError("the leader lock's connection is closed")
         return self._conn
 
-    async def _query(self, sql: str, *args: Any) -> Any:
-        return await self._connection().fetchval(sql, *args, timeout=PING_TIMEOUT_S * 5)
+    async def _query(self, sql: str, *args: Any, timeout: float = 10.0) -> Any:
+        return await self._connection().fetchval(sql, *args, timeout=timeout)
 
     async def try_lock(self) -> bool:
         """Take the leader lock if it is free; True when this session holds it."""
@@ -181,7 +188,8 @@ class Leadership:
     async def locked(self, key: int, fn: Callable[[], T]) -> T:
         """`fn()` (in a thread) while holding the advisory lock `key` on this session:
         servers starting together take turns (the first start's key generation)."""
-        await self._query("SELECT pg_advisory_lock($1)", key)
+        # Another server's turn may be a key generation: seconds on a busy machine.
+        await self._query("SELECT pg_advisory_lock($1)", key, timeout=KEYS_LOCK_WAIT_S)
         try:
             return await asyncio.to_thread(fn)
         finally:

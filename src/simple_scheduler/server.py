@@ -266,12 +266,12 @@ async def serve(
         raise StartError(f"database {redacted_url(config.database_url)}: {exc}") from exc
     _private_database(config)
     try:
-        role = Role()
+        role = Role()  # the only server: it leads
         leadership: Leadership | None = None
         try:
             await migrate(store)
             if store.engine == "postgresql":
-                leadership, keys = await _elect(config, role)
+                leadership, keys, role = await _elect(config)
             else:
                 keys = await asyncio.to_thread(
                     ensure_keys, config.private_key_path, config.public_key_path
@@ -379,10 +379,11 @@ def advertised_url(config: Config) -> str:
     return f"http://{host}:{config.port}/rest"
 
 
-async def _elect(config: Config, role: Role) -> tuple[Leadership, KeyPair]:
+async def _elect(config: Config) -> tuple[Leadership, KeyPair, Role]:
     """On PostgreSQL: the key pair (made under a lock on a first start, when servers
     share the key files), then the leader lock: held, this server leads; else it is a
     standby (Slurm backend only), if it signs sessions with the leader's key pair."""
+    from simple_scheduler.api.context import Role
     from simple_scheduler.auth.keys import ensure_keys
     from simple_scheduler.leadership import RETRY_INTERVAL_S, Leadership, key_fingerprint
 
@@ -402,7 +403,7 @@ async def _elect(config: Config, role: Role) -> tuple[Leadership, KeyPair]:
             await asyncio.sleep(0.5)
         if leadership.held:
             log.info("leading the servers of this database (leader lock taken)")
-            return leadership, keys
+            return leadership, keys, Role("leader")
         holder = await leadership.holder()
         where = f" at {holder.url}" if holder is not None and holder.url else ""
         if config.execution_backend != "slurm":
@@ -419,15 +420,13 @@ async def _elect(config: Config, role: Role) -> tuple[Leadership, KeyPair]:
                 f"{config.private_key_path}): point private_key_path and public_key_path "
                 f"of every server at the same files on a shared path"
             )
-        role.name = "standby"
-        role.leader_url = holder.url if holder is not None else None
         log.info(
             "standby: the leader%s holds the leader lock; serving reads and trying the "
             "lock every %.0f s",
             where,
             RETRY_INTERVAL_S,
         )
-        return leadership, keys
+        return leadership, keys, Role("standby", holder.url if holder is not None else None)
     except BaseException:
         await leadership.close()
         raise
