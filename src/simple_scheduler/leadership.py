@@ -3,9 +3,11 @@
 Runs in the web process (server side). Each server opens one connection of its own,
 outside the store's pool, and tries `pg_try_advisory_lock(LEADER_LOCK_KEY)` on it: the
 server that holds it is the leader and schedules; the others are standbys, serve reads
-and try again every `RETRY_INTERVAL_S`. PostgreSQL itself releases a session lock when
-the session ends, however its holder died, so a SIGKILLed leader frees it at once (on
-the socket's close) and a standby takes it on its next try.
+and wait for it, in turns of `RETRY_INTERVAL_S` (`pg_advisory_lock` under a
+`lock_timeout`: between turns they see who leads and notice a lost connection).
+PostgreSQL itself releases a session lock when the session ends, however its holder
+died, so a SIGKILLed leader frees it at once (on the socket's close), and PostgreSQL
+grants it to a waiting standby in the same moment.
 
 The lock is only worth something while it fences: a leader that may have lost it (its
 connection closed, or a ping unanswered for `PING_TIMEOUT_S`) calls its `on_lost`, which
@@ -47,7 +49,7 @@ log = logging.getLogger("simple_scheduler.leadership")
 
 T = TypeVar("T")
 
-#: A standby tries the lock this often.
+#: A standby waits for the lock in turns this long (it is granted the moment it is free).
 RETRY_INTERVAL_S = 1.0
 #: A leader checks its lock's connection this often, and fences itself when an answer
 #: takes longer than PING_TIMEOUT_S.
@@ -167,17 +169,32 @@ class Leadership:
         )
         return None if row is None else _parse_name(int(row["pid"]), row["application_name"])
 
+    async def _wait_a_turn(self) -> bool:
+        """Wait for the lock up to RETRY_INTERVAL_S; True when this session holds it.
+        (A session lock taken inside a transaction outlives it; the timeout does not.)"""
+        conn = self._connection()
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = {int(RETRY_INTERVAL_S * 1000)}")
+                await conn.fetchval(
+                    "SELECT pg_advisory_lock($1)", LEADER_LOCK_KEY, timeout=RETRY_INTERVAL_S + 10
+                )
+        except asyncpg.LockNotAvailableError:
+            return False
+        self.held = True
+        return True
+
     async def wait_for_lock(self, seen: Callable[[Holder | None], None]) -> None:
-        """Return once this session holds the lock; until then try every
-        RETRY_INTERVAL_S, reconnecting when the database goes away, and tell `seen` who
-        holds it."""
+        """Return once this session holds the lock; until then wait for it in turns,
+        reconnecting when the database goes away, and tell `seen` who holds it."""
         while True:
             try:
                 if self._conn is None or self._conn.is_closed():
                     await self.connect()
-                if await self.try_lock():
+                if await self._wait_a_turn():
                     return
                 seen(await self.holder())
+                continue  # the turn was the pause
             except _LOCK_ERRORS as exc:
                 # A try whose answer was lost may have taken the lock: a new session
                 # drops it.

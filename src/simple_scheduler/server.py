@@ -385,7 +385,7 @@ async def _elect(config: Config) -> tuple[Leadership, KeyPair, Role]:
     standby (Slurm backend only), if it signs sessions with the leader's key pair."""
     from simple_scheduler.api.context import Role
     from simple_scheduler.auth.keys import ensure_keys
-    from simple_scheduler.leadership import RETRY_INTERVAL_S, Leadership, key_fingerprint
+    from simple_scheduler.leadership import Leadership, key_fingerprint
 
     leadership = Leadership(config.database_url, url=advertised_url(config))
     await leadership.connect()
@@ -421,10 +421,8 @@ async def _elect(config: Config) -> tuple[Leadership, KeyPair, Role]:
                 f"of every server at the same files on a shared path"
             )
         log.info(
-            "standby: the leader%s holds the leader lock; serving reads and trying the "
-            "lock every %.0f s",
+            "standby: the leader%s holds the leader lock; serving reads and waiting for it",
             where,
-            RETRY_INTERVAL_S,
         )
         return leadership, keys, Role("standby", holder.url if holder is not None else None)
     except BaseException:
