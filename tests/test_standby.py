@@ -30,7 +30,7 @@ from simple_scheduler.store.dbengine import LEADER_LOCK_KEY
 
 pytestmark = pytest.mark.slow
 
-#: Generous: the takeover itself takes about a second here (README: Scaling out).
+#: Generous: the takeover itself takes well under a second here (README: Scaling out).
 TAKEOVER_TIMEOUT_S = 30
 
 
