@@ -11,7 +11,7 @@ async def test_status_and_health(api: Api) -> None:
     status = await api.get("/rest/scheduler/status")
     assert status.status_code == 200 and await status.get_json() == "STARTED"
     health = await api.get("/rest/health", user=None)
-    assert await health.get_json() == {"status": "ok"}
+    assert await health.get_json() == {"status": "ok", "role": "leader"}
 
 
 async def test_openapi_describes_every_route(api: Api) -> None:
@@ -59,3 +59,8 @@ async def test_openapi_documents_parameters_and_bodies(api: Api) -> None:
     assert {"200", "400", "401"} <= set(submit["responses"])
     assert "requestBody" in paths["/rest/scheduler/login"]["post"]
     assert "204" in paths["/rest/common/logout"]["put"]["responses"]
+    # What a standby refuses (and only that) says so.
+    assert "503" in submit["responses"]
+    assert "503" in paths["/rest/scheduler/jobs/{job_id}/kill"]["put"]["responses"]
+    assert "503" not in paths["/rest/scheduler/login"]["post"]["responses"]
+    assert "503" not in paths["/rest/scheduler/jobs/{job_id}"]["get"]["responses"]

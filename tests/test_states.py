@@ -16,6 +16,7 @@ from simple_scheduler.states import (
     JOB_COUNTERS,
     JOB_TERMINAL,
     JOB_TRANSITIONS,
+    ROLE_TRANSITIONS,
     TASK_COUNTERS,
     TASK_ON_JOB_END,
     TASK_PAUSABLE,
@@ -27,9 +28,11 @@ from simple_scheduler.states import (
     ExecutionState,
     IllegalTransition,
     JobStatus,
+    ServerRole,
     TaskStatus,
     check_execution,
     check_job,
+    check_role,
     check_task,
     count_tasks,
     job_status,
@@ -65,6 +68,11 @@ def test_execution_transitions() -> None:
     states: list[ExecutionState] = ["spawned", "running", "exited", "lost"]
     _check_table(EXECUTION_TRANSITIONS, states, check_execution)
     assert frozenset({"spawned", "running"}) == EXECUTION_ALIVE
+
+
+def test_server_role_transitions() -> None:
+    roles: list[ServerRole] = ["standby", "taking-over", "leader", "fenced"]
+    _check_table(ROLE_TRANSITIONS, roles, check_role)
 
 
 def test_the_hypervisor_record_moves_through_the_table() -> None:

@@ -65,6 +65,9 @@ class Config:
     #: Interface and port Hypercorn binds (port 0: any free port).
     address: str = "127.0.0.1"
     port: int = 8000
+    #: The URL clients reach this server's REST API at, as a standby names the leader in
+    #: its refusals ("": http://<address, or the host's name for a wildcard>:<port>/rest).
+    public_url: str = ""
     #: Holds the database, keys, task directories and socket unless those are set.
     data_dir: Path
     database_url: str
@@ -240,6 +243,7 @@ def _parse_list(value: str) -> tuple[str, ...]:
 _KINDS: dict[str, tuple[type, Callable[[str], Any]]] = {
     "address": (str, str),
     "port": (int, _parse_int),
+    "public_url": (str, str),
     "data_dir": (Path, Path),
     "database_url": (str, str),
     "process_directory": (Path, Path),

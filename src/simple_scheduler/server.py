@@ -10,7 +10,13 @@ Shutdown (SIGTERM, SIGINT): the handlers only set an event; Hypercorn then stops
 accepting, finishes requests in flight, and the scheduler writes what is pending and lets
 go. Running tasks are left to the hypervisor, which keeps running: the next start
 reconnects to it and picks them up. The process exits 0 after a clean stop, 1 when the
-start failed, 2 for a bad configuration.
+start failed, 2 for a bad configuration, 3 when it was the leader of a shared PostgreSQL
+store and lost the leader lock (fenced: restarted, it comes back as a standby).
+
+On PostgreSQL the servers sharing the store elect a leader (`leadership.py`); a standby
+serves reads and takes over, running the same recovery a restarted server runs, when
+the leader's lock goes. A standby needs the Slurm backend: local tasks of a leader on
+another machine cannot be adopted, so with the local backend a second server is refused.
 """
 
 from __future__ import annotations
@@ -24,16 +30,21 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from hypercorn.config import Config as HypercornConfig
 
 from simple_scheduler.config import Config, ConfigError, load_config, redacted_url, sqlite_path
 
 if TYPE_CHECKING:
+    from simple_scheduler.api.context import Role
+    from simple_scheduler.auth.keys import KeyPair
+    from simple_scheduler.leadership import Holder, Leadership
     from simple_scheduler.scheduler import Scheduler
     from simple_scheduler.store.db import Store
 
@@ -42,6 +53,11 @@ log = logging.getLogger("simple_scheduler.server")
 EXIT_OK = 0
 EXIT_START_FAILED = 1
 EXIT_BAD_CONFIG = 2
+#: The leader lock may be gone: another server may lead now (see `fence`).
+EXIT_FENCED = 3
+#: With the local backend, how long a second server waits for the leader lock (a dead
+#: leader's session may still be closing) before it is refused.
+LOCAL_LOCK_WAIT_S = 5.0
 #: Seconds Hypercorn waits for requests in flight after a stop signal.
 GRACEFUL_TIMEOUT = 5.0
 
@@ -231,6 +247,7 @@ async def serve(
     from hypercorn.asyncio import serve as hypercorn_serve
 
     from simple_scheduler.api import Services, create_app
+    from simple_scheduler.api.context import Role
     from simple_scheduler.auth.keys import KeysError, ensure_keys
     from simple_scheduler.auth.sessions import LoginThrottle
     from simple_scheduler.scheduler.spec import base_environment
@@ -249,13 +266,20 @@ async def serve(
         raise StartError(f"database {redacted_url(config.database_url)}: {exc}") from exc
     _private_database(config)
     try:
+        role = Role()  # the only server: it leads
+        leadership: Leadership | None = None
         try:
             await migrate(store)
-            keys = await asyncio.to_thread(
-                ensure_keys, config.private_key_path, config.public_key_path
-            )
+            if store.engine == "postgresql":
+                leadership, keys, role = await _elect(config)
+            else:
+                keys = await asyncio.to_thread(
+                    ensure_keys, config.private_key_path, config.public_key_path
+                )
         except (MigrationError, KeysError) as exc:
             raise StartError(str(exc)) from exc
+        except DATABASE_ERRORS as exc:
+            raise StartError(f"database {redacted_url(config.database_url)}: {exc}") from exc
         await _ensure_admin(store, config, admin)
         if config.execution_backend == "slurm":
             scheduler = slurm_scheduler(
@@ -276,9 +300,23 @@ async def serve(
                 run_as_me_map=config.run_as_me_map,
                 task_cgroups=True,
             )
-        await scheduler.start()
+        takeover: asyncio.Task[None] | None = None
+        if role.leads:
+            if leadership is not None:
+                leadership.guard(fence)  # before the first scheduling step
+            await scheduler.start()
+        else:
+            assert leadership is not None
+            takeover = asyncio.create_task(
+                _take_over(leadership, role, scheduler), name="standby-takeover"
+            )
         services = Services(
-            config=config, store=store, scheduler=scheduler, keys=keys, throttle=LoginThrottle()
+            config=config,
+            store=store,
+            scheduler=scheduler,
+            keys=keys,
+            throttle=LoginThrottle(),
+            role=role,
         )
         app = create_app(services)
         # Everything built so far lives as long as the server: move it out of the
@@ -303,12 +341,120 @@ async def serve(
             services.stopping = True
             log.info("stopping: writing pending state; running tasks keep running")
             services.close()
+            if takeover is not None and not takeover.done():
+                takeover.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await takeover
             await scheduler.stop(detach=True)
     finally:
+        # After the last write: the lock goes, and a standby takes over.
+        if leadership is not None:
+            await leadership.close()
         await store.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("stopped")
+
+
+def fence(why: str) -> NoReturn:
+    """The leader lock may be gone, so another server may lead: exit now, writing
+    nothing (what is not yet stored, the new leader recovers from the journal and the
+    status files, as after a SIGKILL). A supervisor restarts us as a standby."""
+    log.critical("lost the leader lock (%s): stopping at once (fenced)", why)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(EXIT_FENCED)
+
+
+def advertised_url(config: Config) -> str:
+    """Where clients reach this server (`public_url`, else derived from the bind)."""
+    if config.public_url:
+        return config.public_url.rstrip("/")
+    host = config.address
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.port}/rest"
+
+
+async def _elect(config: Config) -> tuple[Leadership, KeyPair, Role]:
+    """On PostgreSQL: the key pair (made under a lock on a first start, when servers
+    share the key files), then the leader lock: held, this server leads; else it is a
+    standby (Slurm backend only), if it signs sessions with the leader's key pair."""
+    from simple_scheduler.api.context import Role
+    from simple_scheduler.auth.keys import ensure_keys
+    from simple_scheduler.leadership import Leadership, key_fingerprint
+
+    leadership = Leadership(config.database_url, url=advertised_url(config))
+    await leadership.connect()
+    try:
+        keys = await leadership.shared_keys(
+            lambda: ensure_keys(config.private_key_path, config.public_key_path)
+        )
+        await leadership.sign_as(key_fingerprint(keys.public_key))
+        deadline = time.monotonic() + (
+            LOCAL_LOCK_WAIT_S if config.execution_backend == "local" else 0.0
+        )
+        while not await leadership.try_lock():
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.5)
+        if leadership.held:
+            log.info("leading the servers of this database (leader lock taken)")
+            return leadership, keys, Role("leader")
+        holder = await leadership.holder()
+        where = f" at {holder.url}" if holder is not None and holder.url else ""
+        if config.execution_backend != "slurm":
+            raise StartError(
+                f"another server{where} leads the database "
+                f"{redacted_url(config.database_url)}: a standby needs execution_backend "
+                f'= "slurm" (it could not adopt the local tasks of a leader on another '
+                f"machine); stop that server, or use another database"
+            )
+        if holder is not None and holder.fingerprint not in (None, leadership.fingerprint):
+            raise StartError(
+                f"the leader{where} signs sessions with another key pair (fingerprint "
+                f"{holder.fingerprint}, ours {leadership.fingerprint} from "
+                f"{config.private_key_path}): point private_key_path and public_key_path "
+                f"of every server at the same files on a shared path"
+            )
+        log.info(
+            "standby: the leader%s holds the leader lock; serving reads and waiting for it",
+            where,
+        )
+        return leadership, keys, Role("standby", holder.url if holder is not None else None)
+    except BaseException:
+        await leadership.close()
+        raise
+
+
+async def _take_over(leadership: Leadership, role: Role, scheduler: Scheduler) -> None:
+    """A standby's life: wait for the lock, then recover and lead (or fence trying)."""
+
+    def seen(holder: Holder | None) -> None:
+        url = holder.url if holder is not None else None
+        if url != role.leader_url:
+            role.leader_url = url
+            if url:
+                log.info("standby: the leader is %s", url)
+
+    try:
+        await leadership.wait_for_lock(seen)
+        began = time.monotonic()
+        role.move("taking-over")
+        log.warning("took the leader lock (the leader is gone): recovering its jobs")
+        leadership.guard(fence)
+        await scheduler.start()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # half-started: never run as a leader that is not sure
+        log.exception("standing by or taking over failed")
+        fence(f"standing by or taking over failed: {exc}")
+    role.move("leader")
+    role.leader_url = None
+    log.warning("now the leader (recovery took %.2f s)", time.monotonic() - began)
 
 
 def local_scheduler(

@@ -4,6 +4,7 @@
 - The named groups of statuses the code asks about (never an inline list elsewhere).
 - The job counters a task counts in, and the rule deriving a job's status from them.
 - An execution's states as the hypervisor (or any backend) tracks them.
+- A server's role on a shared PostgreSQL store (leader, standby).
 
 This module depends on nothing else in the package (supervisor's `states.py` rule), so
 everything may import it. An illegal transition is a bug in the caller: it raises.
@@ -205,6 +206,20 @@ EXECUTION_ALIVE: frozenset[ExecutionState] = frozenset(
 )
 
 
+#: A server's role on a shared PostgreSQL store (`leadership.py`). A standby serves reads
+#: and waits for the leader lock; holding it, it recovers what the last leader left
+#: (taking-over), then schedules (leader). Whoever holds the lock and loses it is fenced:
+#: it exits, never to schedule beside a new leader. On SQLite a server leads from its start.
+ServerRole = Literal["standby", "taking-over", "leader", "fenced"]
+
+ROLE_TRANSITIONS: dict[ServerRole, frozenset[ServerRole]] = {
+    "standby": frozenset({"taking-over"}),
+    "taking-over": frozenset({"leader", "fenced"}),
+    "leader": frozenset({"fenced"}),
+    "fenced": frozenset(),
+}
+
+
 class IllegalTransition(RuntimeError):
     """A component tried a transition the table does not allow: a bug, never user input."""
 
@@ -222,3 +237,8 @@ def check_job(old: JobStatus, new: JobStatus) -> None:
 def check_execution(old: ExecutionState, new: ExecutionState) -> None:
     if new not in EXECUTION_TRANSITIONS[old]:
         raise IllegalTransition(f"execution state {old} -> {new} is not allowed")
+
+
+def check_role(old: ServerRole, new: ServerRole) -> None:
+    if new not in ROLE_TRANSITIONS[old]:
+        raise IllegalTransition(f"server role {old} -> {new} is not allowed")

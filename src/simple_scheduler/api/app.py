@@ -15,6 +15,7 @@ from simple_scheduler.api import (
     openapi,
     results,
     session,
+    standby,
     status,
     submission,
     tasks,
@@ -55,6 +56,7 @@ def create_app(services: Services) -> SchedulerApp:
     ):
         app.register_blueprint(blueprint, url_prefix=PREFIX)
     register_error_handlers(app)
+    standby.install(app)
     from simple_scheduler import dashboard  # here: dashboard imports the api package
 
     dashboard.install(app)

@@ -21,9 +21,27 @@ from simple_scheduler.auth.keys import KeyPair
 from simple_scheduler.auth.sessions import LoginThrottle
 from simple_scheduler.config import Config
 from simple_scheduler.scheduler import Scheduler
+from simple_scheduler.states import ServerRole, check_role
 from simple_scheduler.store.db import Store
 from simple_scheduler.store.fastread import FastReader
 from simple_scheduler.workflow.limits import Limits
+
+
+@dataclass
+class Role:
+    """This server's role, as the requests see it; the server's leadership moves it."""
+
+    name: ServerRole = "leader"
+    #: The leader's URL as it advertises it (on a standby, when known).
+    leader_url: str | None = None
+
+    def move(self, new: ServerRole) -> None:
+        check_role(self.name, new)
+        self.name = new
+
+    @property
+    def leads(self) -> bool:
+        return self.name == "leader"
 
 
 @dataclass
@@ -38,6 +56,8 @@ class Services:
     started_at: float = field(default_factory=time.time)
     #: Set while the server shuts down: the status endpoint says so.
     stopping: bool = False
+    #: Leader, or a standby that refuses changes (standby.py).
+    role: Role = field(default_factory=Role)
     #: Verified tokens, for a few seconds (see tokencache.py).
     tokens: TokenCache = field(default_factory=TokenCache)
     #: (session id, job id) -> {log file: bytes already sent}, for `livelog`.

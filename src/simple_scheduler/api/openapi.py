@@ -13,6 +13,7 @@ from typing import Any
 from quart import Blueprint, Response, current_app, jsonify
 
 import simple_scheduler
+from simple_scheduler.api import standby
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -170,12 +171,17 @@ _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
 _SUCCESS = {"session.logout": "204", "submission.change_priority": "204"}
 
 
-def _responses(endpoint: str, public: bool, has_input: bool) -> dict[str, Any]:
+def _responses(endpoint: str, method: str, public: bool, has_input: bool) -> dict[str, Any]:
     responses: dict[str, Any] = {_SUCCESS.get(endpoint, "200"): {"description": "OK"}}
     if has_input:
         responses["400"] = _ERROR
     if not public:
         responses["401"] = _ERROR
+    if standby.refused_on_standby(endpoint, method):
+        responses["503"] = {
+            "description": "This server is a standby: send it to the leader "
+            f"(`{standby.LEADER_HEADER}`), or retry after `Retry-After`",
+        }
     responses["default"] = _ERROR
     return responses
 
@@ -225,7 +231,9 @@ def build_spec() -> dict[str, Any]:
             if "requestBody" in extra:
                 operation["requestBody"] = extra["requestBody"]
             has_input = bool(extra)
-            operation["responses"] = _responses(rule.endpoint, path in _PUBLIC, has_input)
+            operation["responses"] = _responses(
+                rule.endpoint, method, path in _PUBLIC, has_input
+            )
             if details:
                 operation["description"] = details
             if "<matrix:" in rule.rule:
@@ -250,7 +258,7 @@ def build_spec() -> dict[str, Any]:
             },
             "responses": {
                 "Error": {
-                    "description": "An error: 400, 401, 403, 404, 409, 413, 429 or 500",
+                    "description": "An error: 400, 401, 403, 404, 409, 413, 429, 500 or 503",
                     "content": {
                         "application/json": {
                             "schema": {

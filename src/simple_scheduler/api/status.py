@@ -14,12 +14,22 @@ blueprint = Blueprint("status", __name__)
 
 @blueprint.get("/scheduler/status")
 async def scheduler_status() -> Response:
-    """The scheduler's state: STARTED, or SHUTTING_DOWN while the server stops."""
+    """The scheduler's state: STARTED; STOPPED on a standby (it accepts no job);
+    SHUTTING_DOWN while the server stops."""
     await authenticate()
-    return jsonify("SHUTTING_DOWN" if services().stopping else "STARTED")
+    svc = services()
+    if svc.stopping:
+        return jsonify("SHUTTING_DOWN")
+    return jsonify("STARTED" if svc.role.leads else "STOPPED")
 
 
 @blueprint.get("/health")
 async def health() -> Response:
-    """Liveness for load balancers and systemd: no login, no database (not ProActive)."""
-    return jsonify({"status": "ok"})
+    """Liveness for load balancers and systemd, and this server's role: no login, no
+    database (not ProActive). `role`: leader, standby or taking-over; a standby names the
+    leader's URL when it knows it."""
+    role = services().role
+    body: dict[str, str] = {"status": "ok", "role": role.name}
+    if not role.leads and role.leader_url:
+        body["leader"] = role.leader_url
+    return jsonify(body)

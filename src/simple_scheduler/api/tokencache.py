@@ -3,8 +3,9 @@
 Verifying a token costs an RSA signature check and a database read (revocation, user
 still there): more than the rest of a typical read request. A verified token is
 remembered for `ttl` seconds. Logout goes through this process and evicts it at once, and
-expiry is checked on every hit; the one thing that lags is deleting or demoting a user
-from the command line (another process), which takes effect within `ttl`.
+expiry is checked on every hit; what lags is deleting or demoting a user from the command
+line (another process), and a logout on the other server of a leader and standby pair,
+which take effect within `ttl`.
 """
 
 from __future__ import annotations

@@ -57,6 +57,9 @@ def error_for(response: httpx.Response, session: Session) -> ClientError:
         return ClientError(NO_SERVER, text, status=status)
     if status == 409:
         return ClientError(JOB_FAILED, message, status=status)
+    if status == 503 and response.headers.get("Retry-After"):
+        # A standby (or a server taking over): its message names the leader.
+        return ClientError(NO_SERVER, f"{message} (HTTP 503)", status=status)
     if status >= 500:
         text = f"the server at {session.url} failed: {message} (HTTP {status})"
         return ClientError(NO_SERVER, text, status=status)

@@ -40,6 +40,11 @@ POSTGRES_POOL = {"min_size": 2, "max_size": 2}
 #: pg_advisory_lock key serialising schema migrations between servers (any constant that
 #: no other lock of ours uses; this is "simple-s" in ASCII).
 MIGRATION_LOCK_KEY = 0x73696D706C652D73
+#: Held for its whole life by the server that schedules (the leader); a standby waits for
+#: it (`leadership.py`). "sched-ld".
+LEADER_LOCK_KEY = 0x73636865642D6C64
+#: Serialises the first start's key generation when servers share the key files. "sched-ky".
+KEYS_LOCK_KEY = 0x73636865642D6B79
 
 #: What a database failure raises, for callers that report it instead of crashing
 #: (OSError covers a refused or lost connection).
@@ -49,6 +54,25 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     OSError,
 )
+
+
+def postgres_connect_kwargs(url: str) -> dict[str, Any]:
+    """`asyncpg.connect` arguments for the database a URL names, read as the store's
+    pool reads it (`databases`), for a connection of our own outside that pool."""
+    from databases import DatabaseURL
+
+    parsed = DatabaseURL(url)
+    kwargs: dict[str, Any] = {
+        "host": parsed.hostname,
+        "port": parsed.port,
+        "user": parsed.username,
+        "password": parsed.password,
+        "database": parsed.database,
+    }
+    ssl = parsed.options.get("ssl")
+    if ssl is not None:
+        kwargs["ssl"] = {"true": True, "false": False}.get(ssl.lower(), ssl.lower())
+    return kwargs
 
 
 class UnsupportedDatabase(ValueError):
