@@ -351,3 +351,27 @@ def test_pause_job_policy_then_finish_in_error_task(server: Server) -> None:
         assert c.put(f"/scheduler/jobs/{job}/resume").status_code == 200
         assert wait(c, job, ENDED, timeout=60)["status"] == "FINISHED"
         assert task(c, job, "after")["taskStatus"] == "FINISHED"
+
+
+def test_polling_alone_settles_tasks_it_never_saw_start(server: Server) -> None:
+    """Scripts on other nodes cannot notify the server: with polling alone, a short task
+    starts and ends between two polls. It still goes PENDING -> RUNNING -> FINISHED, and
+    its job through RUNNING, and its child runs."""
+    server.kill()
+    fifo = server.root / "data" / "tasks" / ".slurm.fifo"
+    fifo.unlink()
+    fifo.mkdir()  # no FIFO can be made there: polling only
+    server.env["SIMPLE_SCHEDULER_SLURM_POLL_INTERVAL_S"] = "3"
+    server.start()
+    xml = job_xml(
+        [{"name": "A", "bash": "echo a"}, {"name": "B", "depends": ["A"], "bash": "echo b"}],
+        name="polled",
+    )
+    with client(server) as c:
+        job = submit(c, xml)
+        info = wait(c, job, ENDED, timeout=90)
+        assert info["status"] == "FINISHED" and info["numberOfFinishedTasks"] == 2
+        a, b = task(c, job, "A"), task(c, job, "B")
+        assert 0 < a["startTime"] <= a["finishedTime"] <= b["startTime"]
+    log = server.log.read_text()
+    assert "polling only" in log and "Traceback" not in log

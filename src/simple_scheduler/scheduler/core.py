@@ -277,6 +277,8 @@ class Scheduler:
             asyncio.create_task(self._consume_events(), name="scheduler-events"),
             asyncio.create_task(self._flusher(), name="scheduler-flusher"),
         ]
+        for task in self._background:  # a dead one must say so, not hang every job
+            task.add_done_callback(_log_failure)
         self._dispatch()
 
     async def stop(self, *, detach: bool = False) -> None:
@@ -739,6 +741,9 @@ class Scheduler:
         self._set(job, task, T.RUNNING)
         if job.start_time is None:
             job.start_time = task.start_time
+        # Now, not at the caller's settle: a task whose start and end are seen together
+        # takes its job through RUNNING first (PENDING -> STALLED is no transition).
+        self._update_job(job)
         self._arm_walltime(task, execution_key(job.id, task.index, task.attempts))
 
     async def _hold(self, keys: list[str], hold: bool) -> None:
