@@ -375,3 +375,31 @@ def test_polling_alone_settles_tasks_it_never_saw_start(server: Server) -> None:
         assert 0 < a["startTime"] <= a["finishedTime"] <= b["startTime"]
     log = server.log.read_text()
     assert "polling only" in log and "Traceback" not in log
+
+
+def test_server_killed_while_tasks_wait_in_slurm_adopts_them(server: Server) -> None:
+    """Queued and held executions survive a SIGKILLed server: adopted, not submitted
+    again; the held one stays held until its job is resumed; each runs once."""
+    ledger = server.root / "ledger"
+    with client(server) as c, node_taken():
+        held = submit(c, job_xml([{"name": "H", "bash": f"echo H >> {ledger}"}]))
+        queued = submit(c, job_xml([{"name": "Q", "bash": f"echo Q >> {ledger}"}]))
+        wait_for(lambda: len(slurm_reasons(server.root)) == 2, 60, "both queued in Slurm")
+        assert c.put(f"/scheduler/jobs/{held}/pause").status_code == 200
+        wait_for(lambda: sum(r.startswith("PENDING JobHeld")
+                             for r in slurm_reasons(server.root).values()) == 1,
+                 60, "H held in Slurm")
+        before = set(slurm_reasons(server.root))
+        server.kill(signal.SIGKILL)
+        server.start()
+        with client(server) as c2:
+            assert task(c2, held, "H")["taskStatus"] == "PAUSED"
+            assert task(c2, queued, "Q")["taskStatus"] == "PENDING"
+        assert set(slurm_reasons(server.root)) == before  # adopted, not submitted again
+    with client(server) as c:
+        assert wait(c, queued, ENDED, timeout=60)["status"] == "FINISHED"
+        (reason,) = slurm_reasons(server.root).values()
+        assert reason.startswith("PENDING JobHeld")  # the node is free: H is held
+        assert c.put(f"/scheduler/jobs/{held}/resume").status_code == 200
+        assert wait(c, held, ENDED, timeout=60)["status"] == "FINISHED"
+    assert sorted(ledger.read_text().split()) == ["H", "Q"]

@@ -322,7 +322,7 @@ class SlurmBackend:
             backend._by_slurm[slurm_id] = ex
         backend._compact()
         backend._listen()
-        await backend._poll_once()
+        await backend._poll_once(adopting=True)
         backend._poller = asyncio.create_task(backend._poll(), name="slurm-poller")
         return backend
 
@@ -458,9 +458,9 @@ class SlurmBackend:
     async def _set_held(self, keys: tuple[str, ...], held: bool) -> None:
         async with self._hold_lock:
             targets = []
-            for key in keys:
+            for key in keys:  # sent even if already so: both are idempotent in Slurm
                 ex = self.execs.get(key)
-                if ex is not None and ex.state == "spawned" and ex.held != held:
+                if ex is not None and ex.state == "spawned":
                     ex.held = held
                     targets.append(ex)
             await self._scontrol("hold" if held else "release", targets)
@@ -561,8 +561,12 @@ class SlurmBackend:
                 jobs.append(_QueuedJob(slurm_id, state, name[len(self.name_prefix) :], held))
         return jobs
 
-    async def _poll_once(self) -> None:
-        """One `squeue` for every live execution; settle the ones that left the queue."""
+    async def _poll_once(self, *, adopting: bool = False) -> None:
+        """One `squeue` for every live execution; settle the ones that left the queue.
+
+        `adopting` (at connect): also learn which queued jobs are held, for the
+        scheduler's reconciliation; afterwards holds are ours to track (a `squeue`
+        answer may predate the last hold or release)."""
         live = [
             ex
             for ex in self.execs.values()
@@ -578,7 +582,7 @@ class SlurmBackend:
             state = job.state if job is not None else None
             if job is not None:
                 ex.slurm_state = job.state
-                if job.state == "PENDING" and not self._hold_lock.locked():
+                if adopting and job.state == "PENDING":
                     ex.held = job.held
             if state == "RUNNING":
                 self._mark_started(ex)
