@@ -249,7 +249,10 @@ notify S
 env -i "${{slurm[@]}}" {env} {argv} &
 child=$!
 while wait $child; rc=$?; kill -0 $child 2>/dev/null; do :; done
-wait $child 2>/dev/null; rc=$?
+# Reaped between a trap-interrupted wait and kill -0: its status, if bash still has it
+# (under scancel bash answered -1 here, so only a real status replaces the loop's).
+wait $child 2>/dev/null; again=$?
+if [ $again -ge 0 ] && [ $again -le 255 ] && [ $again -ne 127 ]; then rc=$again; fi
 end=$(now)
 if [ $rc -gt 128 ]; then code=null; sig=$((rc - 128)); else code=$rc; sig=null; fi
 printf '{{"exit_code": %s, "signal": %s, "core_dumped": false, "start_time": %s, \
