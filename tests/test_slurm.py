@@ -403,3 +403,20 @@ def test_server_killed_while_tasks_wait_in_slurm_adopts_them(server: Server) -> 
         assert c.put(f"/scheduler/jobs/{held}/resume").status_code == 200
         assert wait(c, held, ENDED, timeout=60)["status"] == "FINISHED"
     assert sorted(ledger.read_text().split()) == ["H", "Q"]
+
+
+def test_a_queued_task_holds_its_worker_slot(server: Server) -> None:
+    """nb_of_workers = 1: the second task goes to Slurm only once the first has ended,
+    although the first spent its time queued there."""
+    server.kill()
+    server.env["SIMPLE_SCHEDULER_NB_OF_WORKERS"] = "1"
+    server.start()
+    xml = job_xml([{"name": "A", "bash": "sleep 1"}, {"name": "B", "bash": "sleep 1"}])
+    with client(server) as c:
+        with node_taken():
+            job = submit(c, xml)
+            wait_for(lambda: len(slurm_reasons(server.root)) == 1, 60, "one task in Slurm")
+            assert {task(c, job, n)["taskStatus"] for n in "AB"} == {"PENDING"}
+        assert wait(c, job, ENDED, timeout=90)["status"] == "FINISHED"
+        first, second = sorted((task(c, job, n) for n in "AB"), key=lambda t: t["startTime"])
+        assert first["finishedTime"] <= second["startTime"]
