@@ -28,6 +28,10 @@ from pgserver import PgServer
 from test_e2e import Server, submit, wait
 from wfxml import job_xml
 
+from simple_scheduler.execution.backend import TaskSpec
+from simple_scheduler.execution.slurm import FIFO, batch_script
+from simple_scheduler.execution.taskdir import read_status
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
@@ -420,3 +424,33 @@ def test_a_queued_task_holds_its_worker_slot(server: Server) -> None:
         assert wait(c, job, ENDED, timeout=90)["status"] == "FINISHED"
         first, second = sorted((task(c, job, n) for n in "AB"), key=lambda t: t["startTime"])
         assert first["finishedTime"] <= second["startTime"]
+
+
+def test_the_script_notifies_through_the_fifo_and_never_blocks_on_it(short_tmp: Path) -> None:
+    """Run by bash here (no Slurm needed): its notes reach a reader; with nobody reading
+    (a dead server, another host) it still ends; with no FIFO it makes no file there."""
+    fifo = short_tmp / FIFO
+    os.mkfifo(fifo)
+    scripts = {}
+    for name in ("read", "unread", "absent"):
+        directory = short_tmp / name
+        directory.mkdir()
+        spec = TaskSpec(f"1.{name}.1", 1, name, ["true"], {}, str(directory))
+        scripts[name] = directory / "slurm.sh"
+        scripts[name].write_text(batch_script(spec, str(fifo)))
+
+    def run(name: str) -> None:
+        subprocess.run(["bash", str(scripts[name])], check=True, timeout=30, cwd=short_tmp)
+        status = read_status(str(scripts[name].parent))
+        assert status is not None and status.ok
+
+    reader = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        run("read")
+        assert os.read(reader, 4096) == b"S 1.read.1\nE 1.read.1\n"
+    finally:
+        os.close(reader)
+    run("unread")  # a timeout here would mean it blocked
+    fifo.unlink()
+    run("absent")
+    assert not fifo.exists()
