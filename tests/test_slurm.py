@@ -26,6 +26,7 @@ from conftest import store_engines
 from harness import TOKEN_VAR, kill_under, new_token, short_tmp, wait_for
 from pgserver import PgServer
 from test_e2e import Server, submit, wait
+from test_events import events_until, job_ended, subscribe
 from wfxml import job_xml
 
 from simple_scheduler.execution.backend import TaskSpec
@@ -306,7 +307,7 @@ def test_queued_task_reads_pending_pause_holds_it_resume_runs_it(server: Server)
         assert wait(c, job, ENDED, timeout=60)["status"] == "FINISHED"
         q = task(c, job, "Q")
         assert q["taskStatus"] == "FINISHED" and q["numberOfExecutionLeft"] == 0
-        assert q["startTime"] >= resumed_ms - 1000  # its start in Slurm, not its queuing
+        assert q["startTime"] >= resumed_ms  # its start in Slurm, not its queuing
         out = c.get(f"/scheduler/jobs/{job}/tasks/Q/result/log/out").text
         assert out.strip() == "ran"
 
@@ -454,3 +455,20 @@ def test_the_script_notifies_through_the_fifo_and_never_blocks_on_it(short_tmp: 
     fifo.unlink()
     run("absent")
     assert not fifo.exists()
+
+
+def test_events_say_pending_while_queued_then_running_at_the_start(server: Server) -> None:
+    token = server.login("alice", "alice-pw")
+    with subscribe(server, token) as ws, client(server) as c:
+        with node_taken():
+            job = submit(c, job_xml([{"name": "E", "bash": "echo e"}], name="events"))
+            wait_for(lambda: len(slurm_reasons(server.root)) == 1, 60, "E queued in Slurm")
+            freed_ms = time.time() * 1000
+        frames = events_until(ws, job_ended(job))
+    tasks = [f for f in frames if f["action"] == "TASK_STATE_UPDATED"]
+    assert [f["data"]["taskStatus"] for f in tasks] == ["PENDING", "RUNNING", "FINISHED"]
+    running = tasks[1]
+    assert running["schedulerEvent"] == "TASK_PENDING_TO_RUNNING"
+    assert running["data"]["startTime"] >= freed_ms  # when Slurm ran it, not queued it
+    jobs = [f["schedulerEvent"] for f in frames if f["action"] == "JOB_STATE_UPDATED"]
+    assert jobs == ["JOB_PENDING_TO_RUNNING", "JOB_RUNNING_TO_FINISHED"]
