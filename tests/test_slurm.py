@@ -403,6 +403,8 @@ def test_server_killed_while_tasks_wait_in_slurm_adopts_them(server: Server) -> 
         assert set(slurm_reasons(server.root)) == before  # adopted, not submitted again
     with client(server) as c:
         assert wait(c, queued, ENDED, timeout=60)["status"] == "FINISHED"
+        # Q's Slurm job may still be completing after its status was recorded.
+        wait_for(lambda: len(slurm_reasons(server.root)) == 1, 60, "Q's Slurm job to leave")
         (reason,) = slurm_reasons(server.root).values()
         assert reason.startswith("PENDING JobHeld")  # the node is free: H is held
         assert c.put(f"/scheduler/jobs/{held}/resume").status_code == 200
