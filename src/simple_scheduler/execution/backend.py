@@ -161,6 +161,13 @@ class TaskFiles(Protocol):
 class ExecutionBackend(Protocol):
     """What the scheduler needs from an executor. All methods are coroutine-safe."""
 
+    @property
+    def queues(self) -> bool:
+        """True when a spawned execution may wait in the engine's own queue (Slurm): its
+        task then stays PENDING until `Started` (or `Exited`) comes, and pausing its job
+        holds it there (`hold`/`unhold`). False (local): an execution starts at once."""
+        ...
+
     def spawn(self, spec: TaskSpec, start: bool = True) -> Awaitable[object]:
         """Prepare the execution; with `start`, release it at once (one round trip).
 
@@ -178,6 +185,13 @@ class ExecutionBackend(Protocol):
 
     async def release(self, *keys: str) -> None:
         """The caller has recorded these executions' ends: the backend may forget them."""
+
+    async def hold(self, *keys: str) -> None:
+        """Keep these queued executions from starting (one engine call for all); only
+        asked of a backend that `queues`."""
+
+    async def unhold(self, *keys: str) -> None:
+        """Let held executions start again (one engine call for all)."""
 
     def events(self) -> AsyncIterator[Event]:
         """Started / Exited / Lost, in order, for this subscriber (a short task may

@@ -55,6 +55,9 @@ class _Protocol(asyncio.Protocol):
 class HypervisorClient:
     """An `ExecutionBackend` that talks to a `simple-scheduler hypervisor`."""
 
+    #: An execution starts as soon as it is spawned: there is no queue to wait or hold in.
+    queues = False
+
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
         self._proto: _Protocol | None = None
@@ -164,6 +167,12 @@ class HypervisorClient:
         for i in range(0, len(keys), RELEASE_BATCH):
             batch = list(keys[i : i + RELEASE_BATCH])
             await self._request({"op": protocol.OP_RELEASE, "keys": batch})
+
+    async def hold(self, *keys: str) -> None:
+        raise BackendError("the hypervisor has no queue to hold executions in")
+
+    async def unhold(self, *keys: str) -> None:
+        raise BackendError("the hypervisor has no queue to hold executions in")
 
     async def events(self) -> AsyncIterator[Event]:
         """Events in arrival order; raises BackendError when the connection is lost."""

@@ -132,13 +132,19 @@ class LiveTask:
     #: why we asked the backend to kill it: "job", "task", "restart" or "walltime"
     kill_reason: str | None = None
     timer: asyncio.TimerHandle | None = None
+    #: Handed to a backend that queues (Slurm), not yet started there: the task stays
+    #: PENDING (PAUSED while held) but holds a worker slot and execution `attempts`.
+    queued: bool = False
 
     def row(self, job_id: int) -> dict[str, Any]:
         return {
             "job_id": job_id,
             "task_index": self.index,
             "status": self.status.value,
-            "attempts": self.attempts,
+            # A queued execution is not counted until it starts (ProActive counts
+            # executions at start). Stored so, a restart finds it as "the following
+            # attempt" in the backend's list and adopts it (see `_reconcile`).
+            "attempts": self.attempts - 1 if self.queued else self.attempts,
             "max_number_of_execution": self.max_exec,
             "exit_code": self.exit_code,
             "signal": self.signal,
@@ -271,6 +277,8 @@ class Scheduler:
             asyncio.create_task(self._consume_events(), name="scheduler-events"),
             asyncio.create_task(self._flusher(), name="scheduler-flusher"),
         ]
+        for task in self._background:  # a dead one must say so, not hang every job
+            task.add_done_callback(_log_failure)
         self._dispatch()
 
     async def stop(self, *, detach: bool = False) -> None:
@@ -372,23 +380,35 @@ class Scheduler:
         """Make memory agree with what the backend really ran (after any restart)."""
         by_key = {r.key: r for r in records}
         claimed: set[str] = set()
+        hold: list[str] = []  #: queued executions whose held state must change
+        unhold: list[str] = []
         for job in list(self._jobs.values()):
             for task in job.tasks:
                 if task.status in TASK_TERMINAL or task.status is T.IN_ERROR:
                     continue
                 current = execution_key(job.id, task.index, task.attempts)
                 following = execution_key(job.id, task.index, task.attempts + 1)
-                if task.status is T.RUNNING:
+                if task.status is T.RUNNING or task.queued:
                     record = by_key.get(current)
                 elif following in by_key:
-                    # Spawned before the database recorded it: adopt that attempt.
+                    # Spawned before the database recorded it (or queued in the backend,
+                    # which is stored as not yet started): adopt that attempt.
                     record = by_key[following]
-                    if task.status is not T.PENDING:
-                        self._set(job, task, T.PENDING)
-                    self._set(job, task, T.RUNNING)
                     task.attempts += 1
                     task.scheduled_time = task.scheduled_time or now_ms()
                     self._running += 1
+                    if record.state == "spawned" and self._queues():
+                        target = T.PAUSED if job.paused else T.PENDING
+                        if task.status is not target:
+                            self._set(job, task, target)
+                        task.queued = True
+                        self._mark(job, task)
+                        if job.paused != (record.extra.get("held") == "1"):
+                            (hold if job.paused else unhold).append(following)
+                    else:
+                        if task.status is not T.PENDING:
+                            self._set(job, task, T.PENDING)
+                        self._set(job, task, T.RUNNING)
                 else:
                     if task.status is T.SUBMITTED and task.waiting_parents == 0:
                         # Its PENDING was still in the status batch when we died (submit
@@ -423,8 +443,15 @@ class Scheduler:
                 else:
                     self._release_after_flush.append(key)
         self._running = sum(
-            1 for job in self._jobs.values() for t in job.tasks if t.status is T.RUNNING
+            1
+            for job in self._jobs.values()
+            for t in job.tasks
+            if t.status is T.RUNNING or t.queued
         )
+        if hold:
+            self._spawn_task(self._hold(hold, True))
+        if unhold:
+            self._spawn_task(self._hold(unhold, False))
         self._settle(set(self._jobs.values()))
 
     def _apply_record(self, job: LiveJob, task: LiveTask, record: TaskRecord) -> None:
@@ -432,6 +459,8 @@ class Scheduler:
         if record.pid is not None and task.pid is None:
             task.pid, task.pid_start_time = record.pid, record.pid_start_time
             self._mark(job, task)
+        if task.queued and record.state == "running":
+            self._started(job, task, time.time())
         if record.state == "exited" and record.status is not None:
             self._execution_ended(key, record.status, None)
         elif record.state == "lost":
@@ -618,8 +647,8 @@ class Scheduler:
             if job is None:
                 continue
             task = job.tasks[index]
-            if task.status is not T.PENDING or rank != job.rank:
-                continue  # stale entry (see change_priority)
+            if task.status is not T.PENDING or task.queued or rank != job.rank:
+                continue  # stale entry (see change_priority), or already handed over
             if job.paused:
                 self._set(job, task, T.PAUSED)
                 continue
@@ -628,11 +657,17 @@ class Scheduler:
             task.reason = None
             task.kill_reason = None
             task.scheduled_time = now_ms()
-            self._set(job, task, T.RUNNING)
+            if self._queues():
+                # Into the engine's queue: PENDING until it starts there (`_started`),
+                # holding its worker slot meanwhile.
+                task.queued = True
+                self._mark(job, task)
+            else:
+                self._set(job, task, T.RUNNING)
+                if job.start_time is None:
+                    job.start_time = task.scheduled_time
             self._running += 1
             self.max_running_seen = max(self.max_running_seen, self._running)
-            if job.start_time is None:
-                job.start_time = task.scheduled_time
             self._spawn(job, task)
             touched.add(job)
         for job in touched:
@@ -667,11 +702,8 @@ class Scheduler:
         except OSError as exc:
             self._execution_ended(key, None, f"could not start: preparing the task: {exc}")
             return
-        walltime = task.spec.get("walltime")
-        if walltime:
-            task.timer = asyncio.get_running_loop().call_later(
-                float(walltime), self._walltime_expired, key
-            )
+        if not task.queued:
+            self._arm_walltime(task, key)
         backend = self._backend
         assert backend is not None
 
@@ -686,6 +718,42 @@ class Scheduler:
                 log.error("spawning %s failed", key, exc_info=exc)
 
         asyncio.ensure_future(backend.spawn(spec, start=True)).add_done_callback(spawned)
+
+    def _arm_walltime(self, task: LiveTask, key: str) -> None:
+        """The walltime counts from the task's start (a queued task's, once it starts)."""
+        walltime = task.spec.get("walltime")
+        if walltime:
+            task.timer = asyncio.get_running_loop().call_later(
+                float(walltime), self._walltime_expired, key
+            )
+
+    def _queues(self) -> bool:
+        return self._backend is not None and self._backend.queues
+
+    def _started(self, job: LiveJob, task: LiveTask, at: float) -> None:
+        """A queued execution started in its engine: PENDING -> RUNNING, through the
+        table like any change (committed, then published). A hold that came too late
+        (it started anyway) takes it through PENDING first."""
+        task.queued = False
+        if task.status is T.PAUSED:
+            self._set(job, task, T.PENDING)
+        task.start_time = int(at * 1000)
+        self._set(job, task, T.RUNNING)
+        if job.start_time is None:
+            job.start_time = task.start_time
+        # Now, not at the caller's settle: a task whose start and end are seen together
+        # takes its job through RUNNING first (PENDING -> STALLED is no transition).
+        self._update_job(job)
+        self._arm_walltime(task, execution_key(job.id, task.index, task.attempts))
+
+    async def _hold(self, keys: list[str], hold: bool) -> None:
+        """Hold (or let go) queued executions in the backend, in one call."""
+        if self._backend is not None:
+            with contextlib.suppress(BackendError, OSError, ConnectionError, EOFError):
+                if hold:
+                    await self._backend.hold(*keys)
+                else:
+                    await self._backend.unhold(*keys)
 
     def _spawn_task(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -732,6 +800,10 @@ class Scheduler:
             if entry is not None:
                 job, task = entry
                 task.pid, task.pid_start_time = event.pid, event.pid_start_time
+                if task.queued:
+                    self._started(job, task, event.time)
+                    self._settle({job})
+                    return
                 task.start_time = int(event.time * 1000)
                 self._mark(job, task)
                 log.debug("job %d task %s: started, pid %d", job.id, task.name, event.pid)
@@ -764,6 +836,8 @@ class Scheduler:
         if entry is None:
             return None
         job, task = entry
+        if task.queued:  # it ended before its start was seen: it started first
+            self._started(job, task, status.start_time if status else time.time())
         if task.status is not T.RUNNING:
             return None
         task.cancel_timer()
@@ -873,6 +947,12 @@ class Scheduler:
             if task.status is T.RUNNING:
                 self._abandon(job, task, why)
                 self._set(job, task, T.ABORTED)
+            elif task.queued:  # never started: cancelled in the engine's queue
+                key = execution_key(job.id, task.index, task.attempts)
+                task.queued = False
+                task.attempts -= 1  # that execution never happened
+                self._dying.add(key)
+                self._spawn_task(self._kill(key))
         for task in job.tasks:
             if task.status in TASK_ON_JOB_END:
                 self._set(job, task, TASK_ON_JOB_END[task.status])
@@ -889,10 +969,15 @@ class Scheduler:
 
     def _pause(self, job: LiveJob) -> None:
         job.paused = True
+        held = []
         for task in job.tasks:
             if task.status in TASK_PAUSABLE:
                 task.cancel_timer()
                 self._set(job, task, T.PAUSED)
+                if task.queued:  # waiting in the engine's queue: held there
+                    held.append(execution_key(job.id, task.index, task.attempts))
+        if held:
+            self._spawn_task(self._hold(held, True))
 
     def _update_job(self, job: LiveJob) -> None:
         """Derive the job's status from its counters (the rule is `states.job_status`)."""
@@ -1033,13 +1118,19 @@ class Scheduler:
         if not job.paused:
             return False
         job.paused = False
+        held = []
         for task in job.tasks:
             if task.status is T.PAUSED:
-                if task.waiting_parents == 0:
+                if task.queued:
+                    self._set(job, task, T.PENDING)
+                    held.append(execution_key(job.id, task.index, task.attempts))
+                elif task.waiting_parents == 0:
                     self._set(job, task, T.PENDING)
                     heapq.heappush(self._ready, (job.rank, job.id, task.index))
                 else:
                     self._set(job, task, T.SUBMITTED)
+        if held:
+            self._spawn_task(self._hold(held, False))
         self._settle({job})
         await self.flush()
         return True
@@ -1074,7 +1165,7 @@ class Scheduler:
         if self.events.active:
             self._job_event(job, "JOB_CHANGE_PRIORITY")
         for task in job.tasks:
-            if task.status is T.PENDING:
+            if task.status is T.PENDING and not task.queued:
                 heapq.heappush(self._ready, (job.rank, job.id, task.index))
         self._settle({job})
         await self.flush()
