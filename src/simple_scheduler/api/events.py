@@ -28,7 +28,6 @@ import logging
 import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 import orjson
 from quart import Blueprint, Response, websocket
@@ -68,6 +67,8 @@ SLICE = 256
 #: (1,200 writes/s to 10 followers of a busy job took ~10% of the loop).
 WRITE_BURST = 4
 WRITE_EVERY_S = 0.02
+#: Bytes handed to Hypercorn's stream at once (see RawConnection.write).
+WRITE_PIECE = 256 * 1024
 #: How long a closing stream waits for its close frame to be taken.
 CLOSE_WAIT_S = 2.0
 
@@ -176,14 +177,29 @@ async def frame_of(svc: Services, event: SchedulerEvent) -> bytes:
 RawSend = Callable[[bytes], Awaitable[None]]
 
 
-@dataclass(frozen=True)
 class RawConnection:
     """Hypercorn's stream of this WebSocket, reached below the ASGI interface."""
 
-    write: RawSend
-    #: drops the TCP connection at once (a client that stopped reading never takes a
-    #: close frame); None when it could not be found
-    abort: Callable[[], None] | None
+    def __init__(self, send: RawSend, abort: Callable[[], None] | None) -> None:
+        self._send = send
+        #: drops the TCP connection at once (a client that stopped reading never takes a
+        #: close frame); None when it could not be found
+        self.abort = abort
+        #: a frame is partly written (a close frame cannot follow it)
+        self.midframe = False
+
+    async def write(self, data: bytes) -> None:
+        """Write `data`, a large one a piece at a time, each taken before the next: given
+        at once, a 7.6 MB JobStateData sat in asyncio's buffer, which moves what remains
+        after every send (memmove of megabytes, per send, per subscriber)."""
+        if len(data) <= WRITE_PIECE:
+            await self._send(data)
+            return
+        view = memoryview(data)
+        self.midframe = True
+        for start in range(0, len(data), WRITE_PIECE):
+            await self._send(bytes(view[start : start + WRITE_PIECE]))
+        self.midframe = False
 
 
 def raw_connection() -> RawConnection | None:
@@ -206,14 +222,14 @@ def raw_connection() -> RawConnection | None:
     if type(stream).__name__ != "WSStream":
         return None
 
-    async def write(data: bytes) -> None:
+    async def send_data(data: bytes) -> None:
         await send(Data(stream_id=stream_id, data=data))
 
     try:  # WSStream -> H11Protocol -> TCPServer -> StreamWriter
         abort = send.__self__.send.__self__.writer.transport.abort
     except AttributeError:
         abort = None
-    return RawConnection(write, abort)
+    return RawConnection(send_data, abort)
 
 
 @blueprint.websocket("/scheduler/events")
@@ -259,6 +275,10 @@ async def events() -> Response | None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+    if raw is not None and raw.midframe and raw.abort is not None:
+        log.info("events subscriber of %s dropped mid-frame: it does not read", principal.name)
+        raw.abort()
+        return None
     try:
         await asyncio.wait_for(websocket.close(code, reason), CLOSE_WAIT_S)
     except (TimeoutError, Exception):
