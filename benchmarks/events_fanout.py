@@ -14,6 +14,10 @@ lag, the others count them); the others belong to another user, as when
 hundreds of users follow their own jobs, and receive heartbeats only. Every one of them
 is registered on the bus the scheduler publishes into.
 
+The machine is shared and its load swings: next to the wall-clock ratio, the web
+process's CPU time per task with and without subscribers says what the events cost the
+server itself.
+
 Event lag: for each task event received by an owner subscriber, the receive time minus
 the time of the change it reports (`scheduledTime` for RUNNING, `finishedTime` for the
 end, both stamped by the server or the monitor): it includes the batching window, the
@@ -38,6 +42,7 @@ import time
 
 import httpx
 import orjson
+import psutil
 from harness import LiveServer, job_xml, native_task
 
 #: Owner subscribers that decode every frame for its lag (the others count frames):
@@ -129,6 +134,9 @@ class Subscriber:
 
     def on_event(self, body: bytes) -> None:
         now = time.time() * 1000
+        if not body.startswith(b'{"action":"TASK_STATE_UPDATED"'):
+            return  # not measured: decoding a big job's 7.6 MB JobStateData here would
+            # delay this process's next reads by as much (it runs 200 subscribers)
         data = orjson.loads(body)["data"]
         status = data.get("taskStatus")
         if status == "RUNNING":
@@ -138,6 +146,13 @@ class Subscriber:
         else:
             return
         self.timeline.append((now, self.lags_ms[-1]))
+
+
+def cpu_s(server: LiveServer) -> float:
+    """The web process's CPU time so far (its threads included)."""
+    assert server.proc is not None
+    times = psutil.Process(server.proc.pid).cpu_times()
+    return float(times.user + times.system)
 
 
 async def run_job(client: httpx.AsyncClient, n: int) -> tuple[int, float]:
@@ -173,13 +188,18 @@ async def measure(args: argparse.Namespace, server: LiveServer) -> dict[str, flo
     #: lags of each subscriber's second half of the job, past the submission's burst
     later: list[float] = []
     events_per_s: list[float] = []
+    #: the web process's CPU ms per task (its own cost, whatever else loads the machine)
+    cpu_without: list[float] = []
+    cpu_with: list[float] = []
     async with httpx.AsyncClient(
         base_url=url, headers={"sessionid": owner_token}, timeout=600
     ) as client:
         await remove(client, (await run_job(client, 200))[0])  # warm-up
         for round_ in range(args.rounds):
+            cpu = cpu_s(server)
             job_id, rate = await run_job(client, n)
             without.append(rate)
+            cpu_without.append((cpu_s(server) - cpu) * 1000 / n)
             await remove(client, job_id)
             print(f"round {round_}: 0 subscribers: {without[-1]:.0f} tasks/s", flush=True)
             owners = min(args.owner_subscribers, args.subscribers)
@@ -192,13 +212,16 @@ async def measure(args: argparse.Namespace, server: LiveServer) -> dict[str, flo
             for sub in subs:
                 sub.task = asyncio.create_task(sub.run())
             await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in subs)), 120)
+            cpu = cpu_s(server)
             job_id, rate = await run_job(client, n)
             with_subs.append(rate)
-            expected = 1 + 3 * n + 2  # submitted, 3 per task, running and finished
+            expected = 1 + 2 * n + 2  # submitted (with the tasks' first status),
+            # 2 per task (running, finished), the job's running and finished
             deadline = time.monotonic() + 60
             while any(s.frames < expected for s in subs[:owners]):
                 assert time.monotonic() < deadline, [s.frames for s in subs[:owners]]
                 await asyncio.sleep(0.05)
+            cpu_with.append((cpu_s(server) - cpu) * 1000 / n)
             # Delivery rate: every subscriber's events over the time they arrived in.
             frames = sum(s.frames for s in subs)
             window = max(s.last_at for s in subs) - min(s.first_at for s in subs[:owners])
@@ -235,6 +258,8 @@ async def measure(args: argparse.Namespace, server: LiveServer) -> dict[str, flo
         "tasks_per_s_n": statistics.median(with_subs),
         "events_per_s": statistics.median(events_per_s),
         "p99": lags[int(0.99 * (len(lags) - 1))] if lags else float("nan"),
+        "cpu_0": statistics.median(cpu_without),
+        "cpu_n": statistics.median(cpu_with),
     }
 
 
@@ -271,6 +296,8 @@ def main() -> None:
                 "events_per_s": round(result["events_per_s"], 1),
                 "p99_event_lag_ms": round(result["p99"], 1),
                 "p99_event_lag_ms_second_half": round(result["p99_second_half"], 1),
+                "server_cpu_ms_per_task_0": round(result["cpu_0"], 3),
+                "server_cpu_ms_per_task_200": round(result["cpu_n"], 3),
                 "subscribers": args.subscribers,
                 "owner_subscribers": min(args.owner_subscribers, args.subscribers),
                 "tasks": 2000 if args.small else 10_000,

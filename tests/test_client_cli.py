@@ -540,6 +540,31 @@ def test_follow_streams_interleaved_output_prefixed_by_task(cli: Cli) -> None:
     assert f"job {lines[0]} FINISHED: 2/2 tasks done, 0 failed" in stderr.decode()
 
 
+def test_wait_sees_the_end_through_the_events_socket(cli: Cli) -> None:
+    """`wait` subscribes to the events WebSocket (the server logs the CLI's subscription)
+    and is woken by the job's end; `logs -f` uses the socket too."""
+    gate = cli.home / "gate"
+    script = f"until [ -e {gate} ]; do sleep 0.01; done; echo done"
+    job_id = cli.submit(job_xml([{"name": "g", "bash": script}]))
+    line = "events subscriber of alice connected (simple-scheduler-cli)"
+    before = cli.server.log.read_text().count(line)
+    with cli.http() as http:
+        wait_task(http, job_id, "g", "RUNNING")
+        waiting = cli.popen("wait", str(job_id))
+        following = cli.popen("logs", str(job_id), "-f")
+        until(
+            lambda: cli.server.log.read_text().count(line) == before + 2,
+            "wait and logs -f to subscribe",
+        )
+        gate.touch()
+    _, stderr = waiting.communicate(timeout=30)
+    assert waiting.returncode == 0, stderr
+    assert f"job {job_id} FINISHED: 1/1 tasks done, 0 failed" in stderr.decode()
+    stdout, stderr = following.communicate(timeout=30)
+    assert following.returncode == 0, stderr
+    assert stdout.decode().splitlines() == ["g | done"]
+
+
 def test_wait_on_a_job_killed_meanwhile(cli: Cli) -> None:
     job_id = cli.submit(
         job_xml([{"name": "s", "bash": "sleep 60"}, {"name": "t", "depends": ["s"]}])

@@ -273,6 +273,41 @@ def test_login_submit_the_diamond_and_watch_it_finish_live(
     shot(page, "task")
 
 
+def test_a_job_page_follows_the_events_socket_without_polling(page: Any, site: Site) -> None:
+    """The job's page subscribes to the events WebSocket (with the session cookie) and
+    draws the job's end from it: no reload, and not one request once the page is drawn."""
+    gate = site.server.root / f"gate-{uuid.uuid4().hex}"
+    job_id = site.submit(
+        job_xml(
+            [
+                {"name": "gated", "bash": f"until [ -e {gate} ]; do sleep 0.01; done"},
+                {"name": "then", "depends": ["gated"], "bash": "true"},
+            ],
+            name="<b>socket</b>",
+        )
+    )
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    login(page, path=f"/jobs/{job_id}")
+    expect(node(page, "gated")).to_have_class(re.compile(r"\bst-RUNNING\b"))
+    expect(node(page, "then")).to_have_class(re.compile(r"\bst-SUBMITTED\b"))
+    expect(page.get_by_role("heading", name="<b>socket</b>")).to_be_visible()  # as text
+    # Subscribed, and the job read once after that: from here on, only the socket.
+    page.wait_for_function("() => performance.getEntriesByName('live-events').length > 0")
+    page.evaluate("() => { window.stillTheSamePage = true; }")
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    gate.touch()
+    expect(node(page, "then")).to_have_class(re.compile(r"\bst-FINISHED\b"))
+    expect(node(page, "gated")).to_have_class(re.compile(r"\bst-FINISHED\b"))
+    expect(page.locator(".job-head .badge")).to_have_text(re.compile("Finished"))
+    assert page.evaluate("() => window.stillTheSamePage === true"), "the page was reloaded"
+    assert sockets == [f"ws://127.0.0.1:{site.server.port}/rest/scheduler/events"]
+    assert requests == [], requests  # every change came through the socket
+    assert page.evaluate("() => performance.getEntriesByName('live-polling').length") == 0
+    assert site.info(job_id)["status"] == "FINISHED"
+
+
 def test_kill_a_running_job_from_its_page(page: Any, site: Site) -> None:
     job_id = site.submit(
         job_xml(

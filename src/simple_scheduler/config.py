@@ -105,8 +105,8 @@ class Config:
     events_heartbeat_s: float = 30.0
     #: Events queued for one WebSocket subscriber at most; a subscriber that falls this far
     #: behind is disconnected (bounded memory, scheduling never waits for it). A batch of
-    #: changes arrives at once (a 10,000-task job's submission makes 10,000 PENDING
-    #: events), so this must exceed the largest job.
+    #: changes arrives at once (killing a 10,000-task job ends 10,000 tasks in one
+    #: commit), so this must exceed the largest job.
     events_max_queued: int = 100_000
     #: The Unix account tasks run as ("": the server's own, which can read its keys and
     #: database: a warning at start). Needs CAP_SETUID/CAP_SETGID in the hypervisor.

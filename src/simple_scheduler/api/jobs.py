@@ -233,13 +233,13 @@ async def _job_state_chunks(
     for start in range(0, total, PAGE_ROWS):
         rows = await jobstore.task_range(store, job_id, start, start + PAGE_ROWS)
         if rows:
-            body = await asyncio.to_thread(_render_tasks, rows, job)
+            body = await asyncio.to_thread(render_task_states, rows, job)
             yield body if first else b"," + body
             first = False
     yield b"}}"
 
 
-def _render_tasks(rows: list[Row], job: Row) -> bytes:
+def render_task_states(rows: list[Row], job: Row) -> bytes:
     """`"index": TaskStateData` of each row, comma-separated (in a worker thread)."""
     return b",".join(
         b'"%d":%s' % (int(row["task_index"]), orjson.dumps(views.task_state(row, job)))

@@ -10,8 +10,9 @@ import typer
 from simple_scheduler.client import output, shapes
 from simple_scheduler.client.command import JobArg, JsonOption, client_command, connect
 from simple_scheduler.client.errors import USAGE, ClientError
+from simple_scheduler.client.eventsource import job_source
 from simple_scheduler.client.follow import JobLogFollower, TaskLogFollower
-from simple_scheduler.client.watch import JobInfo, PollingSource, watch
+from simple_scheduler.client.watch import JobInfo, watch
 from simple_scheduler.states import JOB_TERMINAL, JobStatus
 
 
@@ -145,11 +146,13 @@ def logs_command(
                 sys.stdout.buffer.flush()
                 return
             tail = TaskLogFollower(rest, job, task, stream, sys.stdout.buffer)
-            watch(PollingSource(rest, job), _ignore, tail)
+            with job_source(rest, job) as source:
+                watch(source, _ignore, tail)
             return
         every = JobLogFollower(rest, job, (stream,), colour=output.fancy(sys.stdout))
         if follow:
-            watch(PollingSource(rest, job), _ignore, every)
+            with job_source(rest, job) as source:
+                watch(source, _ignore, every)
         else:
             every.pump(rest.job_info(job), True)
 

@@ -98,6 +98,12 @@ class Rest:
         )
         self._renew_at = renewal_time(session.token) if keep_alive and session.token else None
 
+    @property
+    def token(self) -> str | None:
+        """The session token in use (a renewed one once renewed)."""
+        token: str | None = self._http.headers.get("sessionid")
+        return token
+
     def __enter__(self) -> Rest:
         return self
 
@@ -116,10 +122,15 @@ class Rest:
         reason = str(exc) or type(exc).__name__
         return ClientError(NO_SERVER, f"cannot reach the server at {self.session.url}: {reason}")
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send, and raise the ClientError of any answer other than 2xx."""
+    def renew_if_due(self) -> None:
+        """Renew the token once half its life has passed (`keep_alive` only): a watcher
+        that makes no request for a while calls this, so its session lives on."""
         if self._renew_at is not None and time.time() >= self._renew_at:
             self._renew()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send, and raise the ClientError of any answer other than 2xx."""
+        self.renew_if_due()
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:

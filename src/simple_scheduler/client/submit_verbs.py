@@ -19,8 +19,9 @@ from simple_scheduler.client.command import (
     read_workflow,
 )
 from simple_scheduler.client.errors import USAGE
+from simple_scheduler.client.eventsource import job_source
 from simple_scheduler.client.follow import JobLogFollower
-from simple_scheduler.client.watch import JobInfo, PollingSource, exit_code, watch
+from simple_scheduler.client.watch import JobInfo, exit_code, watch
 from simple_scheduler.states import JobStatus
 
 if TYPE_CHECKING:
@@ -85,8 +86,8 @@ def _wait(rest: Rest, job_id: int, *, bar: bool, follow: tuple[str, ...] = ()) -
             output.note(f"job {job_id} is {status}: {STUCK[status]}; still waiting")
         last_status = status
 
-    with progress.display(job_id, bar) as shown:
-        info = watch(PollingSource(rest, job_id), update, follower)
+    with progress.display(job_id, bar) as shown, job_source(rest, job_id) as source:
+        info = watch(source, update, follower)
     output.note(progress.summary(info))
     return info
 

@@ -1,10 +1,9 @@
 """Watching a job until it ends: where changes come from, and what the ending means.
 
-A `JobSource` gives the job's current info and waits for the next change. Today it is
-`PollingSource` (GET `/jobs/{id}/info`, sleeping between polls); when the server serves
-its events WebSocket (`/rest/scheduler/events`), a source that keeps the info from the
-events and wakes on each one replaces it without touching `watch`, the progress bar or
-the log follower.
+A `JobSource` gives the job's current info and waits for the next change: the verbs use
+`eventsource.EventsSource` (the events WebSocket: woken by each change), and
+`PollingSource` here (GET `/jobs/{id}/info`, sleeping between polls) when the socket
+cannot open. `watch`, the progress bar and the log follower do not know which.
 
 Polling backs off: 20 ms after a change (a busy job changes again soon), growing to 500 ms
 while nothing happens, so a short job is seen ending within a few tens of milliseconds

@@ -40,13 +40,28 @@ from simple_scheduler.auth.sessions import AuthError, Principal
 from simple_scheduler.dashboard import bulk
 from simple_scheduler.dashboard.inspect import inspect_workflow
 from simple_scheduler.execution.backend import OutputKind
-from simple_scheduler.states import JobStatus, TaskStatus
+from simple_scheduler.states import TASK_COUNTERS, JobStatus, TaskStatus
 from simple_scheduler.store.db import Row
 
 blueprint = Blueprint("dashboard_data", __name__, url_prefix="/dashboard/api")
 
 #: One character per task status: a 10,000-task job's statuses are a 10 KB string.
 STATUS_CODES: dict[str, str] = {s.value: chr(ord("A") + i) for i, s in enumerate(TaskStatus)}
+#: JobInfoData's counter of each `jobs` counter column (as views.job_info names them).
+_COUNTER_FIELDS = {
+    "pending_tasks": "numberOfPendingTasks",
+    "running_tasks": "numberOfRunningTasks",
+    "finished_tasks": "numberOfFinishedTasks",
+    "failed_tasks": "numberOfFailedTasks",
+    "faulty_tasks": "numberOfFaultyTasks",
+    "in_error_tasks": "numberOfInErrorTasks",
+}
+#: The JobInfoData counters a task in each status (by code) counts in: the page follows
+#: the counters from task events (states.TASK_COUNTERS, the one definition).
+COUNTED_AS: dict[str, list[str]] = {
+    STATUS_CODES[status.value]: [_COUNTER_FIELDS[c] for c in columns]
+    for status, columns in TASK_COUNTERS.items()
+}
 _UNKNOWN_CODE = "?"
 #: Job columns the pages read (`SELECT *` would copy the whole workflow XML every poll).
 JOB_COLUMNS = (
@@ -188,6 +203,7 @@ async def graph(job_id: str) -> Response:
         {
             "job": views.job_info(job),
             "codes": {code: status for status, code in STATUS_CODES.items()},
+            "counters": COUNTED_AS,
             "names": [r[0] for r in tasks],
             "statuses": _codes([r[1] for r in tasks]),
             "edges": edges,

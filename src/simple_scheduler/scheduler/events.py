@@ -11,14 +11,21 @@ Design, so that subscribers can never slow scheduling:
   appended to each interested subscriber's bounded deque. No encoding happens here.
 - An event carries plain snapshots (row dicts) taken when the change happened, so it is
   immutable once recorded; turning it into JSON is the subscriber side's job, done once
-  per event however many subscribers get it (`SchedulerEvent.cached`).
+  per event however many subscribers get it (`SchedulerEvent.cached`). The one
+  exception is a submission: its JobStateData (7.6 MB for 10,000 tasks) is rendered by
+  `prepare` (the endpoint's renderer, off the loop) before the job goes live, because
+  every later event of the job waits behind it in its followers' streams.
 - A subscriber whose queue is full is closed at once, with a log line: a slow or stuck
   client costs a bounded amount of memory and nothing else. When nobody subscribes the
   scheduler records nothing (`EventBus.active`).
 
 Event names are ProActive's (`SchedulerEvent` enum) so its Java client decodes them.
-ProActive announces no event for a task going back to SUBMITTED, PENDING or PAUSED; we
-send `TASK_PROGRESS` for those so a follower misses no status (its data says which).
+A new job's tasks get no event for their first status: JOB_SUBMITTED carries every
+task's state (ProActive's `InternalJob.start()` sets its tasks PENDING without task
+events too), so a 10,000-task submission is one event, not 10,001 (and its tasks' first
+statuses are stored by the submission itself: `states.first_task_status`). ProActive announces
+no event for a task going back to SUBMITTED, PENDING or PAUSED later; we send
+`TASK_PROGRESS` for those so a follower misses no status (its data says which).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +75,9 @@ class SchedulerEvent:
     #: sends it (a server's frames are unmasked: the same bytes serve every subscriber)
     cached: bytes | None = None
     frame: bytes | None = None
+    #: the encoding in progress, when it has to await (job events read the job's
+    #: details): the subscribers that need it meanwhile wait for it
+    encoding: asyncio.Future[bytes] | None = None
 
 
 def task_event_name(old: TaskStatus, new: TaskStatus) -> str:
@@ -131,7 +141,9 @@ class Subscription:
         #: called once when it closes: the sender may be stuck writing to a client that
         #: stopped reading, and waking its queue would not free it
         self.on_close: Callable[[], object] | None = None
-        self._wakeup = asyncio.Event()
+        #: the sender's wait, resolved by the next event: one loop turn from a commit to
+        #: the sender (an `asyncio.Event` under `wait_for` took three, and a task)
+        self._waiter: asyncio.Future[None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -149,19 +161,26 @@ class Subscription:
             self.close("too slow: its event queue is full")
             return
         self.queue.append(event)
-        if not self._wakeup.is_set():
-            self._wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def wait(self, timeout: float) -> bool:
         """Wait until events are queued or it is closed; False on timeout."""
         if self.queue or self.closed:
             return True
-        self._wakeup.clear()
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(timeout, _resolve, waiter)
         try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        except TimeoutError:
-            return bool(self.queue) or self.closed
-        return True
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+        return bool(self.queue) or self.closed
 
     def take(self) -> list[SchedulerEvent]:
         """Everything queued, oldest first."""
@@ -177,7 +196,12 @@ class Subscription:
             self._bus._remove(self)
             if self.on_close is not None:
                 self.on_close()
-        self._wakeup.set()
+        self._wake()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class EventBus:
@@ -188,6 +212,8 @@ class EventBus:
         self._by_owner: dict[str, list[Subscription]] = {}
         self._everybody: list[Subscription] = []
         self.published = 0
+        #: made by the events endpoint: renders events ahead of publishing
+        self.renderer: Callable[[Sequence[SchedulerEvent]], Awaitable[None]] | None = None
 
     @property
     def active(self) -> bool:
@@ -225,6 +251,18 @@ class EventBus:
             self._by_owner[sub.owner] = subs
         else:
             self._by_owner.pop(sub.owner, None)
+
+    async def prepare(self, events: Sequence[SchedulerEvent]) -> None:
+        """Render the events that someone will receive, before they are published.
+
+        For JOB_SUBMITTED: everything its job does next queues behind it in its
+        followers' streams, so its bytes had better be ready when it is published."""
+        wanted = [e for e in events if self._everybody or e.owner in self._by_owner]
+        if wanted and self.renderer is not None:
+            try:
+                await self.renderer(wanted)
+            except Exception:  # they are rendered when sent, then
+                log.exception("rendering events ahead failed")
 
     def publish(self, events: Iterable[SchedulerEvent]) -> None:
         """Queue committed events for their subscribers, in order."""

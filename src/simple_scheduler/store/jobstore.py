@@ -19,6 +19,7 @@ from simple_scheduler.states import (
     JobStatus,
     TaskStatus,
     count_tasks,
+    first_task_status,
 )
 from simple_scheduler.store.db import Row, Store, Tx
 from simple_scheduler.store.dbengine import INT32_MAX, matchable
@@ -153,7 +154,7 @@ def _job_batches(
         + ")",
         [
             {
-                **count_tasks([TaskStatus.SUBMITTED] * len(job.tasks)),
+                **count_tasks(first_task_status(bool(t.depends)) for t in job.tasks),
                 "status": JobStatus.PENDING.value,
                 "id": job_id,
                 "owner": owner,
@@ -181,7 +182,7 @@ def _job_batches(
                 "job_id": job_id,
                 "task_index": task.index,
                 "name": task.name,
-                "status": TaskStatus.SUBMITTED.value,
+                "status": first_task_status(bool(task.depends)).value,
                 "spec": json.dumps(task_spec(task, job)),
                 "on_task_error": job.task_on_error(task),
                 "max_exec": job.task_max_number_of_execution(task),

@@ -340,7 +340,7 @@ export function jobView(main, jobId) {
         drawInError();
       }
       performance.measure("live-update", { start }); // read by the benchmark
-    }, (error) => problems.replaceChildren(errorBox(error)));
+    }, (error) => problems.replaceChildren(errorBox(error)), data);
   }
 
   return () => {
