@@ -114,16 +114,18 @@ class Subscriber:
                         size, header = struct.unpack_from(">Q", buffer, at + 2)[0], 10
                     if len(buffer) - at < header + size:
                         break
-                    opcode = buffer[at] & 0x0F
+                    opcode, final = buffer[at] & 0x0F, buffer[at] & 0x80
                     begin, at = at + header, at + header + size
                     if opcode == 8:
                         return
+                    if not final:  # a big message's first fragments: count it at its end
+                        continue
                     if not none_seen:
                         none_seen = True
                         self.ready.set()
                     elif size != 1 or buffer[begin] != 0x58:  # not the heartbeat "X"
                         self.frames += 1
-                        if self.measure:
+                        if self.measure and opcode == 1:  # a whole message in one frame
                             self.on_event(bytes(buffer[begin:at]))
                 del buffer[:at]
                 if self.frames:

@@ -83,9 +83,7 @@ def next_frame(ws: ClientConnection, *, heartbeats: bool = False, timeout: float
             return frame
 
 
-def events_until(
-    ws: ClientConnection, done: Any, timeout: float = 60
-) -> list[dict[str, Any]]:
+def events_until(ws: ClientConnection, done: Any, timeout: float = 60) -> list[dict[str, Any]]:
     """Event frames until one satisfies `done` (included)."""
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
@@ -183,9 +181,7 @@ def test_users_see_only_their_jobs_admin_sees_all(server: Server) -> None:
             "bob",
             None,
         }
-        assert all(
-            f["data"]["jobId"]["id"] == bob_job for f in bob_frames if "jobId" in f["data"]
-        )
+        assert all(f["data"]["jobId"]["id"] == bob_job for f in bob_frames if "jobId" in f["data"])
         # An admin following its own jobs only hears of nobody else's: its stream is
         # still quiet after both jobs ended (only heartbeats arrive).
         assert next_frame(root_own_ws, heartbeats=True, timeout=10) == "X"
@@ -252,6 +248,59 @@ def _stuck_subscriber(server: Server, token: str) -> socket.socket:
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     sock.sendall(bytes((0x81, 0x80 | len(payload))) + mask + masked)
     return sock
+
+
+def _read_frames(sock: socket.socket, until: Any, timeout: float = 60) -> list[tuple[int, bytes]]:
+    """(first byte, payload) of each frame the server sends, until `until(frames)`."""
+    sock.settimeout(timeout)
+    buffer, frames = b"", list[tuple[int, bytes]]()
+    while not until(frames):
+        chunk = sock.recv(1 << 16)
+        assert chunk, "the server closed the stream"
+        buffer += chunk
+        while len(buffer) >= 2:
+            size, header = buffer[1] & 0x7F, 2
+            if size == 126:
+                size, header = int.from_bytes(buffer[2:4], "big"), 4
+            elif size == 127:
+                size, header = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < header + size:
+                break
+            frames.append((buffer[0], buffer[header : header + size]))
+            buffer = buffer[header + size :]
+    return frames
+
+
+def test_a_big_message_goes_in_frames_proactives_client_accepts(server: Server) -> None:
+    """ProActive's Java client drops its connection on a frame over 10,240 bytes (a job
+    of more than a dozen tasks announced whole in JOB_SUBMITTED): big messages go as a
+    text frame and continuations, cut between UTF-8 characters, and reassemble whole."""
+    token = server.login("alice", "alice-pw")
+    wide = "é€😀" * 2000  # multi-byte characters, so that cuts meet them
+    xml = job_xml([{"name": f"t{i}", "native": ["true"]} for i in range(40)], variables={"W": wide})
+    sock = _stuck_subscriber(server, token)
+    try:
+        _read_frames(sock, lambda frames: len(frames) == 1)  # NONE
+        with api(server, token) as c:
+            job_id = submit(c, xml)
+
+        def submitted(frames: list[tuple[int, bytes]]) -> bool:
+            return bool(frames) and frames[-1][0] == 0x80  # a fragmented message's end
+
+        frames = _read_frames(sock, submitted)
+    finally:
+        sock.close()
+    assert frames[0][0] == 0x01  # text, not final
+    assert all(first == 0x00 for first, _ in frames[1:-1])  # continuations
+    assert len(frames) > 2
+    assert max(len(payload) for _, payload in frames) <= 10240
+    for _, payload in frames:
+        payload.decode()  # each fragment is whole UTF-8 text on its own
+    message = json.loads(b"".join(payload for _, payload in frames))
+    assert message["action"] == "JOB_SUBMITTED"
+    assert message["data"]["id"] == job_id
+    assert len(message["data"]["tasks"]) == 40
+    assert message["data"]["jobInfo"]["variables"]["W"] == wide
 
 
 def test_slow_subscriber_is_disconnected_and_scheduling_goes_on(server: Server) -> None:
@@ -343,4 +392,3 @@ def test_reconnect_after_server_restart(server: Server) -> None:
         job_id = submit(c, job_xml([{"name": "a", "bash": "true"}]))
         frames = events_until(ws2, job_ended(job_id))
     assert frames[0]["action"] == "JOB_SUBMITTED" and frames[-1]["data"]["status"] == "FINISHED"
-

@@ -154,3 +154,26 @@ def test_listing_reads_the_users_jobs(gateway: Any) -> None:
     listed = gateway.getAllJobs(finished=True, running=True, pending=True)
     ids = {int(job.getJobId().value()) for job in listed}
     assert int(job_id) in ids
+
+
+def test_the_event_stream_survives_a_big_job(server: Server, gateway: Any) -> None:
+    """The client refuses WebSocket frames over 10,240 bytes by dropping the connection
+    (its smart proxy then reconnects, and misses what came meanwhile): a 40-task job's
+    JOB_SUBMITTED (~60 KB) must reach it without a reconnection."""
+
+    def subscriptions() -> int:
+        return server.log.read_text().count("events subscriber of alice connected")
+
+    wait_for(lambda: subscriptions() >= 1, 30, "the client's subscription")
+    before = subscriptions()
+    job = gateway.createJob()
+    job.setJobName("forty")
+    for i in range(40):
+        job.addTask(bash_task(gateway, f"t{i}", "true"))
+    gateway.getJobResult(gateway.submitJob(job), 60_000)
+    # A dropped stream reconnects at once; by the time a second job has gone through
+    # submit and result, a reconnection would have been logged.
+    gateway.getJobResult(
+        gateway.submitWorkflowFromFile(str(WORKFLOWS / "examples-native_task.xml")), 60_000
+    )
+    assert subscriptions() == before

@@ -69,6 +69,12 @@ WRITE_BURST = 4
 WRITE_EVERY_S = 0.02
 #: Bytes handed to Hypercorn's stream at once (see RawConnection.write).
 WRITE_PIECE = 256 * 1024
+#: Largest frame payload sent: a longer message goes out as a text frame and continuation
+#: frames (RFC 6455 5.4). ProActive's Java client (AsyncHttpClient 1.9 under wasync)
+#: refuses a frame over 10,240 bytes: it drops the connection (and its smart proxy
+#: reconnects, missing events) at the JOB_SUBMITTED of any job of more than ~12 tasks,
+#: while it reassembles fragments of any total size.
+MAX_FRAME_PAYLOAD = 8192
 #: How long a closing stream waits for its close frame to be taken.
 CLOSE_WAIT_S = 2.0
 
@@ -154,17 +160,35 @@ async def _render_ahead(svc: Services, events: Sequence[SchedulerEvent]) -> None
 
 
 def text_frame(payload: bytes) -> bytes:
-    """A final, unmasked WebSocket text frame (RFC 6455 5.2) holding `payload`.
+    """A text message as unmasked WebSocket frames (RFC 6455 5.2): one final frame, or
+    for a payload over MAX_FRAME_PAYLOAD a non-final text frame, continuation frames and a
+    final continuation frame, each cut between UTF-8 characters (a client that decodes
+    each fragment on its own still reads the text right).
 
     Without RSV1 it is an uncompressed message, which stays valid when the connection
     negotiated permessage-deflate (RFC 7692 6.1)."""
+    if len(payload) <= MAX_FRAME_PAYLOAD:
+        return _frame(0x81, payload)
+    view, parts, at, opcode = memoryview(payload), [], 0, 0x01
+    while len(payload) - at > MAX_FRAME_PAYLOAD:
+        cut = at + MAX_FRAME_PAYLOAD
+        while payload[cut] & 0xC0 == 0x80:  # a UTF-8 continuation byte: not a boundary
+            cut -= 1
+        parts.append(_frame(opcode, view[at:cut]))
+        at, opcode = cut, 0x00
+    parts.append(_frame(0x80, view[at:]))
+    return b"".join(parts)
+
+
+def _frame(first_byte: int, payload: bytes | memoryview) -> bytes:
+    """One frame: FIN and opcode in `first_byte`, then the length and the payload."""
     size = len(payload)
     if size < 126:
-        head = bytes((0x81, size))
+        head = bytes((first_byte, size))
     elif size < 65536:
-        head = struct.pack(">BBH", 0x81, 126, size)
+        head = struct.pack(">BBH", first_byte, 126, size)
     else:
-        head = struct.pack(">BBQ", 0x81, 127, size)
+        head = struct.pack(">BBQ", first_byte, 127, size)
     return head + payload
 
 
