@@ -39,8 +39,6 @@ REPO = Path(__file__).resolve().parent.parent
 ENDED = {"FINISHED", "CANCELED", "FAILED", "KILLED"}
 
 
-
-
 def slurm_answers() -> bool:
     try:
         out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, timeout=10)
@@ -109,7 +107,10 @@ def slurm_reasons(root: Path) -> dict[str, str]:
 def sbatch(*args: str) -> str:
     done = subprocess.run(
         ["sbatch", "--parsable", "--output=/dev/null", *args],
-        capture_output=True, text=True, check=True, cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
     )
     return done.stdout.strip().split(";")[0]
 
@@ -117,7 +118,8 @@ def sbatch(*args: str) -> str:
 def slurm_job_gone(slurm_id: str) -> bool:
     out = subprocess.run(
         ["squeue", "-h", "-t", "PENDING,RUNNING,COMPLETING", "-j", slurm_id, "-o", "%i"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     return out.returncode != 0 or not out.stdout.strip()
 
@@ -127,9 +129,16 @@ def node_taken() -> Iterator[str]:
     """One exclusive job on the one node: every job submitted meanwhile queues."""
     filler = sbatch("--exclusive", "--job-name=ss-test-filler", "--wrap", "sleep 600")
     try:
-        wait_for(lambda: subprocess.run(
-            ["squeue", "-h", "-j", filler, "-o", "%T"], capture_output=True, text=True
-        ).stdout.strip() == "RUNNING", 60, "the filler job to take the node")
+        wait_for(
+            lambda: (
+                subprocess.run(
+                    ["squeue", "-h", "-j", filler, "-o", "%T"], capture_output=True, text=True
+                ).stdout.strip()
+                == "RUNNING"
+            ),
+            60,
+            "the filler job to take the node",
+        )
         yield filler
     finally:
         subprocess.run(["scancel", filler], capture_output=True)
@@ -182,8 +191,12 @@ def test_diamond_runs_in_dependency_order_as_slurm_jobs(server: Server) -> None:
 def test_failures_retry_then_fault_and_dependents_still_run(server: Server) -> None:
     xml = job_xml(
         [
-            {"name": "bad", "bash": "echo try >> ../../tries; exit 3", "max_exec": 2,
-             "retry_delay": "1"},
+            {
+                "name": "bad",
+                "bash": "echo try >> ../../tries; exit 3",
+                "max_exec": 2,
+                "retry_delay": "1",
+            },
             {"name": "after", "depends": ["bad"], "bash": "echo after"},
         ],
         name="policy",
@@ -202,8 +215,11 @@ def test_walltime_and_kill_leave_no_process(server: Server) -> None:
     with client(server) as c:
         timed = submit(c, job_xml([{"name": "T", "bash": marker, "walltime": "00:00:03"}]))
         killed = submit(c, job_xml([{"name": "K", "bash": marker}]))
-        wait_for(lambda: task(c, killed, "K")["taskStatus"] == "RUNNING"
-                 and bool(marked(marker)), 60, "the task to run in Slurm")
+        wait_for(
+            lambda: task(c, killed, "K")["taskStatus"] == "RUNNING" and bool(marked(marker)),
+            60,
+            "the task to run in Slurm",
+        )
         assert c.put(f"/scheduler/jobs/{killed}/kill").status_code == 200
         assert wait(c, killed, ENDED, timeout=60)["status"] == "KILLED"
         info = wait(c, timed, ENDED, timeout=90)
@@ -260,8 +276,13 @@ def test_slurmctld_restarted_mid_job(server: Server) -> None:
     )
     with client(server) as c:
         job = submit(c, xml)
-        wait_for(lambda: task(c, job, "A")["taskStatus"] == "RUNNING"
-                 and bool(our_slurm_jobs(server.root)), 60, "A to run")
+        wait_for(
+            lambda: (
+                task(c, job, "A")["taskStatus"] == "RUNNING" and bool(our_slurm_jobs(server.root))
+            ),
+            60,
+            "A to run",
+        )
         pid = int(Path("/run/slurmctld.pid").read_text())
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not psutil.pid_exists(pid), 30, "slurmctld to stop")
@@ -285,9 +306,13 @@ def test_queued_task_reads_pending_pause_holds_it_resume_runs_it(server: Server)
         assert c.get(f"/scheduler/jobs/{job}/info").json()["status"] == "PENDING"
         for j in (job, doomed):
             assert c.put(f"/scheduler/jobs/{j}/pause").status_code == 200
-        wait_for(lambda: all(r.startswith("PENDING JobHeld")
-                             for r in slurm_reasons(server.root).values()),
-                 60, "both held in Slurm")
+        wait_for(
+            lambda: all(
+                r.startswith("PENDING JobHeld") for r in slurm_reasons(server.root).values()
+            ),
+            60,
+            "both held in Slurm",
+        )
         assert task(c, job, "Q")["taskStatus"] == "PAUSED"
         assert task(c, doomed, "H")["taskStatus"] == "PAUSED"
         # A held task is killed in Slurm's queue: NOT_STARTED, its Slurm job gone.
@@ -326,9 +351,15 @@ def test_cancel_job_policy_cancels_running_and_queued_siblings(server: Server) -
     )
     with client(server) as c:
         job = submit(c, xml)
-        wait_for(lambda: task(c, job, "long")["taskStatus"] == "RUNNING"
-                 and task(c, job, "bad")["taskStatus"] == "RUNNING"
-                 and bool(marked(marker)), 60, "both tasks to run in Slurm")
+        wait_for(
+            lambda: (
+                task(c, job, "long")["taskStatus"] == "RUNNING"
+                and task(c, job, "bad")["taskStatus"] == "RUNNING"
+                and bool(marked(marker))
+            ),
+            60,
+            "both tasks to run in Slurm",
+        )
         flag.touch()
         assert wait(c, job, ENDED, timeout=60)["status"] == "CANCELED"
         assert task(c, job, "bad")["taskStatus"] == "FAULTY"
@@ -391,9 +422,14 @@ def test_server_killed_while_tasks_wait_in_slurm_adopts_them(server: Server) -> 
         queued = submit(c, job_xml([{"name": "Q", "bash": f"echo Q >> {ledger}"}]))
         wait_for(lambda: len(slurm_reasons(server.root)) == 2, 60, "both queued in Slurm")
         assert c.put(f"/scheduler/jobs/{held}/pause").status_code == 200
-        wait_for(lambda: sum(r.startswith("PENDING JobHeld")
-                             for r in slurm_reasons(server.root).values()) == 1,
-                 60, "H held in Slurm")
+        wait_for(
+            lambda: (
+                sum(r.startswith("PENDING JobHeld") for r in slurm_reasons(server.root).values())
+                == 1
+            ),
+            60,
+            "H held in Slurm",
+        )
         before = set(slurm_reasons(server.root))
         server.kill(signal.SIGKILL)
         server.start()
@@ -467,9 +503,15 @@ def test_events_say_pending_while_queued_then_running_at_the_start(server: Serve
             wait_for(lambda: len(slurm_reasons(server.root)) == 1, 60, "E queued in Slurm")
             freed_ms = time.time() * 1000
         frames = events_until(ws, job_ended(job))
+    # The task's first status travels in JOB_SUBMITTED's job state (as in ProActive), then
+    # it stays PENDING while queued: no event until Slurm runs it.
+    submitted = [f for f in frames if f["action"] == "JOB_SUBMITTED"]
+    assert [t["taskInfo"]["taskStatus"] for t in submitted[0]["data"]["tasks"].values()] == [
+        "PENDING"
+    ]
     tasks = [f for f in frames if f["action"] == "TASK_STATE_UPDATED"]
-    assert [f["data"]["taskStatus"] for f in tasks] == ["PENDING", "RUNNING", "FINISHED"]
-    running = tasks[1]
+    assert [f["data"]["taskStatus"] for f in tasks] == ["RUNNING", "FINISHED"]
+    running = tasks[0]
     assert running["schedulerEvent"] == "TASK_PENDING_TO_RUNNING"
     assert running["data"]["startTime"] >= freed_ms  # when Slurm ran it, not queued it
     jobs = [f["schedulerEvent"] for f in frames if f["action"] == "JOB_STATE_UPDATED"]
