@@ -512,6 +512,16 @@ cdef struct ChildArgs:
     const char *cgroup  # the task's cgroup folder, NULL: none
 
 
+cdef inline void child_drop_and_chdir(ChildArgs *a) noexcept nogil:
+    """The task child's last steps before exec that may fail: capabilities, folder."""
+    if ss_drop_task_capabilities(a.set_identity) < 0:
+        ss_child_fail(STEP_CAPABILITIES, errno)
+        _exit(SS_EXIT_NO_EXEC)
+    if chdir(a.cwd) < 0:
+        ss_child_fail(STEP_CHDIR, errno)
+        _exit(SS_EXIT_NO_EXEC)
+
+
 cdef void child_exec(ChildArgs *a) noexcept nogil:
     """Runs in the vforked child: wait for release, redirect, exec. Never returns."""
     cdef sigset_t empty
@@ -521,16 +531,10 @@ cdef void child_exec(ChildArgs *a) noexcept nogil:
     cdef const char *q
     cdef size_t dl, al
     cdef int e, saved = ENOENT, saw_eacces = 0
+    # Everything that does not need the task's account comes before the semaphore: a
+    # held task (spawned ahead) has only the cancel check and exec left once released.
     if setpgid(0, 0) < 0:
         ss_child_fail(STEP_SETPGID, errno)
-        _exit(SS_EXIT_NO_EXEC)
-    if a.sem != NULL:
-        while sem_wait(a.sem) < 0:
-            if errno != EINTR:
-                ss_child_fail(STEP_SEMAPHORE, errno)
-                _exit(SS_EXIT_NO_EXEC)
-    if access(a.cancel_path, F_OK) == 0:
-        ss_child_fail(STEP_CANCELLED, 0)
         _exit(SS_EXIT_NO_EXEC)
     if dup2(a.fd_in, 0) < 0:
         ss_child_fail(STEP_STDIN, errno)
@@ -546,18 +550,24 @@ cdef void child_exec(ChildArgs *a) noexcept nogil:
         # Into the task's own cgroup before anything runs (and while we may still
         # write there): a process that leaves our tree stays in it.
         ss_cgroup_write(a.cgroup, "cgroup.procs", "0")
+    if not a.set_identity:
+        child_drop_and_chdir(a)
+    if a.sem != NULL:
+        while sem_wait(a.sem) < 0:
+            if errno != EINTR:
+                ss_child_fail(STEP_SEMAPHORE, errno)
+                _exit(SS_EXIT_NO_EXEC)
+    # With our privileges still: as the task's account the task folder may be closed.
+    if access(a.cancel_path, F_OK) == 0:
+        ss_child_fail(STEP_CANCELLED, 0)
+        _exit(SS_EXIT_NO_EXEC)
     if a.set_identity:
         # Before chdir and exec: both are checked against the task's account.
         e = ss_set_identity(a.uid, a.gid, a.ngroups, a.groups)
         if e != 0:
             ss_child_fail(STEP_SETGROUPS + e - 1, errno)
             _exit(SS_EXIT_NO_EXEC)
-    if ss_drop_task_capabilities(a.set_identity) < 0:
-        ss_child_fail(STEP_CAPABILITIES, errno)
-        _exit(SS_EXIT_NO_EXEC)
-    if chdir(a.cwd) < 0:
-        ss_child_fail(STEP_CHDIR, errno)
-        _exit(SS_EXIT_NO_EXEC)
+        child_drop_and_chdir(a)
     sigemptyset(&empty)
     sigprocmask(SIG_SETMASK, &empty, NULL)
     # Own PATH search with execve, like _posixsubprocess: execvp would run a file that
@@ -604,15 +614,20 @@ cdef void child_exec(ChildArgs *a) noexcept nogil:
 # ---------------------------------------------------------------- the monitor
 
 cdef void finish(int status_fd, bint durable, int sock, sockaddr_un *addr,
-                 ss_report_t *r) noexcept nogil:
-    """Report EXITED, then make the (already renamed) status file durable, and exit.
+                 ss_report_t *r, const char *cgroup) noexcept nogil:
+    """Report EXITED, then make the (already renamed) status file durable, remove the
+    task's (empty) cgroup, and exit.
 
     The status file is visible before the report goes out, so whoever hears of the end
     finds the file. Its fsync comes after the report: an ext4 journal commit per task
     on the report path cost a third of the throughput (measured); a machine crash in
     that window leaves an empty or absent file, which readers treat as "no status".
+    The cgroup's removal is off the report path too (a monitor that dies before it is
+    covered: the hypervisor removes the folder when it releases the execution).
     """
     report_send(sock, addr, r, _EXITED_RETRY_S)
+    if cgroup != NULL:
+        rmdir(cgroup)
     if status_fd >= 0:
         if durable:
             fsync(status_fd)
@@ -779,6 +794,10 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
             step, err = STEP_VFORK, errno
         else:
             step, err = ss_child_get_step(), ss_child_get_err()
+            if a.sem != NULL:
+                # Held (spawned ahead of its start): it began when released, not when
+                # its monitor was forked (vfork returns once the child has exec'd).
+                r.start_ms = now_ms()
     # The task has exec'd (or failed): what follows needs nothing from the request.
     if semmap != NULL:
         munmap(semmap, sizeof(sem_t))
@@ -798,12 +817,10 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
         r.kind = SS_REPORT_EXITED
         r.end_ms = now_ms()
         set_error(&r, step, err)
-        if a.cgroup != NULL:
-            rmdir(a.cgroup)
         fd = -1
         if dir_copy[0] != 0:
             fd = write_status(dir_copy, &r, -1, 0)
-        finish(fd, not (flags & SS_FS_FLAG_NO_FSYNC), sock, &addr, &r)
+        finish(fd, not (flags & SS_FS_FLAG_NO_FSYNC), sock, &addr, &r, a.cgroup)
 
     r.pid = pid
     r.pid_start_ticks = start_ticks_of(pid)  # alive or a zombie: not reaped yet
@@ -825,9 +842,9 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
             r.kind = SS_REPORT_HEARTBEAT
             report_send(sock, &addr, &r, 0)
     # The main process is gone: so must be everything it started (TERM, grace, KILL).
+    # The cgroup is empty now (unless something escaped even the cgroup.kill): `finish`
+    # removes it once the report is out.
     r.leftovers = ss_sweep(me, hdr.grace_ms, _SWEEP_KILL_MS, &chld, a.cgroup)
-    if a.cgroup != NULL:
-        rmdir(a.cgroup)  # empty now, unless something escaped even the cgroup.kill
     r.end_ms = now_ms()
     r.kind = SS_REPORT_EXITED
     if WIFEXITED(st):
@@ -836,7 +853,7 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
         r.signal = WTERMSIG(st)
         r.core_dumped = 1 if WCOREDUMP(st) else 0
     finish(write_status(dir_copy, &r, pid_fd, pid_len), not (flags & SS_FS_FLAG_NO_FSYNC), sock, &addr,
-           &r)
+           &r, a.cgroup)
 
 # ---------------------------------------------------------------- the fork server
 

@@ -430,14 +430,34 @@ def test_live_journal_replay(short_tmp: Path) -> None:
     j.spawned(Execution("k2", "/t/2", monitor_pid=20, monitor_start=21, semaphore="/ss-x-k2"))
     j.spawned(Execution("k3", "/t/3", monitor_pid=30, monitor_start=31))
     j.released("k3")
+    # Held executions: k5 started before its monitor's pid was journaled, k6 never.
+    j.prepared(Execution("k5", "/t/5", semaphore="/ss-x-k5"))
+    j.started("k5")
+    j.spawned(Execution("k5", "/t/5", monitor_pid=50, monitor_start=51, semaphore="/ss-x-k5"))
+    j.spawned(Execution("k6", "/t/6", monitor_pid=60, monitor_start=61, semaphore="/ss-x-k6"))
     assert not j.flush()
     j.close()
     with open(j.path, "ab") as f:
         f.write(b"bogus line\nS k4 40 41 - /t/4")  # a bad line, then a torn one
-    assert LiveJournal(str(short_tmp)).replay() == {
-        "k1": LiveEntry("k1", odd, 10, 11, None),
-        "k2": LiveEntry("k2", "/t/2", 20, 21, "/ss-x-k2"),
+    expected = {
+        "k1": LiveEntry("k1", odd, 10, 11, None, started=True),
+        "k2": LiveEntry("k2", "/t/2", 20, 21, "/ss-x-k2", started=False),
+        "k5": LiveEntry("k5", "/t/5", 50, 51, "/ss-x-k5", started=True),
+        "k6": LiveEntry("k6", "/t/6", 60, 61, "/ss-x-k6", started=False),
     }
+    assert LiveJournal(str(short_tmp)).replay() == expected
+    # Compaction keeps whether each held execution was started.
+    again = LiveJournal(str(short_tmp))
+    again.compact(
+        [
+            Execution("k5", "/t/5", monitor_pid=50, monitor_start=51, semaphore="/ss-x-k5"),
+            Execution(
+                "k6", "/t/6", monitor_pid=60, monitor_start=61, semaphore="/ss-x-k6", started=False
+            ),
+        ]
+    )
+    again.close()
+    assert LiveJournal(str(short_tmp)).replay() == {k: expected[k] for k in ("k5", "k6")}
 
 
 def raw_connect(path: str) -> socket.socket:

@@ -44,6 +44,9 @@ EXIT_START_FAILED = 1
 EXIT_BAD_CONFIG = 2
 #: Seconds Hypercorn waits for requests in flight after a stop signal.
 GRACEFUL_TIMEOUT = 5.0
+#: Executions the local scheduler may hold spawned ahead of their start (one per worker
+#: slot, at most this): each is a monitor of tens of KiB waiting on its semaphore.
+PRESPAWN_MAX = 32
 
 
 def run_server(config_path: Path | None, create_admin: str | None = None) -> int:
@@ -349,6 +352,7 @@ def local_scheduler(
         base_env=base_env,
         task_user=task_user,
         run_as_me_map=run_as_me_map,
+        prespawn=min(nb_of_workers if nb_of_workers > 0 else PRESPAWN_MAX, PRESPAWN_MAX),
     )
 
 
