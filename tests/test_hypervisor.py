@@ -219,6 +219,51 @@ def test_spawn_without_start_then_start_or_cancel(hypervisor: Hypervisor) -> Non
     hypervisor.run(go)
 
 
+def test_a_held_execution_makes_its_status_inode_while_it_waits(hypervisor: Hypervisor) -> None:
+    """Held, the monitor creates `status.tmp` before the start (off the path from the
+    task's end to its report); it becomes `status`, or first `pid` for a long task: one
+    inode for both, nothing left over, and a cancelled one ends the same way."""
+    short, long = hypervisor.spec("short", ["true"]), hypervisor.spec("long", ["sleep", "600"])
+    never = hypervisor.spec("never", ["true"])
+
+    async def go(client: HypervisorClient) -> None:
+        for spec in (short, long, never):
+            await client.spawn(spec, start=False)
+
+        async def made() -> bool:
+            held = (short, long, never)
+            return all(os.path.exists(os.path.join(s.task_dir, "status.tmp")) for s in held)
+
+        await wait_for_async(made, 10, "the held monitors' status files")
+        assert [r.started for r in await client.list()] == [False] * 3
+        await client.start("short")
+        await client.start("long")
+        assert await client.kill("never")
+        done = await wait_final(client, {"short", "never"})
+        await wait_for_async(lambda: _true(taskdir.read_pid(long.task_dir) is not None), 10, "pid")
+        assert sorted(os.listdir(long.task_dir)) == ["pid", "stderr", "stdout"]
+        assert {r.key: r.started for r in await client.list()} == {
+            "short": True,
+            "long": True,
+            "never": False,
+        }
+        await client.kill("long", grace=5)
+        done.update(await wait_final(client, {"long"}))
+        assert exited(done["short"]).status.ok
+        assert exited(done["long"]).status.signal == 15
+        for spec in (short, long, never):
+            files = ["status", "stderr", "stdout"] + (["cancel"] if spec is never else [])
+            assert sorted(os.listdir(spec.task_dir)) == sorted(files), spec.key
+            assert taskdir.read_status(spec.task_dir) == exited(done[spec.key]).status
+        await client.release("short", "long", "never")
+
+    hypervisor.run(go)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
 def test_many_spawns_no_zombie_no_fd_growth(hypervisor: Hypervisor) -> None:
     assert hypervisor.proc is not None
     hv_pid, fs_pid = hypervisor.proc.pid, hypervisor.fork_server_pid()
