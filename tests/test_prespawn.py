@@ -129,3 +129,24 @@ async def test_a_held_child_that_cannot_start_is_spawned_again_when_due(
     assert (await statuses(sched, job_id)) == {"parent": "FINISHED", "child": "FINISHED"}
     out = Path(sched.files.output_path(job_id, 1, 1, "stdout")).read_text()
     assert out == f"{folder}\n"
+
+
+async def test_a_join_is_spawned_ahead_once_its_last_parent_left_runs(sched: Scheduler) -> None:
+    """C waits for A and B; A ends first while B runs: C is spawned held then, and
+    started once B has ended."""
+    xml = job_xml(
+        [
+            {"name": "A", "bash": "true"},
+            {"name": "B", "bash": "sleep 1.5"},
+            {"name": "C", "bash": "echo joined", "depends": ["A", "B"]},
+        ]
+    )
+    job_id = await submit(sched, xml)
+    await wait_held(sched, job_id, 2)
+    assert read_status(sched.files.directory(job_id, 1, 1)) is None  # B still runs
+    assert (await statuses(sched, job_id))["C"] == "SUBMITTED"
+    assert await sched.wait_job(job_id) == "FINISHED"
+    b = read_status(sched.files.directory(job_id, 1, 1))
+    c = read_status(sched.files.directory(job_id, 2, 1))
+    assert b is not None and c is not None and c.ok
+    assert c.start_time >= b.end_time

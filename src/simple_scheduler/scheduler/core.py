@@ -797,34 +797,38 @@ class Scheduler:
 
     def _prespawn_children(self, job: LiveJob, parent: LiveTask) -> None:
         """`parent` starts: spawn held the children it is the last one to wait for."""
+        if parent.status is T.RUNNING:
+            for index in parent.children:
+                if len(self._held) >= self.prespawn:
+                    return
+                self._prespawn(job, job.tasks[index])
+
+    def _prespawn(self, job: LiveJob, child: LiveTask) -> None:
+        """Spawn `child` held if its one unfinished parent runs (the caller knows it)."""
         backend = self._backend
-        if backend is None or self._closing or parent.status is not T.RUNNING:
+        if backend is None or self._closing or len(self._held) >= self.prespawn:
             return
-        for index in parent.children:
-            if len(self._held) >= self.prespawn:
-                return
-            child = job.tasks[index]
-            if child.held is not None or child.status is not T.SUBMITTED:
-                continue
-            if child.waiting_parents != 1 or job.paused or job.status in JOB_TERMINAL:
-                continue
-            key = execution_key(job.id, child.index, child.attempts + 1)
-            if key in self._stale:
-                continue
-            spec = self._prepare(job, child, child.attempts + 1)
-            if isinstance(spec, str):
-                continue  # its own spawn will say why
-            child.held = key
-            self._held[key] = (job, child)
+        if child.held is not None or child.status is not T.SUBMITTED:
+            return
+        if child.waiting_parents != 1 or job.paused or job.status in JOB_TERMINAL:
+            return
+        key = execution_key(job.id, child.index, child.attempts + 1)
+        if key in self._stale:
+            return
+        spec = self._prepare(job, child, child.attempts + 1)
+        if isinstance(spec, str):
+            return  # its own spawn will say why
+        child.held = key
+        self._held[key] = (job, child)
 
-            def refused(fut: asyncio.Future[object], key: str = key) -> None:
-                exc = None if fut.cancelled() else fut.exception()
-                if isinstance(exc, BackendError) and not isinstance(exc, Unreachable):
-                    entry = self._held.pop(key, None)
-                    if entry is not None:  # it will be spawned the usual way
-                        entry[1].held = None
+        def refused(fut: asyncio.Future[object]) -> None:
+            exc = None if fut.cancelled() else fut.exception()
+            if isinstance(exc, BackendError) and not isinstance(exc, Unreachable):
+                entry = self._held.pop(key, None)
+                if entry is not None:  # it will be spawned the usual way
+                    entry[1].held = None
 
-            asyncio.ensure_future(backend.spawn(spec, start=False)).add_done_callback(refused)
+        asyncio.ensure_future(backend.spawn(spec, start=False)).add_done_callback(refused)
 
     def _cancel_held(self, task: LiveTask) -> None:
         """Give up a held execution: it exits without running its command."""
@@ -1023,6 +1027,15 @@ class Scheduler:
             child.waiting_parents -= 1
             if child.waiting_parents == 0 and child.status is T.SUBMITTED:
                 self._make_eligible(job, child)
+            elif (
+                child.waiting_parents == 1
+                and self.prespawn
+                and child.held is None
+                and child.status is T.SUBMITTED
+                and any(job.tasks[p].status is T.RUNNING for p in child.parents)
+            ):
+                # Its one parent left is already running (a join): spawn it ahead now.
+                self._prespawn(job, child)
 
     def _end_job(self, job: LiveJob, final: JobStatus, why: str) -> None:
         """Kill, cancel: committed at once, in ProActive's order: the job's final status,
