@@ -533,6 +533,7 @@ cdef struct ChildArgs:
     uint32_t ngroups
     const uint32_t *groups
     const char *cgroup  # the task's cgroup folder, NULL: none
+    int64_t released_ms  # set by the child when its semaphore let it go (0: no semaphore)
 
 
 cdef inline void child_drop_and_chdir(ChildArgs *a) noexcept nogil:
@@ -580,6 +581,7 @@ cdef void child_exec(ChildArgs *a) noexcept nogil:
             if errno != EINTR:
                 ss_child_fail(STEP_SEMAPHORE, errno)
                 _exit(SS_EXIT_NO_EXEC)
+        a.released_ms = now_ms()  # our memory is the monitor's (vfork): it reads this
     # With our privileges still: as the task's account the task folder may be closed.
     if access(a.cancel_path, F_OK) == 0:
         ss_child_fail(STEP_CANCELLED, 0)
@@ -821,10 +823,11 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
             step, err = STEP_VFORK, errno
         else:
             step, err = ss_child_get_step(), ss_child_get_err()
-            if a.sem != NULL:
+            if a.released_ms != 0:
                 # Held (spawned ahead of its start): it began when released, not when
-                # its monitor was forked (vfork returns once the child has exec'd).
-                r.start_ms = now_ms()
+                # its monitor was forked; the same point as an unheld task's stamp
+                # (before its set-up and exec).
+                r.start_ms = a.released_ms
     # The task has exec'd (or failed): what follows needs nothing from the request.
     if semmap != NULL:
         munmap(semmap, sizeof(sem_t))
