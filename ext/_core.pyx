@@ -398,14 +398,17 @@ cdef char *put_pid_fields(char *p, char *e, ss_report_t *r) noexcept nogil:
 
 
 cdef int write_status(const char *task_dir, ss_report_t *r, int pid_fd,
-                      size_t pid_len) noexcept nogil:
+                      size_t pid_len, int pre_fd) noexcept nogil:
     """Make `status` appear, complete, in one step; returns its open fd, or -1.
 
     With the `pid` file's descriptor (`pid_fd`, content `pid_len` bytes long): overwrite
     that file with the status (which repeats the pid fields, so a reader of `pid` that
     races us still finds them) and rename `pid` to `status`: one inode per task for both
     files (inode allocation dominates the per-task cost on ext4). Without it, or when
-    that fails: write `status.tmp` and rename it. Either way `pid_fd` is consumed.
+    that fails: write `status.tmp` and rename it; `pre_fd`, when not -1, is that file
+    already created, empty (a held execution's, made while it waited: the inode's
+    allocation is then off the path from the task's end to its report). Either way
+    `pid_fd` and `pre_fd` are consumed.
     """
     cdef char path[_PATH_CAP]
     cdef char tmp[_PATH_CAP]
@@ -416,6 +419,8 @@ cdef int write_status(const char *task_dir, ss_report_t *r, int pid_fd,
     if join_path(path, _PATH_CAP, task_dir, "status") < 0:
         if pid_fd >= 0:
             close(pid_fd)
+        if pre_fd >= 0:
+            close(pre_fd)
         return -1
     p = put_str(p, e, "{\"exit_code\": ")
     p = put_i64(p, e, r.exit_code) if r.exit_code >= 0 else put_str(p, e, "null")
@@ -441,21 +446,32 @@ cdef int write_status(const char *task_dir, ss_report_t *r, int pid_fd,
                 and write_all(pid_fd, buf, n) == 0
                 and (n >= pid_len or ftruncate(pid_fd, <off_t>n) == 0)
                 and rename(tmp, path) == 0):
+            if pre_fd >= 0:
+                close(pre_fd)
             return pid_fd
         close(pid_fd)
     if join_path(tmp, _PATH_CAP, task_dir, "status.tmp") < 0:
+        if pre_fd >= 0:
+            close(pre_fd)
         return -1
+    if pre_fd >= 0:
+        if write_all(pre_fd, buf, n) == 0 and rename(tmp, path) == 0:
+            return pre_fd
+        close(pre_fd)
     return write_file_atomic(path, tmp, buf, n)
 
 
-cdef int write_pidfile(const char *task_dir, ss_report_t *r, size_t *length) noexcept nogil:
+cdef int write_pidfile(const char *task_dir, ss_report_t *r, size_t *length,
+                       int pre_fd) noexcept nogil:
     """Create `pid` ({"pid", "pid_start_time", "monitor_pid"}); returns its fd, or -1.
 
     No tmp + rename: a reader may briefly find it empty, which reads as "no pid yet",
     like its absence. A hint for a restarted hypervisor, useless after a machine crash:
-    no fsync. The descriptor stays open for `write_status`.
+    no fsync. The descriptor stays open for `write_status`. `pre_fd` (see there), when
+    not -1, becomes the `pid` file (renamed): still one inode per task. Consumed.
     """
     cdef int fd
+    cdef char tmp[_PATH_CAP]
     cdef char path[_PATH_CAP]
     cdef char buf[160]
     cdef char *e = buf + sizeof(buf) - 2
@@ -465,7 +481,14 @@ cdef int write_pidfile(const char *task_dir, ss_report_t *r, size_t *length) noe
     p = put_str(p, e, "{")
     p = put_pid_fields(p, e, r)
     p = put_str(p, e, "}\n")
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    fd = -1
+    if pre_fd >= 0:
+        if join_path(tmp, _PATH_CAP, task_dir, "status.tmp") == 0 and rename(tmp, path) == 0:
+            fd = pre_fd
+        else:
+            close(pre_fd)
+    if fd < 0:
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     if fd < 0:
         return -1
     if write_all(fd, buf, <size_t>(p - buf)) < 0:
@@ -510,6 +533,17 @@ cdef struct ChildArgs:
     uint32_t ngroups
     const uint32_t *groups
     const char *cgroup  # the task's cgroup folder, NULL: none
+    int64_t released_ms  # set by the child when its semaphore let it go (0: no semaphore)
+
+
+cdef inline void child_drop_and_chdir(ChildArgs *a) noexcept nogil:
+    """The task child's last steps before exec that may fail: capabilities, folder."""
+    if ss_drop_task_capabilities(a.set_identity) < 0:
+        ss_child_fail(STEP_CAPABILITIES, errno)
+        _exit(SS_EXIT_NO_EXEC)
+    if chdir(a.cwd) < 0:
+        ss_child_fail(STEP_CHDIR, errno)
+        _exit(SS_EXIT_NO_EXEC)
 
 
 cdef void child_exec(ChildArgs *a) noexcept nogil:
@@ -521,16 +555,10 @@ cdef void child_exec(ChildArgs *a) noexcept nogil:
     cdef const char *q
     cdef size_t dl, al
     cdef int e, saved = ENOENT, saw_eacces = 0
+    # Everything that does not need the task's account comes before the semaphore: a
+    # held task (spawned ahead) has only the cancel check and exec left once released.
     if setpgid(0, 0) < 0:
         ss_child_fail(STEP_SETPGID, errno)
-        _exit(SS_EXIT_NO_EXEC)
-    if a.sem != NULL:
-        while sem_wait(a.sem) < 0:
-            if errno != EINTR:
-                ss_child_fail(STEP_SEMAPHORE, errno)
-                _exit(SS_EXIT_NO_EXEC)
-    if access(a.cancel_path, F_OK) == 0:
-        ss_child_fail(STEP_CANCELLED, 0)
         _exit(SS_EXIT_NO_EXEC)
     if dup2(a.fd_in, 0) < 0:
         ss_child_fail(STEP_STDIN, errno)
@@ -546,18 +574,25 @@ cdef void child_exec(ChildArgs *a) noexcept nogil:
         # Into the task's own cgroup before anything runs (and while we may still
         # write there): a process that leaves our tree stays in it.
         ss_cgroup_write(a.cgroup, "cgroup.procs", "0")
+    if not a.set_identity:
+        child_drop_and_chdir(a)
+    if a.sem != NULL:
+        while sem_wait(a.sem) < 0:
+            if errno != EINTR:
+                ss_child_fail(STEP_SEMAPHORE, errno)
+                _exit(SS_EXIT_NO_EXEC)
+        a.released_ms = now_ms()  # our memory is the monitor's (vfork): it reads this
+    # With our privileges still: as the task's account the task folder may be closed.
+    if access(a.cancel_path, F_OK) == 0:
+        ss_child_fail(STEP_CANCELLED, 0)
+        _exit(SS_EXIT_NO_EXEC)
     if a.set_identity:
         # Before chdir and exec: both are checked against the task's account.
         e = ss_set_identity(a.uid, a.gid, a.ngroups, a.groups)
         if e != 0:
             ss_child_fail(STEP_SETGROUPS + e - 1, errno)
             _exit(SS_EXIT_NO_EXEC)
-    if ss_drop_task_capabilities(a.set_identity) < 0:
-        ss_child_fail(STEP_CAPABILITIES, errno)
-        _exit(SS_EXIT_NO_EXEC)
-    if chdir(a.cwd) < 0:
-        ss_child_fail(STEP_CHDIR, errno)
-        _exit(SS_EXIT_NO_EXEC)
+        child_drop_and_chdir(a)
     sigemptyset(&empty)
     sigprocmask(SIG_SETMASK, &empty, NULL)
     # Own PATH search with execve, like _posixsubprocess: execvp would run a file that
@@ -604,15 +639,20 @@ cdef void child_exec(ChildArgs *a) noexcept nogil:
 # ---------------------------------------------------------------- the monitor
 
 cdef void finish(int status_fd, bint durable, int sock, sockaddr_un *addr,
-                 ss_report_t *r) noexcept nogil:
-    """Report EXITED, then make the (already renamed) status file durable, and exit.
+                 ss_report_t *r, const char *cgroup) noexcept nogil:
+    """Report EXITED, then make the (already renamed) status file durable, remove the
+    task's (empty) cgroup, and exit.
 
     The status file is visible before the report goes out, so whoever hears of the end
     finds the file. Its fsync comes after the report: an ext4 journal commit per task
     on the report path cost a third of the throughput (measured); a machine crash in
     that window leaves an empty or absent file, which readers treat as "no status".
+    The cgroup's removal is off the report path too (a monitor that dies before it is
+    covered: the hypervisor removes the folder when it releases the execution).
     """
     report_send(sock, addr, r, _EXITED_RETRY_S)
+    if cgroup != NULL:
+        rmdir(cgroup)
     if status_fd >= 0:
         if durable:
             fsync(status_fd)
@@ -682,7 +722,7 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
     cdef ss_report_t r
     cdef sockaddr_un addr
     cdef timeval tv
-    cdef int sock, fd = -1, pid_fd = -1, st = 0, step = STEP_NONE, err = 0
+    cdef int sock, fd = -1, pid_fd = -1, pre_fd = -1, st = 0, step = STEP_NONE, err = 0
     cdef size_t pid_len = 0
     cdef pid_t me, pid = -1
     cdef sigset_t chld
@@ -768,6 +808,10 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
                 step, err = STEP_OPEN_SEMAPHORE, errno
             else:
                 a.sem = <sem_t *>semmap
+                # Held: make the status file's inode now, while we wait (best effort).
+                # (`p_out` is free again: stdout is open.)
+                if join_path(p_out, _PATH_CAP, dir_copy, "status.tmp") == 0:
+                    pre_fd = open(p_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
 
     r.start_ms = now_ms()
     if step == STEP_NONE:
@@ -779,6 +823,11 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
             step, err = STEP_VFORK, errno
         else:
             step, err = ss_child_get_step(), ss_child_get_err()
+            if a.released_ms != 0:
+                # Held (spawned ahead of its start): it began when released, not when
+                # its monitor was forked; the same point as an unheld task's stamp
+                # (before its set-up and exec).
+                r.start_ms = a.released_ms
     # The task has exec'd (or failed): what follows needs nothing from the request.
     if semmap != NULL:
         munmap(semmap, sizeof(sem_t))
@@ -798,12 +847,10 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
         r.kind = SS_REPORT_EXITED
         r.end_ms = now_ms()
         set_error(&r, step, err)
-        if a.cgroup != NULL:
-            rmdir(a.cgroup)
         fd = -1
         if dir_copy[0] != 0:
-            fd = write_status(dir_copy, &r, -1, 0)
-        finish(fd, not (flags & SS_FS_FLAG_NO_FSYNC), sock, &addr, &r)
+            fd = write_status(dir_copy, &r, -1, 0, pre_fd)
+        finish(fd, not (flags & SS_FS_FLAG_NO_FSYNC), sock, &addr, &r, a.cgroup)
 
     r.pid = pid
     r.pid_start_ticks = start_ticks_of(pid)  # alive or a zombie: not reaped yet
@@ -819,15 +866,16 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
         madvise(req_buf, req_len, MADV_DONTNEED)
         madvise(ptr_buf, ptr_len, MADV_DONTNEED)
         r.kind = SS_REPORT_STARTED
-        pid_fd = write_pidfile(dir_copy, &r, &pid_len)
+        pid_fd = write_pidfile(dir_copy, &r, &pid_len, pre_fd)
+        pre_fd = -1
         report_send(sock, &addr, &r, _STARTED_RETRY_S)
         while not wait_task(pid, &st, &chld, _HEARTBEAT_S, 0):
             r.kind = SS_REPORT_HEARTBEAT
             report_send(sock, &addr, &r, 0)
     # The main process is gone: so must be everything it started (TERM, grace, KILL).
+    # The cgroup is empty now (unless something escaped even the cgroup.kill): `finish`
+    # removes it once the report is out.
     r.leftovers = ss_sweep(me, hdr.grace_ms, _SWEEP_KILL_MS, &chld, a.cgroup)
-    if a.cgroup != NULL:
-        rmdir(a.cgroup)  # empty now, unless something escaped even the cgroup.kill
     r.end_ms = now_ms()
     r.kind = SS_REPORT_EXITED
     if WIFEXITED(st):
@@ -835,8 +883,8 @@ cdef void run_monitor(char **s, ss_fs_request_t *hdr, const uint32_t *groups, vo
     elif WIFSIGNALED(st):
         r.signal = WTERMSIG(st)
         r.core_dumped = 1 if WCOREDUMP(st) else 0
-    finish(write_status(dir_copy, &r, pid_fd, pid_len), not (flags & SS_FS_FLAG_NO_FSYNC), sock, &addr,
-           &r)
+    finish(write_status(dir_copy, &r, pid_fd, pid_len, pre_fd), not (flags & SS_FS_FLAG_NO_FSYNC), sock, &addr,
+           &r, a.cgroup)
 
 # ---------------------------------------------------------------- the fork server
 

@@ -30,6 +30,7 @@ from pgserver import sync_query
 from wfxml import job_xml
 
 from simple_scheduler.execution.launcher import HypervisorArgs
+from simple_scheduler.execution.taskdir import read_status
 from simple_scheduler.store.db import Store
 
 DRIVER = Path(__file__).with_name("sched_driver.py")
@@ -308,3 +309,73 @@ async def test_monitor_dead_while_hypervisor_down_is_lost_and_its_task_killed(
         wait_for(lambda: is_zombie(task_pid), 10, "the orphaned task to be killed")
     finally:
         await client.close()
+
+
+def write_chain(root: Path, parent_exit: int = 0) -> Path:
+    """A -> B, each appending its name to the run log; B is spawned ahead (held) while A
+    runs, and may run only once A has ended well (cancelJob otherwise)."""
+    log = root / "runs.log"
+    tasks: list[dict[str, Any]] = [
+        {"name": "A", "bash": f"echo A >> {log}; sleep 1.5; exit {parent_exit}"},
+        {"name": "B", "bash": f"echo B >> {log}", "depends": ["A"]},
+    ]
+    path = root / "chain.xml"
+    path.write_bytes(job_xml(tasks, on_error="cancelJob"))
+    return path
+
+
+def start_with_held_child(hypervisor: Hypervisor, driver: Driver, parent_exit: int = 0) -> int:
+    job_id = driver.start(write_chain(hypervisor.root, parent_exit))
+    assert job_id is not None
+    wait_running(driver.db, job_id, 1)
+    held = hypervisor.process_directory / str(job_id) / "1" / "1" / "stdout"
+    wait_for(held.exists, 30, "B to be spawned ahead")
+    return job_id
+
+
+def wait_parent_ended(hypervisor: Hypervisor, job_id: int) -> None:
+    status = hypervisor.process_directory / str(job_id) / "0" / "1" / "status"
+    wait_for(status.exists, 30, "A to end")
+
+
+@pytest.mark.parametrize("crash", ["web", "hypervisor", "both"])
+def test_held_child_across_a_crash_runs_once_after_its_parent(
+    hypervisor: Hypervisor, driver: Driver, crash: str
+) -> None:
+    job_id = start_with_held_child(hypervisor, driver)
+    if crash in ("web", "both"):
+        driver.kill()
+    if crash in ("hypervisor", "both"):
+        hypervisor.kill()
+    wait_parent_ended(hypervisor, job_id)
+    # Nobody could start B meanwhile, and its held process did not run on its own.
+    assert_ran_exactly_once(hypervisor.root, ["A"])
+    if crash in ("hypervisor", "both"):
+        hypervisor.start()
+    if crash in ("web", "both"):
+        driver.start()
+    wait_finished(driver.db, job_id)
+    assert job_status(driver.db, job_id) == "FINISHED"
+    assert_ran_exactly_once(hypervisor.root, ["A", "B"])
+    a = read_status(str(hypervisor.process_directory / str(job_id) / "0" / "1"))
+    b = read_status(str(hypervisor.process_directory / str(job_id) / "1" / "1"))
+    assert a is not None and b is not None and b.ok
+    assert b.start_time >= a.end_time
+
+
+def test_held_child_never_runs_when_its_parent_failed_while_the_web_process_was_down(
+    hypervisor: Hypervisor, driver: Driver
+) -> None:
+    job_id = start_with_held_child(hypervisor, driver, parent_exit=3)
+    driver.kill()
+    wait_parent_ended(hypervisor, job_id)
+    driver.start()
+    wait_finished(driver.db, job_id)
+    assert job_status(driver.db, job_id) == "CANCELED"
+    rows = dict(query(driver.db, "SELECT name, status FROM tasks WHERE job_id = ?", job_id))
+    assert rows == {"A": "FAULTY", "B": "NOT_STARTED"}
+    b_dir = str(hypervisor.process_directory / str(job_id) / "1" / "1")
+    wait_for(lambda: read_status(b_dir) is not None, 30, "the held B to be cancelled")
+    status = read_status(b_dir)
+    assert status is not None and status.error == "could not start: cancelled before start"
+    assert_ran_exactly_once(hypervisor.root, ["A"])

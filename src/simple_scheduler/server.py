@@ -60,6 +60,9 @@ EXIT_FENCED = 3
 LOCAL_LOCK_WAIT_S = 5.0
 #: Seconds Hypercorn waits for requests in flight after a stop signal.
 GRACEFUL_TIMEOUT = 5.0
+#: Executions the local scheduler may hold spawned ahead of their start (one per worker
+#: slot, at most this): each is a monitor of tens of KiB waiting on its semaphore.
+PRESPAWN_MAX = 32
 
 
 def run_server(config_path: Path | None, create_admin: str | None = None) -> int:
@@ -495,6 +498,7 @@ def local_scheduler(
         base_env=base_env,
         task_user=task_user,
         run_as_me_map=run_as_me_map,
+        prespawn=min(nb_of_workers if nb_of_workers > 0 else PRESPAWN_MAX, PRESPAWN_MAX),
     )
 
 

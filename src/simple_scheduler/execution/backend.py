@@ -112,6 +112,10 @@ class TaskRecord:
     status: ExitStatus | None = None
     reason: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    #: False while an execution spawned with start=False has not been started: it was
+    #: prepared ahead (its command never ran, and never will unless `start` comes), so a
+    #: restarted scheduler must not take it for a run that happened.
+    started: bool = True
 
 
 class BackendError(Exception):
@@ -174,8 +178,10 @@ class ExecutionBackend(Protocol):
         An awaitable, a coroutine or a future: a scheduler that keeps thousands of
         spawns in flight need not make a task of each."""
 
-    async def start(self, key: str) -> None:
-        """Release an execution spawned with start=False."""
+    def start(self, key: str) -> Awaitable[object]:
+        """Release an execution spawned with start=False (an awaitable, like `spawn`:
+        queued at once, so a start is not a loop turn late). Once started it stays
+        started, across restarts of either side (`TaskRecord.started`)."""
 
     async def kill(self, key: str, grace: float = 5.0) -> bool:
         """TERM the execution's process group, KILL after `grace` s. False if not alive."""

@@ -139,7 +139,7 @@ class HypervisorClient:
 
     def _send_out(self) -> None:
         out, self._out = self._out, bytearray()
-        if self._error is None and self._transport is not None:
+        if out and self._error is None and self._transport is not None:
             self._transport.write(out)
 
     # ------------------------------------------------------------ ExecutionBackend
@@ -152,8 +152,13 @@ class HypervisorClient:
         body = protocol.spec_to_dict(spec)
         return self._request_nowait({"op": protocol.OP_SPAWN, "spec": body, "start": start})
 
-    async def start(self, key: str) -> None:
-        await self._request({"op": protocol.OP_START, "key": key})
+    def start(self, key: str) -> asyncio.Future[dict[str, Any]]:
+        """A future, like `spawn`; written at once with whatever is queued before it: a
+        start is the whole of a held execution's way to exec (a chain's edge), and it
+        should not wait behind the rest of this loop iteration's work."""
+        fut = self._request_nowait({"op": protocol.OP_START, "key": key})
+        self._send_out()
+        return fut
 
     async def kill(self, key: str, grace: float = 5.0) -> bool:
         reply = await self._request({"op": protocol.OP_KILL, "key": key, "grace": grace})

@@ -281,6 +281,7 @@ def record_to_dict(record: TaskRecord) -> dict[str, Any]:
         "status": status_to_dict(record.status) if record.status else None,
         "reason": record.reason,
         "extra": record.extra,
+        "started": record.started,
     }
 
 
@@ -294,4 +295,5 @@ def record_from_dict(data: dict[str, Any]) -> TaskRecord:
         status=status_from_dict(status) if status else None,
         reason=data.get("reason"),
         extra=dict(data.get("extra") or {}),
+        started=bool(data.get("started", True)),
     )

@@ -37,6 +37,7 @@ class LiveEntry:
     monitor_pid: int
     monitor_start: int
     semaphore: str | None
+    started: bool = True
 
 
 class LiveJournal:
@@ -46,6 +47,7 @@ class LiveJournal:
 
         P <key> <semaphore or -> <task_dir>                                 prepared
         S <key> <monitor_pid> <monitor_start> <semaphore or -> <task_dir>   spawned
+        G <key>                                                             started
         R <key>                                                             released
 
     `P` is written to the file before the spawn request goes to the fork server: once a
@@ -61,6 +63,12 @@ class LiveJournal:
     it, then compacts it (a fresh file with only the unreleased entries, renamed over);
     so does a running one whenever it has grown past a bound proportional to the live
     set, keeping the work per change O(1) amortized.
+
+    An execution with a semaphore (spawned held, start=False) is started only once its
+    `G` line is in the file: `Hypervisor.op_start` writes it before the `sem_post`, so
+    a restarted hypervisor, and through it the scheduler, never takes a command that
+    ran for one that was only prepared, nor the reverse (a `G` whose post was lost with
+    the hypervisor is posted again on recovery: a second post wakes nobody twice).
     """
 
     def __init__(self, directory: str) -> None:
@@ -85,6 +93,14 @@ class LiveJournal:
             task_dir,
         )
 
+    @classmethod
+    def live_lines(cls, ex: Execution) -> bytes:
+        """What a compacted journal holds of `ex`: its spawn line, and `G` if started."""
+        line = cls.spawn_line(ex)
+        if ex.semaphore and ex.started:
+            line += b"G %s\n" % ex.key.encode()
+        return line
+
     def prepared(self, ex: Execution) -> None:
         """Journal an execution about to be forked (on file before its fork request
         leaves: `Hypervisor._flush` writes the journal first)."""
@@ -92,6 +108,10 @@ class LiveJournal:
 
     def spawned(self, ex: Execution) -> None:
         self.pending += self.spawn_line(ex)
+
+    def started(self, key: str) -> None:
+        """Journal that a held execution is started; `flush` before posting it."""
+        self.pending += b"G %s\n" % key.encode()
 
     def released(self, key: str) -> None:
         self.pending += b"R %s\n" % key.encode()
@@ -117,6 +137,7 @@ class LiveJournal:
                         0,
                         0,
                         None if sem == b"-" else os.fsdecode(sem),
+                        sem == b"-",
                     )
                 elif line.startswith(b"S "):
                     _, key, mpid, mstart, sem, tdir = line.split(b" ", 5)
@@ -126,7 +147,16 @@ class LiveJournal:
                         int(mpid),
                         int(mstart),
                         None if sem == b"-" else os.fsdecode(sem),
+                        # an S line after a G (a held monitor's pid learnt late) keeps it
+                        sem == b"-" or (key.decode() in entries and entries[key.decode()].started),
                     )
+                elif line.startswith(b"G "):
+                    key_s = line[2:].decode()
+                    if key_s in entries:
+                        e = entries[key_s]
+                        entries[key_s] = LiveEntry(
+                            e.key, e.task_dir, e.monitor_pid, e.monitor_start, e.semaphore, True
+                        )
                 elif line.startswith(b"R "):
                     entries.pop(line[2:].decode(), None)
                 elif line:
@@ -137,7 +167,7 @@ class LiveJournal:
 
     def compact(self, live: list[Execution]) -> None:
         """Replace the file by one holding just `live`; drops what is pending."""
-        data = b"".join(self.spawn_line(ex) for ex in live)
+        data = b"".join(self.live_lines(ex) for ex in live)
         tmp = self.path + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:

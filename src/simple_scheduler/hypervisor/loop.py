@@ -410,7 +410,7 @@ class Hypervisor:
         start = bool(body.get("start", True))
         self._make_task_dir(task_dir)
 
-        ex = Execution(key, task_dir, released_sem=start)
+        ex = Execution(key, task_dir, released_sem=start, started=start)
         sem_path = ""
         if not start:
             ex.semaphore = posix.semaphore_name(self.namespace, key)
@@ -518,7 +518,18 @@ class Hypervisor:
         return pw.pw_uid, pw.pw_gid, groups
 
     def op_start(self, conn: _Conn, rid: int, body: dict[str, Any]) -> dict[str, Any]:
+        """Let a held execution's command run: `G` journaled, written, then posted.
+
+        Written here rather than with the iteration's other lines: a start is the
+        critical path of a chain's edge (see the scheduler's pre-spawn), and this is one
+        small write. A cancelled execution (killed or released while held) stays so."""
         ex = self._get(body["key"])
+        if ex.started or ex.released_sem:
+            return {}
+        ex.started = True
+        self.journal.started(ex.key)
+        if self.journal.flush():
+            self._compact_journal()
         self._release_semaphore(ex)
         return {}
 
@@ -752,6 +763,12 @@ class Hypervisor:
 
     def _end_orphan(self, ex: Execution, reason: str) -> str:
         """Nobody watches the task any more: end it, or a retry would run it twice."""
+        if ex.semaphore is not None and not ex.released_sem:
+            # Held and never started: cancelled, it exits without running its command.
+            with contextlib.suppress(OSError):
+                open(os.path.join(ex.task_dir, taskdir.CANCEL), "wb").close()
+            with contextlib.suppress(OSError):
+                self._release_semaphore(ex)
         pid, ticks = ex.pid, ex.pid_start
         if pid is None:
             info = taskdir.read_pid(ex.task_dir)
@@ -812,8 +829,13 @@ class Hypervisor:
                 monitor_start=e.monitor_start,
                 owned=False,
                 semaphore=e.semaphore,
+                started=e.started,
             )
             self.execs[e.key] = ex
+            if e.semaphore is not None and e.started:
+                # Its `G` is on file: post again, in case the post died with us.
+                with contextlib.suppress(OSError):
+                    self._release_semaphore(ex)
             status = taskdir.read_status(ex.task_dir)
             pid = taskdir.read_pid(ex.task_dir)
             if pid is not None:

@@ -23,6 +23,9 @@ class Execution:
     reason: str | None = None
     semaphore: str | None = None
     released_sem: bool = False  #: sem_post done (or none needed)
+    #: Its command may run: spawned with start, or started since (journaled, `G`). A
+    #: held execution that is cancelled has its semaphore posted but is never started.
+    started: bool = True
     kill_grace: float | None = None  #: kill requested before the task pid was known
     owned: bool = True  #: a child of our fork server (it tells us when it dies)
     last_heartbeat: float = 0.0
@@ -46,4 +49,5 @@ class Execution:
             status=self.status,
             reason=self.reason,
             extra=extra,
+            started=self.started,
         )

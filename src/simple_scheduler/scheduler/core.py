@@ -16,6 +16,15 @@ It runs inside the web process as asyncio code and talks to execution only throu
 - **Exactly once across crashes.** An execution's key is `<job>.<task>.<attempt>`, so
   on restart the backend's `list` tells which attempt really started, whether or not the
   database had recorded it. See `_reconcile`.
+- **Children spawned ahead (pre-spawn).** When a task's last unfinished parent starts,
+  its next execution is spawned held (`spawn(start=False)`: monitor forked, files open,
+  the command blocked before exec), up to `prespawn` at a time; when it becomes due,
+  dispatch sends only `start`, which takes the fork and set-up off a chain's edge. Held
+  executions are in no status and hold no worker slot: the task stays SUBMITTED or
+  PENDING until started like any other. One that will not be started soon (its task
+  paused or ended, its parent failed without retry) is cancelled (`kill`: it exits
+  without running its command), and its key is spawned again only once that exit is in.
+  A record's `started` flag tells a restarted scheduler a held execution from a run.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from simple_scheduler.execution.backend import (
     Started,
     TaskFiles,
     TaskRecord,
+    TaskSpec,
     Unreachable,
     execution_key,
 )
@@ -136,6 +146,8 @@ class LiveTask:
     #: Handed to a backend that queues (Slurm), not yet started there: the task stays
     #: PENDING (PAUSED while held) but holds a worker slot and execution `attempts`.
     queued: bool = False
+    #: The key of its next execution, spawned ahead and held (see pre-spawn above).
+    held: str | None = None
 
     def row(self, job_id: int) -> dict[str, Any]:
         return {
@@ -228,7 +240,10 @@ class Scheduler:
         base_env: Mapping[str, str] | None = None,
         task_user: str | None = None,
         run_as_me_map: Mapping[str, str] | None = None,
+        prespawn: int = 0,
     ) -> None:
+        """`prespawn`: how many executions may wait spawned ahead at once (0: none; a
+        backend whose spawn is a fork of a local process gains, a cluster one not)."""
         self.store = store
         self._backend_factory = backend_factory
         self._backend: ExecutionBackend | None = None
@@ -267,6 +282,14 @@ class Scheduler:
         #: Executions already recorded as ended (killed) whose process is still dying:
         #: they keep their worker slot until their exit arrives.
         self._dying: set[str] = set()
+        self.prespawn = max(0, prespawn)
+        #: Executions spawned ahead and held, by key.
+        self._held: dict[str, tuple[LiveJob, LiveTask]] = {}
+        #: Held executions given up (cancelled, or ended unstarted): their key is spawned
+        #: again only once the event is set (their exit is in), then released first.
+        self._stale: dict[str, asyncio.Event] = {}
+        #: Stale keys a spawn waits for (`_spawn_after` forgets them, not `_forget_stale`).
+        self._respawning: set[str] = set()
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -302,6 +325,13 @@ class Scheduler:
         if self._backend is not None:
             with contextlib.suppress(Exception):
                 if detach:
+                    # Held executions would keep the hypervisor up for nothing: cancel
+                    # them (the next start finds them ended unstarted, and respawns).
+                    held = list(self._held)
+                    for _, task in self._held.values():
+                        task.held = None
+                    self._held.clear()
+                    await asyncio.gather(*(self._kill(key) for key in held))
                     await self._backend.detach()
                 await self._backend.close()
 
@@ -383,6 +413,15 @@ class Scheduler:
         claimed: set[str] = set()
         hold: list[str] = []  #: queued executions whose held state must change
         unhold: list[str] = []
+        # Held executions are learnt afresh from the records (after a reconnect too).
+        for _, held in self._held.values():
+            held.held = None
+        self._held.clear()
+        for key, stale in list(self._stale.items()):
+            gone = by_key.get(key)
+            if (gone is None or gone.state not in EXECUTION_ALIVE) and not stale.is_set():
+                stale.set()
+                self._spawn_task(self._forget_stale(key))
         for job in list(self._jobs.values()):
             for task in job.tasks:
                 if task.status in TASK_TERMINAL or task.status is T.IN_ERROR:
@@ -391,9 +430,10 @@ class Scheduler:
                 following = execution_key(job.id, task.index, task.attempts + 1)
                 if task.status is T.RUNNING or task.queued:
                     record = by_key.get(current)
-                elif following in by_key:
+                elif following in by_key and by_key[following].started:
                     # Spawned before the database recorded it (or queued in the backend,
-                    # which is stored as not yet started): adopt that attempt.
+                    # which is stored as not yet started): adopt that attempt. (Spawned
+                    # ahead and never started: the `else` below holds it again.)
                     record = by_key[following]
                     task.attempts += 1
                     task.scheduled_time = task.scheduled_time or now_ms()
@@ -411,6 +451,11 @@ class Scheduler:
                             self._set(job, task, T.PENDING)
                         self._set(job, task, T.RUNNING)
                 else:
+                    ahead = by_key.get(following)
+                    if ahead is not None and following not in self._stale:
+                        # Spawned ahead, never started: hold it again, or give it up.
+                        claimed.add(following)
+                        self._adopt_held(job, task, ahead)
                     if task.status is T.SUBMITTED and task.waiting_parents == 0:
                         # Its PENDING was still in the status batch when we died (submit
                         # commits SUBMITTED): an acknowledged job must run.
@@ -455,6 +500,21 @@ class Scheduler:
             self._spawn_task(self._hold(unhold, False))
         self._settle(set(self._jobs.values()))
 
+    def _adopt_held(self, job: LiveJob, task: LiveTask, record: TaskRecord) -> None:
+        """A held execution found at reconciliation, for a task that is not running."""
+        key = record.key
+        alive = record.state in EXECUTION_ALIVE
+        if alive and task.status in (T.SUBMITTED, T.PENDING) and not job.paused:
+            task.held = key
+            self._held[key] = (job, task)
+            return
+        stale = self._stale[key] = asyncio.Event()
+        if alive:
+            self._spawn_task(self._kill(key))  # cancelled: its exit sets `stale`
+        else:
+            stale.set()
+            self._spawn_task(self._forget_stale(key))
+
     def _apply_record(self, job: LiveJob, task: LiveTask, record: TaskRecord) -> None:
         key = record.key
         if record.pid is not None and task.pid is None:
@@ -468,6 +528,9 @@ class Scheduler:
             self._execution_ended(key, None, f"lost: {record.reason or 'monitor lost'}", lost=True)
         elif task.kill_reason is not None:
             self._spawn_task(self._kill(key))
+        elif not record.started and self._backend is not None:
+            # Held, and recorded RUNNING: the start was decided but never arrived.
+            self._spawn_task(self._backend.start(key))
 
     # -- submission ----------------------------------------------------------------------
 
@@ -588,6 +651,8 @@ class Scheduler:
 
     def _set(self, job: LiveJob, task: LiveTask, new: TaskStatus) -> None:
         check_task(task.status, new)
+        if task.held is not None and new is not T.PENDING and new is not T.RUNNING:
+            self._cancel_held(task)  # paused or ended: it will not start soon
         LiveJob._count(job.counters, task.status, -1)
         LiveJob._count(job.counters, new, 1)
         # Routine steps at DEBUG (at INFO, three lines per task cost 4% of throughput);
@@ -688,23 +753,24 @@ class Scheduler:
             self._running += 1
             self.max_running_seen = max(self.max_running_seen, self._running)
             self._spawn(job, task)
+            if self.prespawn and task.children:
+                # Next turn: the starts queued now go out first (one write for all).
+                asyncio.get_running_loop().call_soon(self._prespawn_children, job, task)
             touched.add(job)
         for job in touched:
             self._update_job(job)
 
-    def _spawn(self, job: LiveJob, task: LiveTask) -> None:
-        key = execution_key(job.id, task.index, task.attempts)
-        self._by_key[key] = (job, task)
+    def _prepare(self, job: LiveJob, task: LiveTask, attempt: int) -> TaskSpec | str:
+        """The spec of an execution, its files written; or why it cannot start."""
         try:
             user = task_account(
                 job.owner, bool(task.spec.get("run_as_me")), self.task_user, self.run_as_me_map
             )
         except NoAccount as exc:
-            self._execution_ended(key, None, f"could not start: {exc}")
-            return
+            return f"could not start: {exc}"
         try:
             spec, files = build_spec(
-                task_dir=self.files.directory(job.id, task.index, task.attempts),
+                task_dir=self.files.directory(job.id, task.index, attempt),
                 base_env=self._base_env,
                 job_id=job.id,
                 job_name=job.name,
@@ -712,19 +778,42 @@ class Scheduler:
                 job_variables=job.variables,
                 task_index=task.index,
                 task_name=task.name,
-                attempt=task.attempts,
+                attempt=attempt,
                 spec=task.spec,
                 kill_grace=self.kill_grace,
                 user=user,
             )
             self.files.prepare(spec.task_dir, files)
         except OSError as exc:
-            self._execution_ended(key, None, f"could not start: preparing the task: {exc}")
-            return
-        if not task.queued:
-            self._arm_walltime(task, key)
+            return f"could not start: preparing the task: {exc}"
+        return spec
+
+    def _spawn(self, job: LiveJob, task: LiveTask) -> None:
+        key = execution_key(job.id, task.index, task.attempts)
+        self._by_key[key] = (job, task)
         backend = self._backend
         assert backend is not None
+        start: Awaitable[object] | None = None
+        if task.held == key:
+            # Spawned ahead: all that is left is to let it run.
+            task.held = None
+            del self._held[key]
+            start = backend.start(key)
+        else:
+            if task.held is not None:  # pragma: no cover - keys follow attempts
+                self._cancel_held(task)
+            spec = self._prepare(job, task, task.attempts)
+            if isinstance(spec, str):
+                self._execution_ended(key, None, spec)
+                return
+            stale = self._stale.get(key)
+            if stale is None:
+                start = backend.spawn(spec, start=True)
+            else:
+                self._respawning.add(key)
+                start = self._spawn_after(backend, stale, spec)
+        if not task.queued:
+            self._arm_walltime(task, key)
 
         def spawned(fut: asyncio.Future[object]) -> None:
             exc = None if fut.cancelled() else fut.exception()
@@ -736,7 +825,71 @@ class Scheduler:
             else:
                 log.error("spawning %s failed", key, exc_info=exc)
 
-        asyncio.ensure_future(backend.spawn(spec, start=True)).add_done_callback(spawned)
+        asyncio.ensure_future(start).add_done_callback(spawned)
+
+    async def _spawn_after(
+        self, backend: ExecutionBackend, stale: asyncio.Event, spec: TaskSpec
+    ) -> object:
+        """Spawn a key whose held execution was given up, once that one has exited (its
+        monitor's report must not be taken for the new one's) and been released."""
+        await stale.wait()
+        await backend.release(spec.key)
+        self._stale.pop(spec.key, None)
+        self._respawning.discard(spec.key)
+        return await backend.spawn(spec, start=True)
+
+    async def _forget_stale(self, key: str) -> None:
+        """A given-up held execution has exited: release it, then forget its key."""
+        backend = self._backend
+        if backend is not None:
+            with contextlib.suppress(BackendError, OSError, ConnectionError, EOFError):
+                await backend.release(key)
+        if key not in self._respawning:
+            self._stale.pop(key, None)
+
+    def _prespawn_children(self, job: LiveJob, parent: LiveTask) -> None:
+        """`parent` starts: spawn held the children it is the last one to wait for."""
+        if parent.status is T.RUNNING:
+            for index in parent.children:
+                if len(self._held) >= self.prespawn:
+                    return
+                self._prespawn(job, job.tasks[index])
+
+    def _prespawn(self, job: LiveJob, child: LiveTask) -> None:
+        """Spawn `child` held if its one unfinished parent runs (the caller knows it)."""
+        backend = self._backend
+        if backend is None or self._closing or len(self._held) >= self.prespawn:
+            return
+        if child.held is not None or child.status is not T.SUBMITTED:
+            return
+        if child.waiting_parents != 1 or job.paused or job.status in JOB_TERMINAL:
+            return
+        key = execution_key(job.id, child.index, child.attempts + 1)
+        if key in self._stale:
+            return
+        spec = self._prepare(job, child, child.attempts + 1)
+        if isinstance(spec, str):
+            return  # its own spawn will say why
+        child.held = key
+        self._held[key] = (job, child)
+
+        def refused(fut: asyncio.Future[object]) -> None:
+            exc = None if fut.cancelled() else fut.exception()
+            if isinstance(exc, BackendError) and not isinstance(exc, Unreachable):
+                entry = self._held.pop(key, None)
+                if entry is not None:  # it will be spawned the usual way
+                    entry[1].held = None
+
+        asyncio.ensure_future(backend.spawn(spec, start=False)).add_done_callback(refused)
+
+    def _cancel_held(self, task: LiveTask) -> None:
+        """Give up a held execution: it exits without running its command."""
+        key = task.held
+        assert key is not None
+        task.held = None
+        self._held.pop(key, None)
+        self._stale.setdefault(key, asyncio.Event())
+        self._spawn_task(self._kill(key))
 
     def _arm_walltime(self, task: LiveTask, key: str) -> None:
         """The walltime counts from the task's start (a queued task's, once it starts)."""
@@ -814,6 +967,18 @@ class Scheduler:
             self._dispatch()
 
     def _on_event(self, event: Event) -> None:
+        if not isinstance(event, Started):
+            held = self._held.pop(event.key, None)
+            if held is not None:
+                # Ended before it was started (its monitor could not set it up, or
+                # died): the task will be spawned the usual way, under this key.
+                held[1].held = None
+                self._stale.setdefault(event.key, asyncio.Event())
+            stale = self._stale.get(event.key)
+            if stale is not None and not stale.is_set():
+                stale.set()  # gone: its key may be spawned again (released first)
+                self._spawn_task(self._forget_stale(event.key))
+                return
         if isinstance(event, Started):
             entry = self._by_key.get(event.key)
             if entry is not None:
@@ -885,6 +1050,11 @@ class Scheduler:
             self._release_children(job, task)
         else:
             self._fail(job, task, retry=True, lost=lost)
+        if self._held and task.status not in TASK_WAITING_TO_RETRY:
+            for index in task.children:
+                child = job.tasks[index]
+                if child.held is not None and child.status is T.SUBMITTED:
+                    self._cancel_held(child)  # its parent failed and will not rerun
         return job
 
     def _describe(self, job: LiveJob, task: LiveTask, status: ExitStatus | None) -> str | None:
@@ -951,6 +1121,15 @@ class Scheduler:
             child.waiting_parents -= 1
             if child.waiting_parents == 0 and child.status is T.SUBMITTED:
                 self._make_eligible(job, child)
+            elif (
+                child.waiting_parents == 1
+                and self.prespawn
+                and child.held is None
+                and child.status is T.SUBMITTED
+                and any(job.tasks[p].status is T.RUNNING for p in child.parents)
+            ):
+                # Its one parent left is already running (a join): spawn it ahead now.
+                self._prespawn(job, child)
 
     def _end_job(self, job: LiveJob, final: JobStatus, why: str) -> None:
         """Kill, cancel: committed at once, in ProActive's order: the job's final status,
