@@ -6,7 +6,9 @@ Each test runs on a SQLite file and on a fresh PostgreSQL database (the `store` 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import pytest
 from harness import Hypervisor, make_scheduler
@@ -25,6 +27,8 @@ from simple_scheduler.store.dbengine import (
 )
 from simple_scheduler.store.migrate import available_migrations, migrate, schema_version
 from simple_scheduler.workflow import parse_workflow
+
+T = TypeVar("T")
 
 
 async def insert(store: Store, xml: bytes, owner: str = "alice") -> int:
@@ -229,4 +233,69 @@ async def test_scheduler_carries_on_when_postgresql_drops_its_sessions(
         assert {r["status"] for r in rows} == {"FINISHED"} and len(rows) == 5
     finally:
         await s.stop()
+        await store.close()
+
+
+async def test_job_counts_follow_submits_and_removals(store: Store) -> None:
+    """Listings' totals come from `job_counts`, kept exact by the writes themselves: a
+    group commit of several owners' jobs, a single insert, removals (twice: once gone, a
+    job is not taken off again)."""
+    xml = job_xml([{"name": "a", "native": ["true"]}])
+    job, text = parse_workflow(xml), xml.decode()
+    group = [(job, "alice", text), (job, "bob", text), (job, "alice", text)]
+    await jobstore.commit_jobs(store, group, 1)
+    bobs = await insert(store, xml, owner="bob")
+    counts = {o: await jobstore.count_jobs(store, o) for o in ("alice", "bob", "carol", "a\x00")}
+    assert counts == {"alice": 2, "bob": 2, "carol": 0, "a\x00": 0}
+    assert await jobstore.count_jobs(store, None) == 4
+    await jobstore.delete_job(store, bobs)
+    await jobstore.delete_job(store, bobs)
+    assert await jobstore.count_jobs(store, "bob") == 1
+    assert await jobstore.count_jobs(store, None) == 3
+    real = await store.fetch_all("SELECT owner, COUNT(*) AS n FROM jobs GROUP BY owner")
+    kept = await store.fetch_all("SELECT owner, jobs FROM job_counts")
+    assert {r["owner"]: int(r["n"]) for r in real} == {r["owner"]: int(r["jobs"]) for r in kept}
+
+
+async def test_small_reads_see_each_commit_at_once(store: Store) -> None:
+    """On SQLite a small read has a connection of its own: it must see what the writer
+    has just committed, as the reader connection does."""
+    xml = job_xml([{"name": "a", "native": ["true"]}])
+    for status in ("RUNNING", "FINISHED"):
+        job_id = await insert(store, xml)
+        assert await jobstore.get_job(store, job_id) is not None
+        await store.execute(
+            "UPDATE jobs SET status = :s WHERE id = :id", {"s": status, "id": job_id}
+        )
+        row = await jobstore.get_job(store, job_id)
+        assert row is not None and row["status"] == status
+        task = await jobstore.get_task(store, job_id, "a")
+        assert task is not None and task["name"] == "a"
+
+
+def done_without_waiting(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to its end in one step; fail if it had to wait for anything."""
+    try:
+        coro.send(None)
+    except StopIteration as finished:
+        return cast(T, finished.value)
+    coro.close()
+    raise AssertionError("the read waited (a hop to another thread or the network)")
+
+
+async def test_small_reads_on_sqlite_stay_in_the_loop_thread(short_tmp: Path) -> None:
+    """A request's key lookups on SQLite never wait for the driver's thread: under load
+    each such hop waited for a loop turn and for the OS to run that thread."""
+    store = await Store.open(f"sqlite+aiosqlite:///{short_tmp / 'db.sqlite'}")
+    try:
+        await migrate(store)
+        xml = job_xml([{"name": "a", "native": ["true"]}])
+        job_id = await insert(store, xml)
+        row = done_without_waiting(jobstore.get_job(store, job_id))
+        assert row is not None and row["id"] == job_id
+        assert done_without_waiting(jobstore.get_task(store, job_id, "a")) is not None
+        assert done_without_waiting(jobstore.count_jobs(store, None)) == 1
+        page = done_without_waiting(jobstore.jobs_page(store, None, below=None, skip=0, count=20))
+        assert [r["id"] for r in page] == [job_id] and "xml" not in page[0]
+    finally:
         await store.close()

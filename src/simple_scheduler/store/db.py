@@ -4,12 +4,15 @@
 touches it; for a web server that is a thread per request. We hold two long-lived
 connections instead: one writer, serialised by a lock so transactions from concurrent
 tasks never interleave (SQLite has a single writer anyway), and one reader, which sees
-only committed state thanks to WAL. On PostgreSQL (asyncpg) the same two connections
-are taken from a pool of two, and queries skip `databases` (see `dbengine.PostgresQueries`);
-what differs between the engines is in `dbengine`. A PostgreSQL server can go away
-under a running store (restart, failover, a terminated session): a connection found
-closed is replaced, reads are retried once on the new one, and a write transaction
-fails (its caller retries, as the scheduler's writer does) but the next one succeeds.
+only committed state thanks to WAL. On SQLite a third, read-only connection answers
+reads the caller marks `small=True` in the event loop's thread (see `fastread`): a
+request's key lookups then cost microseconds instead of two thread switches. On
+PostgreSQL (asyncpg) the two connections are taken from a pool of two, and queries skip
+`databases` (see `dbengine.PostgresQueries`); what differs between the engines is in
+`dbengine`. A PostgreSQL server can go away under a running store (restart, failover, a
+terminated session): a connection found closed is replaced, reads are retried once on
+the new one, and a write transaction fails (its caller retries, as the scheduler's
+writer does) but the next one succeeds.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from typing import Any, Protocol, TypeVar, cast
 from databases import Database
 from databases.core import Connection
 
+from simple_scheduler.config import sqlite_path
 from simple_scheduler.store import dbengine
 from simple_scheduler.store.dbengine import Engine
+from simple_scheduler.store.fastread import FastReader
 
 Row = Mapping[str, Any]
 T = TypeVar("T")
@@ -181,6 +186,10 @@ class Store:
         self._read_q: Queries | None = None
         self._write_lock = asyncio.Lock()
         self._replace_lock = asyncio.Lock()
+        self._fast: FastReader | None = None
+        #: False once the in-loop reader cannot exist (not SQLite, or an in-memory file).
+        self._fast_possible = self.engine == "sqlite" and sqlite_path(url) is not None
+        self._fast_warned = False
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -228,6 +237,10 @@ class Store:
             return True
 
     async def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
+        self._fast_possible = False
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.__aexit__(None, None, None)
@@ -327,11 +340,35 @@ class Store:
         assert self._read_q is not None, "store is closed"
         return await op(self._read_q)
 
-    async def fetch_all(self, query: str, values: Mapping[str, Any] | None = None) -> list[Row]:
+    def _fast_reader(self) -> FastReader | None:
+        """The in-loop reader, opened on first use (the file may not exist before the
+        migrations ran: then the next small read tries again)."""
+        if self._fast is None and self._fast_possible:
+            self._fast = FastReader.open(self.url, quiet=self._fast_warned)
+            self._fast_warned = True
+        return self._fast
+
+    async def fetch_all(
+        self, query: str, values: Mapping[str, Any] | None = None, *, small: bool = False
+    ) -> list[Row]:
+        """`small`: a bounded, indexed read, answered in the loop's thread when it can."""
+        if small and (fast := self._fast_reader()) is not None:
+            with contextlib.suppress(sqlite3.Error):  # busy or locked: the reader waits
+                return fast.fetch_all(query, values)
         return await self._read(lambda q: q.fetch_all(query, values))
 
-    async def fetch_one(self, query: str, values: Mapping[str, Any] | None = None) -> Row | None:
+    async def fetch_one(
+        self, query: str, values: Mapping[str, Any] | None = None, *, small: bool = False
+    ) -> Row | None:
+        if small and (fast := self._fast_reader()) is not None:
+            with contextlib.suppress(sqlite3.Error):
+                return fast.fetch_one(query, values)
         return await self._read(lambda q: q.fetch_one(query, values))
 
-    async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
+    async def fetch_val(
+        self, query: str, values: Mapping[str, Any] | None = None, *, small: bool = False
+    ) -> Any:
+        if small and (fast := self._fast_reader()) is not None:
+            with contextlib.suppress(sqlite3.Error):
+                return fast.fetch_val(query, values)
         return await self._read(lambda q: q.fetch_val(query, values))

@@ -1,24 +1,28 @@
-"""Primary-key reads on the request path, without a thread hop, when the store is SQLite.
+"""Small reads on the request path, without a thread hop, when the store is SQLite.
 
 Every job endpoint starts by reading one job row. Through `databases` + aiosqlite that is
 a query compiled by SQLAlchemy and a round trip to the connection's thread; under load the
-event loop and that thread contend for the GIL and one read costs 0.3 to 1 ms of loop time.
-The same read on a plain read-only `sqlite3` connection in the loop's thread takes a few
+event loop and that thread contend for the GIL and one read costs 0.3 to 1 ms of loop time,
+and on a busy machine each hop also waits for the OS to run the other thread. The same
+read on a plain read-only `sqlite3` connection in the loop's thread takes a few
 microseconds: a WAL reader never waits for the writer, so it does not block the loop.
 
-Only tiny indexed reads go here. If the database is not SQLite, or the read fails (busy,
-locked), the caller falls back to the async store: this is an accelerator, never the only
-path.
+Only small indexed reads go here (a row by key, a short page by key, a counter); the
+store decides (`Store.fetch_*(..., small=True)`). If the database is not SQLite, or the
+read fails (busy, locked, file not there yet), the store uses its reader connection:
+this is an accelerator, never the only path.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from simple_scheduler.config import sqlite_path
-from simple_scheduler.store.db import Row
+
+Row = Mapping[str, Any]
 
 log = logging.getLogger("simple_scheduler.store")
 
@@ -33,7 +37,7 @@ class FastReader:
         self._conn = connection
 
     @classmethod
-    def open(cls, database_url: str) -> FastReader | None:
+    def open(cls, database_url: str, *, quiet: bool = False) -> FastReader | None:
         path = sqlite_path(database_url)
         if path is None:
             return None
@@ -43,15 +47,26 @@ class FastReader:
             )
             conn.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
-            log.warning("fast reads disabled: %s", exc)
+            if not quiet:
+                log.warning("fast reads disabled for now: %s", exc)
             return None
         conn.row_factory = sqlite3.Row
         return cls(conn)
 
-    def fetch_one(self, query: str, values: dict[str, Any]) -> Row | None:
+    # Each statement runs to completion here (fetchone/fetchall, cursor dropped): an
+    # unfinished statement would keep its read snapshot and hide later commits.
+
+    def fetch_one(self, query: str, values: Mapping[str, Any] | None = None) -> Row | None:
         """The row or None; raises sqlite3.Error when the caller should fall back."""
-        row = self._conn.execute(query, values).fetchone()
-        return None if row is None else dict(row)
+        rows = self._conn.execute(query, dict(values or {})).fetchmany(1)
+        return dict(rows[0]) if rows else None
+
+    def fetch_all(self, query: str, values: Mapping[str, Any] | None = None) -> list[Row]:
+        return [dict(r) for r in self._conn.execute(query, dict(values or {})).fetchall()]
+
+    def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
+        rows = self._conn.execute(query, dict(values or {})).fetchmany(1)
+        return rows[0][0] if rows else None
 
     def close(self) -> None:
         self._conn.close()
