@@ -6,6 +6,7 @@ Each test runs on a SQLite file and on a fresh PostgreSQL database (the `store` 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -297,5 +298,77 @@ async def test_small_reads_on_sqlite_stay_in_the_loop_thread(short_tmp: Path) ->
         assert done_without_waiting(jobstore.count_jobs(store, None)) == 1
         page = done_without_waiting(jobstore.jobs_page(store, None, below=None, skip=0, count=20))
         assert [r["id"] for r in page] == [job_id] and "xml" not in page[0]
+    finally:
+        await store.close()
+
+
+async def sqlite_store(folder: Path) -> Store:
+    store = await Store.open(f"sqlite+aiosqlite:///{folder / 'db.sqlite'}")
+    await migrate(store)
+    return store
+
+
+async def test_small_transactions_on_sqlite_stay_in_the_loop_thread(short_tmp: Path) -> None:
+    """A small submit and a small status batch are committed without a thread hop: in
+    the driver's thread each statement handed the GIL back and forth with a busy loop."""
+    store = await sqlite_store(short_tmp)
+    try:
+        xml = job_xml([{"name": "a", "native": ["true"]}, {"name": "b", "native": ["true"]}])
+        job, text = parse_workflow(xml), xml.decode()
+        ids = done_without_waiting(jobstore.commit_jobs(store, [(job, "alice", text)] * 3, 1))
+        assert len(ids) == 3 and done_without_waiting(jobstore.count_jobs(store, "alice")) == 3
+        row = {**dict.fromkeys(jobstore.TASK_COLUMNS), "attempts": 1}
+        row |= {"job_id": ids[0], "task_index": 1, "status": "RUNNING"}
+        row |= {"max_number_of_execution": 1}
+        done_without_waiting(jobstore.write_batch(store, [row], []))
+        task = await store.fetch_one(  # the reader connection, in its thread
+            "SELECT status FROM tasks WHERE job_id = :j AND task_index = 1", {"j": ids[0]}
+        )
+        assert task is not None and task["status"] == "RUNNING"
+    finally:
+        await store.close()
+
+
+async def test_a_small_transaction_waits_for_another_process_in_the_thread(
+    short_tmp: Path,
+) -> None:
+    """Another writer (an admin command) holds the file: the in-loop writer does not
+    wait for it, the driver's thread does, and the write is done once it commits."""
+    store = await sqlite_store(short_tmp)
+    other = sqlite3.connect(short_tmp / "db.sqlite", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        xml = job_xml([{"name": "a", "native": ["true"]}])
+        pending = asyncio.ensure_future(
+            jobstore.commit_jobs(store, [(parse_workflow(xml), "bob", xml.decode())], 1)
+        )
+        for _ in range(20):
+            await asyncio.sleep(0)  # loop turns: it must still be waiting for the lock
+        assert not pending.done()
+        other.execute("COMMIT")
+        [job_id] = await pending
+        assert await jobstore.get_job(store, job_id) is not None
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_the_write_ahead_log_is_checkpointed_from_a_thread(short_tmp: Path) -> None:
+    """The in-loop writer never checkpoints (that fsyncs); the store does, past a size,
+    so the log does not grow without end."""
+    store = await sqlite_store(short_tmp)
+    store.CHECKPOINT_WAL_BYTES = 64 * 1024
+    wal = short_tmp / "db.sqlite-wal"
+    try:
+        xml = job_xml([{"name": "a", "native": ["true"]}])
+        job, text = parse_workflow(xml), xml.decode() + "<!--" + "x" * 8000 + "-->"
+        biggest = 0
+        for _ in range(300):  # ~2.4 MB of workflows, in small transactions
+            await jobstore.commit_jobs(store, [(job, "alice", text)], 1)
+            while (running := store._checkpointing) is not None:
+                await running
+            biggest = max(biggest, wal.stat().st_size)
+        assert await jobstore.count_jobs(store, "alice") == 300
+        assert biggest < 1024 * 1024, biggest
     finally:
         await store.close()

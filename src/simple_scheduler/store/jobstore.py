@@ -132,7 +132,13 @@ async def commit_jobs(
                 conn.executemany(query, rows)
         return ids
 
-    return await store.run_transaction(work)
+    tasks = sum(len(job.tasks) for job, _, _ in submissions)
+    return await store.run_transaction(work, small=tasks <= SMALL_SUBMIT_TASKS)
+
+
+#: Submitted jobs of up to this many tasks in all are written in the loop's thread
+#: (`Store.run_transaction`): building and inserting their rows takes ~1 ms.
+SMALL_SUBMIT_TASKS = 64
 
 
 _TAKE_JOB_IDS = (
