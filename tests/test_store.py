@@ -372,3 +372,28 @@ async def test_the_write_ahead_log_is_checkpointed_from_a_thread(short_tmp: Path
         assert biggest < 1024 * 1024, biggest
     finally:
         await store.close()
+
+
+async def test_a_small_submit_is_committed_in_the_submitting_task(
+    short_tmp: Path, hypervisor: Hypervisor
+) -> None:
+    """On SQLite, with nothing else being written, a small job is committed and live
+    before `submit` first waits for anything: handing it to the group writer's task
+    cost a loop turn to start and one to answer (each ~10 ms under the soak's load)."""
+    store = await sqlite_store(short_tmp)
+    s = make_scheduler(store, hypervisor, workers=2)
+    await s.start()
+    try:
+        xml = job_xml([{"name": "a", "bash": "true"}, {"name": "b", "bash": "true"}])
+        job_id = done_without_waiting(s.submit(parse_workflow(xml), "alice", xml.decode()))
+        assert s.is_live(job_id)
+        more = await asyncio.gather(
+            *(s.submit(parse_workflow(xml), "bob", xml.decode()) for _ in range(5))
+        )
+        assert more == list(range(job_id + 1, job_id + 6))
+        for one in (job_id, *more):
+            assert await s.wait_job(one, timeout=30) == "FINISHED"
+        assert await jobstore.count_jobs(store, None) == 6
+    finally:
+        await s.stop()
+        await store.close()

@@ -331,6 +331,21 @@ class Store:
                     return result
             return cast(T, await run(transaction))
 
+    def transaction_now(self, work: Callable[[sqlite3.Connection], T]) -> T | None:
+        """`work` (small, never returning None) in a transaction of its own, committed
+        right here in the loop's thread, or None when that cannot be done without waiting
+        (a transaction in progress, another process writing, not SQLite): the caller
+        then goes through `run_transaction`. Saves the caller the loop turns of handing
+        the work to a task of its own."""
+        if self._write_lock.locked() or (writer := self._in_loop_writer()) is None:
+            return None
+        try:
+            result = writer.run(work)
+        except WriterBusy:
+            return None
+        self._checkpoint_if_needed()
+        return result
+
     def _in_loop_writer(self) -> LoopWriter | None:
         if self._loop_writer is None and self._fast_possible and not self._loop_writer_tried:
             self._loop_writer_tried = True

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from simple_scheduler.states import (
@@ -116,12 +116,34 @@ async def commit_jobs(
     store: Store, submissions: Sequence[tuple[Job, str, str]], now_ms: int
 ) -> list[int]:
     """`insert_jobs` in a transaction of its own, committed; on SQLite in one hop to the
-    driver's thread (rows are built there too, off the event loop)."""
+    driver's thread (rows are built there too, off the event loop), or none when small."""
     if not submissions:
         return []
     if not store.one_hop:
         async with store.transaction() as tx:
             return await insert_jobs(tx, submissions, now_ms)
+    return await store.run_transaction(
+        _commit_work(submissions, now_ms), small=_small(submissions)
+    )
+
+
+def commit_jobs_now(
+    store: Store, submissions: Sequence[tuple[Job, str, str]], now_ms: int
+) -> list[int] | None:
+    """`commit_jobs` done at once in the loop's thread, or None when it cannot be
+    without waiting (the caller then uses `commit_jobs`)."""
+    if not submissions or not _small(submissions) or not store.one_hop:
+        return None
+    return store.transaction_now(_commit_work(submissions, now_ms))
+
+
+def _small(submissions: Sequence[tuple[Job, str, str]]) -> bool:
+    return sum(len(job.tasks) for job, _, _ in submissions) <= SMALL_SUBMIT_TASKS
+
+
+def _commit_work(
+    submissions: Sequence[tuple[Job, str, str]], now_ms: int
+) -> Callable[[sqlite3.Connection], list[int]]:
     count = len(submissions)
 
     def work(conn: sqlite3.Connection) -> list[int]:
@@ -132,8 +154,7 @@ async def commit_jobs(
                 conn.executemany(query, rows)
         return ids
 
-    tasks = sum(len(job.tasks) for job, _, _ in submissions)
-    return await store.run_transaction(work, small=tasks <= SMALL_SUBMIT_TASKS)
+    return work
 
 
 #: Submitted jobs of up to this many tasks in all are written in the loop's thread
