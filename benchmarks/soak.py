@@ -14,7 +14,9 @@ Every task appends "<job id> <task name>" to a ledger file as its first act, so 
 drain period the ledger says which tasks ran twice; jobs acknowledged by a 200 to submit
 but not ended by then are lost. Also reported: requests, errors (non-2xx or no answer),
 p50/p99 per operation, server and hypervisor RSS at start, after warm-up, middle and end
-(`rss_growth_ratio` = server end / after warm-up).
+(`rss_growth_ratio` = server end / after warm-up). CPU per request, of the server, of
+the hypervisor (with its fork server and monitors' reaping, not the tasks) and of this
+benchmark's own clients, says where a 2-core machine's time goes: the clients share it.
 
 Targets: errors 0, lost 0, twice 0, submit_p99_ms <= 100, read_p99_ms <= 100,
 rss_growth_ratio <= 1.2.
@@ -184,6 +186,17 @@ def rss_mb(proc: psutil.Process | None) -> float | None:
         return None
 
 
+def cpu_s(proc: psutil.Process | None) -> float:
+    """User + system CPU seconds of `proc` so far (0 once it is gone)."""
+    if proc is None:
+        return 0.0
+    try:
+        times = proc.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
 def percentile(values: list[float], q: int) -> float:
     if len(values) < 2:
         return values[0] if values else 0.0
@@ -231,6 +244,17 @@ async def soak(args: argparse.Namespace, server: LiveServer) -> dict[str, object
     clients = [Client(server.base, t, xml, stats, random.Random(seed.random())) for t in tokens]
     began = time.monotonic()
     until = began + args.seconds
+    # CPU seconds over the load: the server, each hypervisor (one is killed), the clients.
+    cpu_start = (cpu_s(web), time.process_time())
+    hypervisor_cpu: dict[int, float] = {}
+
+    def note_hypervisor_cpu() -> None:
+        found = hypervisor()
+        if found is not None:
+            hypervisor_cpu[found.pid] = max(hypervisor_cpu.get(found.pid, 0.0), cpu_s(found))
+
+    note_hypervisor_cpu()
+    hypervisor_at_start = dict(hypervisor_cpu)
     warmup = min(60.0, max(5.0, args.seconds * 0.1))
     events: list[str] = []
 
@@ -258,6 +282,12 @@ async def soak(args: argparse.Namespace, server: LiveServer) -> dict[str, object
             await asyncio.sleep(max(0.0, began + at - time.monotonic()))
             sample(label)
 
+    async def watch_hypervisor_cpu() -> None:
+        """Its CPU until it is killed, and its successor's: sampled every second."""
+        while time.monotonic() < until:
+            note_hypervisor_cpu()
+            await asyncio.sleep(1.0)
+
     print(
         f"{args.clients} clients for {args.seconds:g} s, {args.workers} workers; warm-up"
         f" {warmup:g} s; SIGKILL a monitor at 30% and the hypervisor at 60%",
@@ -268,7 +298,12 @@ async def soak(args: argparse.Namespace, server: LiveServer) -> dict[str, object
         kill_one(MONITOR, args.seconds * 0.3),
         kill_one(HYPERVISOR, args.seconds * 0.6),
         timeline(),
+        watch_hypervisor_cpu(),
     )
+    note_hypervisor_cpu()
+    server_cpu = cpu_s(web) - cpu_start[0]
+    client_cpu = time.process_time() - cpu_start[1]
+    hv_cpu = sum(hypervisor_cpu.values()) - sum(hypervisor_at_start.values())
     sample("end")
     requests = sum(len(v) for v in stats.latency.values()) + sum(stats.errors.values())
     load_s = time.monotonic() - began
@@ -310,6 +345,14 @@ async def soak(args: argparse.Namespace, server: LiveServer) -> dict[str, object
     print(f"{requests} requests in {load_s:.0f} s ({requests / load_s:.0f}/s)")
     for sample_line in stats.error_samples:
         print(f"  error: {sample_line}")
+    per = 1000 / max(1, requests)
+    print(
+        f"CPU over the load: server {server_cpu:.1f} s ({server_cpu * per:.2f} ms/request,"
+        f" {100 * server_cpu / load_s:.0f}% of a core), hypervisor {hv_cpu:.1f} s,"
+        f" clients {client_cpu:.1f} s ({client_cpu * per:.2f} ms/request,"
+        f" {100 * client_cpu / load_s:.0f}% of a core); load average"
+        f" {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     for label, (server_mb, hv_mb) in rss.items():
         print(f"RSS {label:<14} server {server_mb or 0:6.1f} MB   hypervisor {hv_mb or 0:5.1f} MB")
     for event in events:

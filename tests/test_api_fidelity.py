@@ -245,8 +245,9 @@ async def test_serialized_results_read_by_the_jdk(api: Api, tmp_path: Path) -> N
 async def test_a_submitted_job_is_listed_without_reading_its_document_back(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its details (precious tasks, declared variables) are remembered at submission:
-    a listing of recent jobs, what clients poll, reads no task or XML per job."""
+    """Its details (precious tasks, declared variables) are stored with it at submission:
+    a listing, what clients poll, reads them from the listed rows, nothing per job (a
+    cache filled after the commit missed for jobs listed in between)."""
     job_id = await api.submit(WORKFLOW)
 
     async def no_reads(*args: object) -> object:
@@ -256,7 +257,25 @@ async def test_a_submitted_job_is_listed_without_reading_its_document_back(
 
     monkeypatch.setattr(jobstore, "job_document", no_reads)
     monkeypatch.setattr(jobstore, "precious_task_names", no_reads)
+    monkeypatch.setattr(jobstore, "stored_details", no_reads)
+    api.services.job_details.clear()
     listing = await json_of(await api.get("/rest/scheduler/jobsinfo?limit=5"))
     [item] = [i for i in listing["list"] if int(i["jobid"]) == job_id]
     assert item["jobInfo"]["preciousTasks"] == ["ok"]
     assert item["jobInfo"]["detailedVariables"]["COUNT"]["model"] == "PA:INTEGER[1,10]"
+
+
+async def test_a_job_stored_without_details_shows_them_all_the_same(api: Api) -> None:
+    """Jobs submitted before `jobs.details` existed: read from their tasks and XML."""
+    job_id = await api.submit(WORKFLOW)
+    await api.wait_status(job_id)
+    await api.services.store.execute(
+        "UPDATE jobs SET details = NULL WHERE id = :id", {"id": job_id}
+    )
+    api.services.job_details.clear()
+    info = await json_of(await api.get(f"{JOBS}/{job_id}/info"))
+    listing = await json_of(await api.get("/rest/scheduler/jobsinfo?limit=5"))
+    [item] = [i for i in listing["list"] if int(i["jobid"]) == job_id]
+    for shown in (info, item["jobInfo"]):
+        assert shown["preciousTasks"] == ["ok"]
+        assert shown["detailedVariables"]["COUNT"]["model"] == "PA:INTEGER[1,10]"

@@ -7,14 +7,17 @@ import io
 import json
 import threading
 import zipfile
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from apiutil import Api, api_fixture, with_config  # noqa: F401
+from quart import Response
 from werkzeug.datastructures import FileStorage
 from wfxml import job_xml
 
 from simple_scheduler.api import results, views
+from simple_scheduler.api.streaming import IN_PLACE_BYTES, without_send_timeout
 from simple_scheduler.store import jobstore
 from simple_scheduler.workflow import Limits, parse_workflow
 
@@ -467,3 +470,21 @@ async def test_small_xml_parses_on_the_loop_large_and_zipped_in_a_thread(
     assert response.status_code == 200, await response.get_data(as_text=True)
     assert (await api.wait_status(int((await response.get_json())["id"])))["status"] == "FINISHED"
     assert parses_in_threads == 2
+
+
+
+async def test_small_answers_are_sent_in_the_handlers_task(api: Api) -> None:
+    """Quart sends an answer under `asyncio.wait_for`, a task (and a loop turn) of its
+    own on Python 3.11, unless the answer has no timeout: small answers in memory have
+    none; streamed and large ones keep RESPONSE_TIMEOUT, which bounds a client that
+    stops reading."""
+    assert without_send_timeout in api.app.after_request_funcs[None]
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield b"{}"
+
+    small = await without_send_timeout(Response(b'{"a": 1}'))
+    large = await without_send_timeout(Response(b"x" * (IN_PLACE_BYTES + 1)))
+    streamed = await without_send_timeout(Response(pieces()))
+    assert small.timeout is None
+    assert large.timeout is Ellipsis and streamed.timeout is Ellipsis

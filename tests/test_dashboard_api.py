@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from inspect import iscoroutinefunction
 from typing import Any
 
 from apiutil import PASSWORDS, Api, api_fixture  # noqa: F401
@@ -99,6 +100,18 @@ async def test_api_answers_carry_a_csp_that_allows_nothing(api: Api) -> None:
     assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert "sandbox" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_request_hooks_run_in_the_loop(api: Api) -> None:
+    """Quart runs a plain-function hook in its thread pool: a hop to a worker thread and
+    back for every answer of the server, which under load waited for the pool and for
+    the OS (issue 14's soak). Every hook is a coroutine function."""
+    found: list[object] = []
+    for registry in (api.app.before_request_funcs, api.app.after_request_funcs):
+        for funcs in registry.values():
+            found.extend(funcs)
+    assert pages.add_security_headers in found
+    assert all(iscoroutinefunction(f) for f in found), found
 
 
 # -- session cookie and CSRF -----------------------------------------------------------------

@@ -152,6 +152,31 @@ def test_pending_migrations_apply_in_order_and_keep_colons(database_url: str) ->
     assert with_store(database_url, work) == ([1], [2], "a:b")
 
 
+def test_job_counts_are_filled_from_the_jobs_already_kept(database_url: str) -> None:
+    """A server upgraded with jobs in its store lists the right totals at once."""
+    shipped = available_migrations(engine=engine_of(database_url))
+    before = [m for m in shipped if m.version < 3]
+    columns = (
+        "owner, name, priority, status, on_task_error, max_number_of_execution, variables,"
+        " generic_information, xml, submitted_time, total_tasks, pending_tasks,"
+        " running_tasks, finished_tasks, faulty_tasks, failed_tasks, in_error_tasks"
+    )
+
+    async def work(store: Store) -> dict[str, int]:
+        await migrate(store, before)
+        for job_id, owner in enumerate(["alice", "bob", "alice", "alice"], start=1):
+            await store.execute(
+                f"INSERT INTO jobs (id, {columns}) VALUES (:id, :owner, 'j', 'normal',"
+                " 'FINISHED', 'none', 1, '{}', '{}', '<job/>', 1, 0, 0, 0, 0, 0, 0, 0)",
+                {"id": job_id, "owner": owner},
+            )
+        await migrate(store)
+        rows = await store.fetch_all("SELECT owner, jobs FROM job_counts")
+        return {str(r["owner"]): int(r["jobs"]) for r in rows}
+
+    assert with_store(database_url, work) == {"alice": 3, "bob": 1}
+
+
 def migrations_package(root: Path, files: dict[str, str]) -> str:
     """A throwaway package of migration files, importable from `root` (a fresh name each
     time: importlib caches packages by name)."""

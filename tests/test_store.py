@@ -6,7 +6,10 @@ Each test runs on a SQLite file and on a fresh PostgreSQL database (the `store` 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import sqlite3
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import pytest
 from harness import Hypervisor, make_scheduler
@@ -25,6 +28,8 @@ from simple_scheduler.store.dbengine import (
 )
 from simple_scheduler.store.migrate import available_migrations, migrate, schema_version
 from simple_scheduler.workflow import parse_workflow
+
+T = TypeVar("T")
 
 
 async def insert(store: Store, xml: bytes, owner: str = "alice") -> int:
@@ -227,6 +232,168 @@ async def test_scheduler_carries_on_when_postgresql_drops_its_sessions(
         await s.flush()
         rows = await jobstore.list_tasks(store, job_id, 0, 10)
         assert {r["status"] for r in rows} == {"FINISHED"} and len(rows) == 5
+    finally:
+        await s.stop()
+        await store.close()
+
+
+async def test_job_counts_follow_submits_and_removals(store: Store) -> None:
+    """Listings' totals come from `job_counts`, kept exact by the writes themselves: a
+    group commit of several owners' jobs, a single insert, removals (twice: once gone, a
+    job is not taken off again)."""
+    xml = job_xml([{"name": "a", "native": ["true"]}])
+    job, text = parse_workflow(xml), xml.decode()
+    group = [(job, "alice", text), (job, "bob", text), (job, "alice", text)]
+    await jobstore.commit_jobs(store, group, 1)
+    bobs = await insert(store, xml, owner="bob")
+    counts = {o: await jobstore.count_jobs(store, o) for o in ("alice", "bob", "carol", "a\x00")}
+    assert counts == {"alice": 2, "bob": 2, "carol": 0, "a\x00": 0}
+    assert await jobstore.count_jobs(store, None) == 4
+    await jobstore.delete_job(store, bobs)
+    await jobstore.delete_job(store, bobs)
+    assert await jobstore.count_jobs(store, "bob") == 1
+    assert await jobstore.count_jobs(store, None) == 3
+    real = await store.fetch_all("SELECT owner, COUNT(*) AS n FROM jobs GROUP BY owner")
+    kept = await store.fetch_all("SELECT owner, jobs FROM job_counts")
+    assert {r["owner"]: int(r["n"]) for r in real} == {r["owner"]: int(r["jobs"]) for r in kept}
+
+
+async def test_small_reads_see_each_commit_at_once(store: Store) -> None:
+    """On SQLite a small read has a connection of its own: it must see what the writer
+    has just committed, as the reader connection does."""
+    xml = job_xml([{"name": "a", "native": ["true"]}])
+    for status in ("RUNNING", "FINISHED"):
+        job_id = await insert(store, xml)
+        assert await jobstore.get_job(store, job_id) is not None
+        await store.execute(
+            "UPDATE jobs SET status = :s WHERE id = :id", {"s": status, "id": job_id}
+        )
+        row = await jobstore.get_job(store, job_id)
+        assert row is not None and row["status"] == status
+        task = await jobstore.get_task(store, job_id, "a")
+        assert task is not None and task["name"] == "a"
+
+
+def done_without_waiting(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to its end in one step; fail if it had to wait for anything."""
+    try:
+        coro.send(None)
+    except StopIteration as finished:
+        return cast(T, finished.value)
+    coro.close()
+    raise AssertionError("the read waited (a hop to another thread or the network)")
+
+
+async def test_small_reads_on_sqlite_stay_in_the_loop_thread(short_tmp: Path) -> None:
+    """A request's key lookups on SQLite never wait for the driver's thread: under load
+    each such hop waited for a loop turn and for the OS to run that thread."""
+    store = await Store.open(f"sqlite+aiosqlite:///{short_tmp / 'db.sqlite'}")
+    try:
+        await migrate(store)
+        xml = job_xml([{"name": "a", "native": ["true"]}])
+        job_id = await insert(store, xml)
+        row = done_without_waiting(jobstore.get_job(store, job_id))
+        assert row is not None and row["id"] == job_id
+        assert done_without_waiting(jobstore.get_task(store, job_id, "a")) is not None
+        assert done_without_waiting(jobstore.count_jobs(store, None)) == 1
+        page = done_without_waiting(jobstore.jobs_page(store, None, below=None, skip=0, count=20))
+        assert [r["id"] for r in page] == [job_id] and "xml" not in page[0]
+    finally:
+        await store.close()
+
+
+async def sqlite_store(folder: Path) -> Store:
+    store = await Store.open(f"sqlite+aiosqlite:///{folder / 'db.sqlite'}")
+    await migrate(store)
+    return store
+
+
+async def test_small_transactions_on_sqlite_stay_in_the_loop_thread(short_tmp: Path) -> None:
+    """A small submit and a small status batch are committed without a thread hop: in
+    the driver's thread each statement handed the GIL back and forth with a busy loop."""
+    store = await sqlite_store(short_tmp)
+    try:
+        xml = job_xml([{"name": "a", "native": ["true"]}, {"name": "b", "native": ["true"]}])
+        job, text = parse_workflow(xml), xml.decode()
+        ids = done_without_waiting(jobstore.commit_jobs(store, [(job, "alice", text)] * 3, 1))
+        assert len(ids) == 3 and done_without_waiting(jobstore.count_jobs(store, "alice")) == 3
+        row = {**dict.fromkeys(jobstore.TASK_COLUMNS), "attempts": 1}
+        row |= {"job_id": ids[0], "task_index": 1, "status": "RUNNING"}
+        row |= {"max_number_of_execution": 1}
+        done_without_waiting(jobstore.write_batch(store, [row], []))
+        task = await store.fetch_one(  # the reader connection, in its thread
+            "SELECT status FROM tasks WHERE job_id = :j AND task_index = 1", {"j": ids[0]}
+        )
+        assert task is not None and task["status"] == "RUNNING"
+    finally:
+        await store.close()
+
+
+async def test_a_small_transaction_waits_for_another_process_in_the_thread(
+    short_tmp: Path,
+) -> None:
+    """Another writer (an admin command) holds the file: the in-loop writer does not
+    wait for it, the driver's thread does, and the write is done once it commits."""
+    store = await sqlite_store(short_tmp)
+    other = sqlite3.connect(short_tmp / "db.sqlite", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        xml = job_xml([{"name": "a", "native": ["true"]}])
+        pending = asyncio.ensure_future(
+            jobstore.commit_jobs(store, [(parse_workflow(xml), "bob", xml.decode())], 1)
+        )
+        for _ in range(20):
+            await asyncio.sleep(0)  # loop turns: it must still be waiting for the lock
+        assert not pending.done()
+        other.execute("COMMIT")
+        [job_id] = await pending
+        assert await jobstore.get_job(store, job_id) is not None
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_the_write_ahead_log_is_checkpointed_from_a_thread(short_tmp: Path) -> None:
+    """The in-loop writer never checkpoints (that fsyncs); the store does, past a size,
+    so the log does not grow without end."""
+    store = await sqlite_store(short_tmp)
+    store.CHECKPOINT_WAL_BYTES = 64 * 1024
+    wal = short_tmp / "db.sqlite-wal"
+    try:
+        xml = job_xml([{"name": "a", "native": ["true"]}])
+        job, text = parse_workflow(xml), xml.decode() + "<!--" + "x" * 8000 + "-->"
+        biggest = 0
+        for _ in range(300):  # ~2.4 MB of workflows, in small transactions
+            await jobstore.commit_jobs(store, [(job, "alice", text)], 1)
+            while (running := store._checkpointing) is not None:
+                await running
+            biggest = max(biggest, wal.stat().st_size)
+        assert await jobstore.count_jobs(store, "alice") == 300
+        assert biggest < 1024 * 1024, biggest
+    finally:
+        await store.close()
+
+
+async def test_a_small_submit_is_committed_in_the_submitting_task(
+    short_tmp: Path, hypervisor: Hypervisor
+) -> None:
+    """On SQLite, with nothing else being written, a small job is committed and live
+    before `submit` first waits for anything: handing it to the group writer's task
+    cost a loop turn to start and one to answer (each ~10 ms under the soak's load)."""
+    store = await sqlite_store(short_tmp)
+    s = make_scheduler(store, hypervisor, workers=2)
+    await s.start()
+    try:
+        xml = job_xml([{"name": "a", "bash": "true"}, {"name": "b", "bash": "true"}])
+        job_id = done_without_waiting(s.submit(parse_workflow(xml), "alice", xml.decode()))
+        assert s.is_live(job_id)
+        more = await asyncio.gather(
+            *(s.submit(parse_workflow(xml), "bob", xml.decode()) for _ in range(5))
+        )
+        assert more == list(range(job_id + 1, job_id + 6))
+        for one in (job_id, *more):
+            assert await s.wait_job(one, timeout=30) == "FINISHED"
+        assert await jobstore.count_jobs(store, None) == 6
     finally:
         await s.stop()
         await store.close()

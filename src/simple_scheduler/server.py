@@ -559,7 +559,10 @@ def _hypercorn_config(config: Config) -> HypercornConfig:
     hc = HypercornConfig()
     host = f"[{config.address}]" if ":" in config.address else config.address
     hc.bind = [f"{host}:{config.port}"]
-    hc.accesslog = logging.getLogger("hypercorn.access")
+    access = logging.getLogger("hypercorn.access")
+    # Hypercorn builds each request's log atoms before the logger looks at its level:
+    # ~3% of the server's CPU under the soak's load, for lines nobody keeps.
+    hc.accesslog = access if access.isEnabledFor(logging.INFO) else None
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
     hc.graceful_timeout = GRACEFUL_TIMEOUT

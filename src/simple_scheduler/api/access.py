@@ -6,8 +6,6 @@ does not exist, so ids cannot be probed. Admins see everything.
 
 from __future__ import annotations
 
-import sqlite3
-
 from quart import g, request
 
 from simple_scheduler.api import csrf
@@ -55,7 +53,7 @@ async def authenticate(*, query_token: bool = False) -> Principal:
 async def visible_job(job_id_text: str, principal: Principal) -> Row:
     """The job row if it exists and `principal` may see it, else 404."""
     job_id = parse_job_id(job_id_text)
-    row = await get_job(job_id)
+    row = await jobstore.get_job(services().store, job_id)
     if row is None or not may_see(principal, row):
         raise ApiError(404, f"job {job_id} does not exist")
     return row
@@ -77,17 +75,6 @@ async def requested_task(
 async def requested_jobs(principal: Principal) -> list[Row]:
     """The jobs of `?jobsid=`, each one visible to `principal` (404 at the first that is not)."""
     return [await visible_job(str(i), principal) for i in job_ids_arg()]
-
-
-async def get_job(job_id: int) -> Row | None:
-    """The job row: in-thread when the store allows it, else through the store."""
-    fast = services().fast
-    if fast is not None:
-        try:
-            return fast.fetch_one("SELECT * FROM jobs WHERE id = :id", {"id": job_id})
-        except sqlite3.Error:
-            pass  # busy or locked: the store's connection waits properly
-    return await jobstore.get_job(services().store, job_id)
 
 
 def may_see(principal: Principal, job: Row) -> bool:

@@ -23,6 +23,7 @@ from simple_scheduler.api import (
 from simple_scheduler.api.context import SchedulerApp, Services
 from simple_scheduler.api.errors import register_error_handlers
 from simple_scheduler.api.matrix import MatrixConverter
+from simple_scheduler.api.streaming import without_send_timeout
 
 #: Where ProActive mounts its REST application.
 PREFIX = "/rest"
@@ -57,6 +58,7 @@ def create_app(services: Services) -> SchedulerApp:
         app.register_blueprint(blueprint, url_prefix=PREFIX)
     register_error_handlers(app)
     standby.install(app)
+    app.after_request(without_send_timeout)
     from simple_scheduler import dashboard  # here: dashboard imports the api package
 
     dashboard.install(app)

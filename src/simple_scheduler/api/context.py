@@ -23,7 +23,6 @@ from simple_scheduler.config import Config
 from simple_scheduler.scheduler import Scheduler
 from simple_scheduler.states import ServerRole, check_role
 from simple_scheduler.store.db import Store
-from simple_scheduler.store.fastread import FastReader
 from simple_scheduler.workflow.limits import Limits
 
 
@@ -68,18 +67,9 @@ class Services:
     #: Per job: precious tasks and declared variable details (details.py).
     job_details: OrderedDict[int, JobDetails] = field(default_factory=OrderedDict)
 
-    #: In-thread primary-key reads (SQLite only; see fastread.py).
-    fast: FastReader | None = None
-
-    def __post_init__(self) -> None:
-        if self.fast is None:
-            self.fast = FastReader.open(self.config.database_url)
-
     def close(self) -> None:
-        """Release what the services opened themselves (the store is the caller's)."""
-        if self.fast is not None:
-            self.fast.close()
-            self.fast = None
+        """Release what the services opened themselves (none today; the store is the
+        caller's, and holds its in-loop reader itself)."""
 
     @property
     def limits(self) -> Limits:

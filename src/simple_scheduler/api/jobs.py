@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import orjson
 from quart import Blueprint, Response, jsonify, request
 
-from simple_scheduler.api import details, requests, views
+from simple_scheduler.api import requests, views
 from simple_scheduler.api.access import (
     authenticate,
     check_priority,
@@ -27,7 +27,7 @@ from simple_scheduler.api.context import Services, services
 from simple_scheduler.api.details import job_details
 from simple_scheduler.api.errors import JOB_ALREADY_FINISHED_EXCEPTION, ApiError
 from simple_scheduler.api.requests import bool_arg, int_arg
-from simple_scheduler.api.streaming import PAGE_ROWS, json_stream, rest_page
+from simple_scheduler.api.streaming import PAGE_ROWS, json_answer, json_stream, rest_page
 from simple_scheduler.states import JobStatus
 from simple_scheduler.store import jobstore
 from simple_scheduler.store.db import Row, Store
@@ -52,7 +52,6 @@ async def submit(matrix: dict[str, str]) -> Response:
     job = requests.with_query_generic_information(job)
     check_priority(job.priority, principal)
     job_id = await services().scheduler.submit(job, principal.name, xml)
-    details.remember(services(), job_id, job, document)
     return jsonify({"id": job_id, "readableName": job.name})
 
 
@@ -114,16 +113,18 @@ async def validate(matrix: dict[str, str]) -> Response:
 async def list_job_ids() -> Response:
     """Job ids, newest first: RestPage<String> (`index`/`limit`, -1 = everything)."""
     principal = await authenticate()
-    pages, total = await _pages(principal.is_admin, principal.name)
-    return json_stream(rest_page(pages, _job_id_text, total))
+    pages, total, small = await _pages(principal.is_admin, principal.name)
+    return await json_answer(rest_page(pages, _job_id_text, total), small=small)
 
 
 @blueprint.get("/scheduler/jobsinfo")
 async def list_jobs_info() -> Response:
     """Jobs with their info, newest first: RestPage<UserJobData>."""
     principal = await authenticate()
-    pages, total = await _pages(principal.is_admin, principal.name)
-    return json_stream(rest_page(_with_details(services(), pages), _user_job, total))
+    pages, total, small = await _pages(principal.is_admin, principal.name)
+    return await json_answer(
+        rest_page(_with_details(services(), pages), _user_job, total), small=small
+    )
 
 
 async def _with_details(
@@ -131,7 +132,7 @@ async def _with_details(
 ) -> AsyncIterator[list[tuple[Row, views.JobDetails]]]:
     """Each page's rows with their job details (precious tasks, declared variables)."""
     async for rows in pages:
-        yield [(row, await job_details(svc, int(row["id"]))) for row in rows]
+        yield [(row, await job_details(svc, int(row["id"]), row)) for row in rows]
 
 
 def _user_job(item: tuple[Row, views.JobDetails]) -> object:
@@ -178,7 +179,7 @@ async def revision_jobs_info() -> Response:
         limit=int_arg("limit", -1, minimum=-1),
     )
     svc = services()
-    items = [views.user_job(r, await job_details(svc, int(r["id"]))) for r in rows]
+    items = [views.user_job(r, await job_details(svc, int(r["id"]), r)) for r in rows]
     revision = svc.scheduler.revision
     return jsonify({"revision": revision, "map": {str(revision): items}})
 
@@ -187,9 +188,9 @@ def _job_id_text(row: Row) -> str:
     return str(row["id"])
 
 
-async def _pages(is_admin: bool, name: str) -> tuple[AsyncIterator[list[Row]], int]:
+async def _pages(is_admin: bool, name: str) -> tuple[AsyncIterator[list[Row]], int, bool]:
     """The requested listing as pages of rows (streamed: `limit=-1` may be every job),
-    and the total count."""
+    the total count, and whether the listing is small (a short page: sent in one piece)."""
     index = int_arg("index", -1, minimum=-1)
     limit = int_arg("limit", -1, minimum=-1)
     store = services().store
@@ -211,14 +212,14 @@ async def _pages(is_admin: bool, name: str) -> tuple[AsyncIterator[list[Row]], i
             left = None if left is None else left - len(rows)
             below, skip = int(rows[-1]["id"]), 0
 
-    return pages(), total
+    return pages(), total, 0 <= limit <= jobstore.SMALL_PAGE
 
 
 @blueprint.get("/scheduler/jobs/<job_id>")
 async def job_state(job_id: str) -> Response:
     """The job and all its tasks: JobStateData, tasks keyed by index (streamed)."""
     job = await requested_job(job_id)
-    extra = await job_details(services(), int(job["id"]))  # in the request's context
+    extra = await job_details(services(), int(job["id"]), job)  # in the request's context
     return json_stream(_job_state_chunks(services().store, job, extra))
 
 
@@ -251,7 +252,7 @@ def render_task_states(rows: list[Row], job: Row) -> bytes:
 async def job_info(job_id: str) -> Response:
     """The job's status, times and task counters: JobInfoData."""
     job = await requested_job(job_id)
-    return jsonify(views.job_info(job, await job_details(services(), int(job["id"]))))
+    return jsonify(views.job_info(job, await job_details(services(), int(job["id"]), job)))
 
 
 @blueprint.get("/scheduler/jobs/<job_id>/xml")

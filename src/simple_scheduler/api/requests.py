@@ -8,6 +8,9 @@ import dataclasses
 import math
 
 from quart import request
+from quart.datastructures import FileStorage
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestTimeout
 
 from simple_scheduler.api.context import services
 from simple_scheduler.api.errors import JOB_CREATION_EXCEPTION, ApiError
@@ -90,14 +93,28 @@ def _scalar(value: object) -> str:
     return str(value)
 
 
+async def _form_parts() -> tuple[MultiDict[str, str], MultiDict[str, FileStorage]]:
+    """The fields and files of a form body, parsed by Quart's own parser with Quart's
+    limits and body timeout, as `request.form` and `request.files` do, but in this task:
+    Quart runs the parse under `asyncio.wait_for`, a task of its own on Python 3.11, two
+    more turns of the event loop per submit (~16 ms under the soak's load)."""
+    parser = request.make_form_data_parser()
+    try:
+        async with asyncio.timeout(request.body_timeout):
+            return await parser.parse(
+                request.body, request.mimetype, request.content_length, request.mimetype_params
+            )
+    except TimeoutError:
+        raise RequestTimeout() from None
+
+
 async def workflow_submission(matrix: dict[str, str]) -> tuple[bytes, dict[str, str]]:
     """The workflow bytes and the submit-time variables of this request."""
     variables: dict[str, str] = {}
     workflow: bytes | None = None
     mimetype = request.mimetype
     if mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        files = await request.files
-        form = await request.form
+        form, files = await _form_parts()
         if "variables" in files:
             try:
                 raw = files["variables"].read().decode("utf-8")

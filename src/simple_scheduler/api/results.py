@@ -248,7 +248,7 @@ async def get_job_result(job_id: str) -> Response:
     """The job's results: JobResultData (409 while the job is alive; streamed)."""
     job = await _ended_job(job_id)
     svc = services()
-    details = await job_details(svc, int(job["id"]))
+    details = await job_details(svc, int(job["id"]), job)
     return json_stream(_job_result_chunks(svc.store, job, svc.scheduler.files, details))
 
 

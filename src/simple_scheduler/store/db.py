@@ -4,12 +4,17 @@
 touches it; for a web server that is a thread per request. We hold two long-lived
 connections instead: one writer, serialised by a lock so transactions from concurrent
 tasks never interleave (SQLite has a single writer anyway), and one reader, which sees
-only committed state thanks to WAL. On PostgreSQL (asyncpg) the same two connections
-are taken from a pool of two, and queries skip `databases` (see `dbengine.PostgresQueries`);
-what differs between the engines is in `dbengine`. A PostgreSQL server can go away
-under a running store (restart, failover, a terminated session): a connection found
-closed is replaced, reads are retried once on the new one, and a write transaction
-fails (its caller retries, as the scheduler's writer does) but the next one succeeds.
+only committed state thanks to WAL. On SQLite two more connections live in the event
+loop's thread (see `inloop`): a read-only one answers reads the caller marks
+`small=True` (a request's key lookups cost microseconds instead of two thread switches),
+and a writer runs small transactions (`run_transaction(..., small=True)`), which in the
+driver's thread paid a GIL hand-over per statement against a busy loop. On
+PostgreSQL (asyncpg) the two connections are taken from a pool of two, and queries skip
+`databases` (see `dbengine.PostgresQueries`); what differs between the engines is in
+`dbengine`. A PostgreSQL server can go away under a running store (restart, failover, a
+terminated session): a connection found closed is replaced, reads are retried once on
+the new one, and a write transaction fails (its caller retries, as the scheduler's
+writer does) but the next one succeeds.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -26,8 +32,10 @@ from typing import Any, Protocol, TypeVar, cast
 from databases import Database
 from databases.core import Connection
 
+from simple_scheduler.config import sqlite_path
 from simple_scheduler.store import dbengine
 from simple_scheduler.store.dbengine import Engine
+from simple_scheduler.store.inloop import LoopReader, LoopWriter, WriterBusy
 
 Row = Mapping[str, Any]
 T = TypeVar("T")
@@ -181,6 +189,14 @@ class Store:
         self._read_q: Queries | None = None
         self._write_lock = asyncio.Lock()
         self._replace_lock = asyncio.Lock()
+        self._fast: LoopReader | None = None
+        #: False once the in-loop connections cannot exist (not SQLite, an in-memory
+        #: database, or the store closed).
+        self._fast_possible = self.engine == "sqlite" and sqlite_path(url) is not None
+        self._fast_warned = False
+        self._loop_writer: LoopWriter | None = None
+        self._loop_writer_tried = False
+        self._checkpointing: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -228,6 +244,16 @@ class Store:
             return True
 
     async def close(self) -> None:
+        if self._checkpointing is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpointing
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
+        if self._loop_writer is not None:
+            self._loop_writer.close()
+            self._loop_writer = None
+        self._fast_possible = False
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.__aexit__(None, None, None)
@@ -267,10 +293,14 @@ class Store:
         """Whether `run_transaction` is available (SQLite through aiosqlite)."""
         return self._driver() is not None
 
-    async def run_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def run_transaction(
+        self, work: Callable[[sqlite3.Connection], T], *, small: bool = False
+    ) -> T:
         """Run `work` in one transaction of its own, in the driver's thread: BEGIN, its
         statements and COMMIT in one hop (through `databases` a transaction takes five or
         more, each waiting for a turn of a busy event loop). SQLite only (`one_hop`).
+        `small`: a transaction of a few milliseconds at most, run in the loop's thread
+        when it can be (see `inloop`).
 
         Submits and status changes are committed as soon as nothing else is being
         committed, so the length of a commit is how late a change reaches readers."""
@@ -291,12 +321,81 @@ class Store:
             return result
 
         async with self._write_lock:
+            if small and (writer := self._in_loop_writer()) is not None:
+                try:
+                    result = writer.run(work)
+                except WriterBusy:
+                    pass  # another process writes: wait for it in the thread
+                else:
+                    self._checkpoint_if_needed()
+                    return result
             return cast(T, await run(transaction))
+
+    def transaction_now(self, work: Callable[[sqlite3.Connection], T]) -> T | None:
+        """`work` (small, never returning None) in a transaction of its own, committed
+        right here in the loop's thread, or None when that cannot be done without waiting
+        (a transaction in progress, another process writing, not SQLite): the caller
+        then goes through `run_transaction`. Saves the caller the loop turns of handing
+        the work to a task of its own."""
+        if self._write_lock.locked() or (writer := self._in_loop_writer()) is None:
+            return None
+        try:
+            result = writer.run(work)
+        except WriterBusy:
+            return None
+        self._checkpoint_if_needed()
+        return result
+
+    def _in_loop_writer(self) -> LoopWriter | None:
+        if self._loop_writer is None and self._fast_possible and not self._loop_writer_tried:
+            self._loop_writer_tried = True
+            self._loop_writer = LoopWriter.open(self.url)
+        return self._loop_writer
+
+    #: The in-loop writer never checkpoints; past this much WAL the store does, in a
+    #: thread (SQLite's own automatic checkpoint is at 1,000 pages of 4 KiB).
+    CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+
+    def _checkpoint_if_needed(self) -> None:
+        path = sqlite_path(self.url)
+        if path is None or self._checkpointing is not None:
+            return
+        try:
+            size = os.stat(f"{path}-wal").st_size
+        except OSError:
+            return
+        if size >= self.CHECKPOINT_WAL_BYTES:
+            self._checkpointing = asyncio.ensure_future(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        """A passive checkpoint, on a connection of its own in a worker thread: it
+        neither waits for nor blocks the writers, and its fsyncs stay out of the loop.
+        (Not on the reader: a statement it keeps open makes SQLite refuse.)"""
+        path = sqlite_path(self.url)
+        assert path is not None, "checkpoints are for a SQLite file"
+
+        def checkpoint() -> None:
+            conn = sqlite3.connect(path, timeout=dbengine.CHECKPOINT_BUSY_S)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                conn.close()
+
+        try:
+            await asyncio.to_thread(checkpoint)
+        except Exception:  # the next commit past the size tries again
+            log.exception("checkpoint of the write-ahead log failed")
+        finally:
+            self._checkpointing = None
+
+    #: A batch of up to this many rows is a small transaction (`run_transaction`).
+    SMALL_BATCH_ROWS = 256
 
     async def write_batches(
         self, batches: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]
     ) -> None:
-        """Several `execute_many` in one transaction of their own (one hop on SQLite)."""
+        """Several `execute_many` in one transaction of their own (one hop on SQLite, none
+        for a small batch)."""
         work = [(query, [dict(v) for v in values]) for query, values in batches if values]
         if not work:
             return
@@ -309,7 +408,8 @@ class Store:
             for query, values in work:
                 driver.executemany(query, values)
 
-        await self.run_transaction(execute_all)
+        rows = sum(len(values) for _, values in work)
+        await self.run_transaction(execute_all, small=rows <= self.SMALL_BATCH_ROWS)
 
     async def execute(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
         async with self.transaction() as tx:
@@ -327,11 +427,35 @@ class Store:
         assert self._read_q is not None, "store is closed"
         return await op(self._read_q)
 
-    async def fetch_all(self, query: str, values: Mapping[str, Any] | None = None) -> list[Row]:
+    def _fast_reader(self) -> LoopReader | None:
+        """The in-loop reader, opened on first use (the file may not exist before the
+        migrations ran: then the next small read tries again)."""
+        if self._fast is None and self._fast_possible:
+            self._fast = LoopReader.open(self.url, quiet=self._fast_warned)
+            self._fast_warned = True
+        return self._fast
+
+    async def fetch_all(
+        self, query: str, values: Mapping[str, Any] | None = None, *, small: bool = False
+    ) -> list[Row]:
+        """`small`: a bounded, indexed read, answered in the loop's thread when it can."""
+        if small and (fast := self._fast_reader()) is not None:
+            with contextlib.suppress(sqlite3.Error):  # busy or locked: the reader waits
+                return fast.fetch_all(query, values)
         return await self._read(lambda q: q.fetch_all(query, values))
 
-    async def fetch_one(self, query: str, values: Mapping[str, Any] | None = None) -> Row | None:
+    async def fetch_one(
+        self, query: str, values: Mapping[str, Any] | None = None, *, small: bool = False
+    ) -> Row | None:
+        if small and (fast := self._fast_reader()) is not None:
+            with contextlib.suppress(sqlite3.Error):
+                return fast.fetch_one(query, values)
         return await self._read(lambda q: q.fetch_one(query, values))
 
-    async def fetch_val(self, query: str, values: Mapping[str, Any] | None = None) -> Any:
+    async def fetch_val(
+        self, query: str, values: Mapping[str, Any] | None = None, *, small: bool = False
+    ) -> Any:
+        if small and (fast := self._fast_reader()) is not None:
+            with contextlib.suppress(sqlite3.Error):
+                return fast.fetch_val(query, values)
         return await self._read(lambda q: q.fetch_val(query, values))

@@ -32,6 +32,9 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
 )
 
+#: How long the store's checkpoint waits for a lock (a passive one takes none for long).
+CHECKPOINT_BUSY_S = 1.0
+
 #: The store holds exactly two connections (writer and reader) for its whole life; asyncpg's
 #: pool would otherwise open ten server processes per store at start. These win over any
 #: `?min_size=`/`?max_size=` in the URL: a bigger pool would never be used.

@@ -2,14 +2,17 @@
 
 Writes come in two shapes only: a whole submitted job (one transaction), and a batch of
 status changes (one transaction, one `executemany` per table). Reads are plain queries
-on the reader connection; listings are paged in SQL.
+on the reader connection; listings are paged in SQL. What a request reads per call is
+bounded whatever the history: rows by key, pages by key, and job counts from
+`job_counts` (kept with the jobs in the same transactions), never a COUNT over all jobs.
+Those small reads are marked `small=True` (on SQLite, answered in the loop's thread).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from simple_scheduler.states import (
@@ -24,6 +27,7 @@ from simple_scheduler.states import (
 from simple_scheduler.store.db import Row, Store, Tx
 from simple_scheduler.store.dbengine import INT32_MAX, matchable
 from simple_scheduler.workflow import Job, NativeCommand, Script, Task
+from simple_scheduler.workflow.details import job_details
 
 TASK_COLUMNS = (
     "status",
@@ -113,12 +117,34 @@ async def commit_jobs(
     store: Store, submissions: Sequence[tuple[Job, str, str]], now_ms: int
 ) -> list[int]:
     """`insert_jobs` in a transaction of its own, committed; on SQLite in one hop to the
-    driver's thread (rows are built there too, off the event loop)."""
+    driver's thread (rows are built there too, off the event loop), or none when small."""
     if not submissions:
         return []
     if not store.one_hop:
         async with store.transaction() as tx:
             return await insert_jobs(tx, submissions, now_ms)
+    return await store.run_transaction(
+        _commit_work(submissions, now_ms), small=_small(submissions)
+    )
+
+
+def commit_jobs_now(
+    store: Store, submissions: Sequence[tuple[Job, str, str]], now_ms: int
+) -> list[int] | None:
+    """`commit_jobs` done at once in the loop's thread, or None when it cannot be
+    without waiting (the caller then uses `commit_jobs`)."""
+    if not submissions or not _small(submissions) or not store.one_hop:
+        return None
+    return store.transaction_now(_commit_work(submissions, now_ms))
+
+
+def _small(submissions: Sequence[tuple[Job, str, str]]) -> bool:
+    return sum(len(job.tasks) for job, _, _ in submissions) <= SMALL_SUBMIT_TASKS
+
+
+def _commit_work(
+    submissions: Sequence[tuple[Job, str, str]], now_ms: int
+) -> Callable[[sqlite3.Connection], list[int]]:
     count = len(submissions)
 
     def work(conn: sqlite3.Connection) -> list[int]:
@@ -129,7 +155,12 @@ async def commit_jobs(
                 conn.executemany(query, rows)
         return ids
 
-    return await store.run_transaction(work)
+    return work
+
+
+#: Submitted jobs of up to this many tasks in all are written in the loop's thread
+#: (`Store.run_transaction`): building and inserting their rows takes ~1 ms.
+SMALL_SUBMIT_TASKS = 64
 
 
 _TAKE_JOB_IDS = (
@@ -145,10 +176,10 @@ def _job_batches(
     jobs = (
         "INSERT INTO jobs (id, owner, name, priority, status, on_task_error,"
         " max_number_of_execution, project_name, description, variables, generic_information,"
-        " xml, submitted_time, total_tasks, "
+        " xml, details, submitted_time, total_tasks, "
         + ", ".join(JOB_COUNTERS)
         + ") VALUES (:id, :owner, :name, :priority, :status, :on_task_error, :max_exec,"
-        " :project_name, :description, :variables, :generic_information, :xml,"
+        " :project_name, :description, :variables, :generic_information, :xml, :details,"
         " :submitted_time, :total, "
         + ", ".join(f":{c}" for c in JOB_COUNTERS)
         + ")",
@@ -167,6 +198,7 @@ def _job_batches(
                 "variables": json.dumps(job.variables),
                 "generic_information": json.dumps(job.generic_information),
                 "xml": xml,
+                "details": json.dumps(job_details(job, xml.encode("utf-8"))),
                 "submitted_time": now_ms,
                 "total": len(job.tasks),
             }
@@ -191,6 +223,14 @@ def _job_batches(
             for task in job.tasks
         ],
     )
+    per_owner: dict[str, int] = {}
+    for _, owner, _ in submissions:
+        per_owner[owner] = per_owner.get(owner, 0) + 1
+    counts = (
+        "INSERT INTO job_counts (owner, jobs) VALUES (:owner, :jobs)"
+        " ON CONFLICT (owner) DO UPDATE SET jobs = job_counts.jobs + excluded.jobs",
+        [{"owner": owner, "jobs": n} for owner, n in per_owner.items()],
+    )
     dependencies = (
         "INSERT INTO dependencies (job_id, task_index, parent)"
         " VALUES (:job_id, :task_index, :parent)",
@@ -201,7 +241,7 @@ def _job_batches(
             for parent in task.depends
         ],
     )
-    return [jobs, tasks, dependencies]
+    return [jobs, counts, tasks, dependencies]
 
 
 async def write_batch(
@@ -232,6 +272,11 @@ async def load_live(store: Store) -> tuple[list[Row], list[Row], list[Row]]:
 
 async def delete_job(store: Store, job_id: int) -> None:
     async with store.transaction() as tx:
+        await tx.execute(
+            "UPDATE job_counts SET jobs = jobs - 1"
+            " WHERE owner = (SELECT owner FROM jobs WHERE id = :id)",
+            {"id": job_id},
+        )
         await tx.execute("DELETE FROM dependencies WHERE job_id = :id", {"id": job_id})
         await tx.execute("DELETE FROM tasks WHERE job_id = :id", {"id": job_id})
         await tx.execute("DELETE FROM jobs WHERE id = :id", {"id": job_id})
@@ -241,7 +286,18 @@ async def delete_job(store: Store, job_id: int) -> None:
 
 
 async def get_job(store: Store, job_id: int) -> Row | None:
-    return await store.fetch_one("SELECT * FROM jobs WHERE id = :id", {"id": job_id})
+    return await store.fetch_one("SELECT * FROM jobs WHERE id = :id", {"id": job_id}, small=True)
+
+
+#: A job row without its workflow document: what listings show (the XML may be large).
+LISTED_JOB = (
+    "id, owner, name, priority, status, on_task_error, max_number_of_execution,"
+    " project_name, description, variables, generic_information, details, submitted_time,"
+    " start_time, finished_time, in_error_time, total_tasks, " + ", ".join(JOB_COUNTERS)
+)
+
+#: A page of jobs up to this many rows is read in the loop's thread (`small`).
+SMALL_PAGE = 100
 
 
 async def list_jobs(
@@ -259,8 +315,17 @@ async def list_jobs(
 
 
 async def count_jobs(store: Store, owner: str | None) -> int:
-    where, values = ("", {}) if owner is None else (" WHERE owner = :owner", {"owner": owner})
-    return int(await store.fetch_val("SELECT COUNT(*) FROM jobs" + where, values) or 0)
+    """How many jobs `owner` has (None: everybody), from `job_counts`: a read per owner,
+    not a scan of every job ever kept."""
+    if owner is None:
+        total = await store.fetch_val("SELECT SUM(jobs) FROM job_counts", small=True)
+    elif not matchable(owner):
+        return 0
+    else:
+        total = await store.fetch_val(
+            "SELECT jobs FROM job_counts WHERE owner = :owner", {"owner": owner}, small=True
+        )
+    return int(total or 0)
 
 
 async def jobs_page(
@@ -279,7 +344,9 @@ async def jobs_page(
         values["below"] = below
     where = " WHERE " + " AND ".join(clauses) if clauses else ""
     return await store.fetch_all(
-        "SELECT * FROM jobs" + where + " ORDER BY id DESC LIMIT :count OFFSET :skip", values
+        f"SELECT {LISTED_JOB} FROM jobs" + where + " ORDER BY id DESC LIMIT :count OFFSET :skip",
+        values,
+        small=count <= SMALL_PAGE and skip <= SMALL_PAGE,
     )
 
 
@@ -316,6 +383,7 @@ async def get_task(store: Store, job_id: int, name: str) -> Row | None:
     return await store.fetch_one(
         "SELECT * FROM tasks WHERE job_id = :job_id AND name = :name",
         {"job_id": job_id, "name": name},
+        small=True,
     )
 
 
@@ -325,6 +393,7 @@ async def get_task_by_index(store: Store, job_id: int, index: int) -> Row | None
     return await store.fetch_one(
         "SELECT * FROM tasks WHERE job_id = :job_id AND task_index = :index",
         {"job_id": job_id, "index": index},
+        small=True,
     )
 
 
@@ -354,6 +423,14 @@ async def precious_task_names(store: Store, job_id: int) -> list[str]:
         {"job_id": job_id, "pattern": '%"precious_result": true%'},
     )
     return [str(r["name"]) for r in rows if json_field(r["spec"]).get("precious_result")]
+
+
+async def stored_details(store: Store, job_id: int) -> str | None:
+    """The job's `details` JSON (None for a job submitted before it was kept)."""
+    value = await store.fetch_val(
+        "SELECT details FROM jobs WHERE id = :id", {"id": job_id}, small=True
+    )
+    return None if value is None else str(value)
 
 
 async def job_document(store: Store, job_id: int) -> str | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from lxml import etree
 
+from simple_scheduler.workflow.model import Job
 from simple_scheduler.workflow.xml import parser_options
 
 _FLAGS = ("advanced", "hidden")
@@ -46,3 +47,12 @@ def variable_details(document: bytes) -> dict[str, dict[str, Any]]:
     except etree.XMLSyntaxError:
         return out
     return out
+
+
+def job_details(job: Job, document: bytes) -> dict[str, Any]:
+    """What ProActive's JobInfoData shows that a job's columns do not hold, as stored
+    with the job (JSON): the tasks with `preciousResult`, the variables' declared details."""
+    return {
+        "precious_tasks": [t.name for t in job.tasks if t.precious_result],
+        "variables": variable_details(document),
+    }
