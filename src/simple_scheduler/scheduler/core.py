@@ -549,8 +549,13 @@ class Scheduler:
             submitted = now_ms()
             ids = jobstore.commit_jobs_now(self.store, [(job, owner, xml)], submitted)
             if ids is not None:
-                self._go_live(ids[0], job, owner, submitted)
-                return ids[0]
+                live = self._live_job(ids[0], job, owner, submitted)
+                announced = [self._submitted_event(live)] if self.events.active else []
+                await self.events.prepare(announced)  # as in _store_group
+                self._go_live(live, job)
+                self.events.publish(announced)
+                self._settle({live})
+                return live.id
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._submissions.append((job, owner, xml, done))
         if self._submitter is None:
