@@ -237,7 +237,7 @@ export function watchJob(jobId, statuses, onUpdate, onError, graph) {
       known = body.statuses;
     }
     const heard = held || [];
-    if (held !== null) performance.mark("live-events"); // following the socket (tests)
+    if (held !== null && first) performance.mark("live-events"); // following the socket (tests)
     held = null;
     for (const event of heard) apply(event);
     schedule();
@@ -269,10 +269,20 @@ export function watchJob(jobId, statuses, onUpdate, onError, graph) {
       if (polling) polling.stop();
       finish();
     },
-    /** Read the state now (after an action). */
+    /** Read the state now (after an action). Events heard while the read is out are
+     * held and applied on top of its answer, as for the first read: applied at once, they
+     * would be undone by an answer made before them (a task shown RUNNING for good). */
     refresh() {
       if (polling) polling.refresh();
-      else if (!stopped && held === null) read().catch(onError);
+      else if (!stopped && held === null) {
+        held = [];
+        read().catch((error) => {
+          const heard = held || [];
+          held = null;
+          for (const event of heard) apply(event);
+          onError(error);
+        });
+      }
     },
   };
 }
