@@ -241,9 +241,10 @@ def test_a_task_cancelled_from_outside_fails_with_a_reason(server: Server) -> No
         wait_for(lambda: not marked(marker), 60, "the cancelled task's processes to go")
 
 
-def test_server_killed_mid_job_adopts_its_slurm_jobs(server: Server) -> None:
-    flag = server.root / "go"
-    ledger = server.root / "ledger"
+def gated_ledger_job(root: Path, name: str) -> tuple[bytes, Path, Path]:
+    """A diamond-less join whose A and B wait for a flag file, then each task appends its
+    name to a ledger (which says what ran, and how often): (xml, flag, ledger)."""
+    flag, ledger = root / "go", root / "ledger"
     script = f"while [ ! -e {flag} ]; do sleep 0.1; done; echo $PA_TASK_NAME >> {ledger}"
     xml = job_xml(
         [
@@ -251,8 +252,13 @@ def test_server_killed_mid_job_adopts_its_slurm_jobs(server: Server) -> None:
             {"name": "B", "bash": script},
             {"name": "C", "depends": ["A", "B"], "bash": f"echo C >> {ledger}"},
         ],
-        name="adopt",
+        name=name,
     )
+    return xml, flag, ledger
+
+
+def test_server_killed_mid_job_adopts_its_slurm_jobs(server: Server) -> None:
+    xml, flag, ledger = gated_ledger_job(server.root, "adopt")
     with client(server) as c:
         job = submit(c, xml)
         wait_for(lambda: len(our_slurm_jobs(server.root)) == 2, 60, "two Slurm jobs")

@@ -22,7 +22,12 @@ from harness import kill_under, new_token, short_tmp, wait_for
 from pgserver import PgServer, sync_query
 from test_client_cli import Cli
 from test_e2e import Server, submit, wait
-from test_slurm import ENDED, cluster, our_slurm_jobs  # noqa: F401  (cluster: a fixture)
+from test_slurm import (  # noqa: F401  (cluster: a fixture)
+    ENDED,
+    cluster,
+    gated_ledger_job,
+    our_slurm_jobs,
+)
 from wfxml import job_xml
 
 from simple_scheduler.server import EXIT_FENCED, EXIT_START_FAILED
@@ -166,16 +171,7 @@ def test_leader_killed_standby_takes_over_and_adopts_slurm_jobs(
     leader_and_standby: tuple[Server, Server], pair: Pair
 ) -> None:
     leader, standby = leader_and_standby
-    flag, ledger = pair.root / "go", pair.root / "ledger"
-    script = f"while [ ! -e {flag} ]; do sleep 0.1; done; echo $PA_TASK_NAME >> {ledger}"
-    xml = job_xml(
-        [
-            {"name": "A", "bash": script},
-            {"name": "B", "bash": script},
-            {"name": "C", "depends": ["A", "B"], "bash": f"echo C >> {ledger}"},
-        ],
-        name="failover",
-    )
+    xml, flag, ledger = gated_ledger_job(pair.root, "failover")
     token = leader.login("alice", "alice-pw")
     with session(leader, token) as a:
         job = submit(a, xml)
