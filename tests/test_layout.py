@@ -9,12 +9,12 @@ import subprocess
 import sys
 
 
-def _modules_after(imports: str) -> list[str]:
-    """The `simple_scheduler` modules a fresh interpreter holds after `imports`."""
+def _modules_after(imports: str, package: str = "simple_scheduler") -> list[str]:
+    """The modules of `package` a fresh interpreter holds after `imports`."""
     code = (
         f"{imports}\n"
         "import json, sys\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('simple_scheduler'))))"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == {package!r})))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
@@ -51,3 +51,8 @@ def test_command_line_start_leaves_the_database_stack_unloaded() -> None:
     loaded = _modules_after("import simple_scheduler.cli.main")
     assert "simple_scheduler.cli.admin" in loaded  # the admin commands are registered
     assert not [m for m in loaded if m.startswith("simple_scheduler.store")], loaded
+
+
+def test_command_line_start_leaves_the_websocket_client_unloaded() -> None:
+    """`websockets` (~30 ms) is loaded when a verb follows a job's events, not at start."""
+    assert _modules_after("import simple_scheduler.cli.main", "websockets") == []
